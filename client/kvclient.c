@@ -1,0 +1,77 @@
+#include "kvclient.h"
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <string.h>
+
+typedef struct {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    bool done;
+    dht_status st;
+    dht_msg reply;
+} via_wait;
+
+static void via_cb(void *arg, dht_status st, const dht_msg *reply)
+{
+    via_wait *w = arg;
+    pthread_mutex_lock(&w->mu);
+    w->st = st;
+    if (reply)
+        w->reply = *reply;
+    w->done = true;
+    pthread_cond_signal(&w->cv);
+    pthread_mutex_unlock(&w->mu);
+}
+
+/* One public call to the --via node; returns the transport status. */
+static dht_status via_call(kvclient *c, const dht_msg *req, dht_msg *reply)
+{
+    via_wait w = {.done = false};
+    pthread_mutex_init(&w.mu, NULL);
+    pthread_cond_init(&w.cv, NULL);
+    int64_t deadline = dht_transport_now(c->t) + c->deadline_ns;
+    if (dht_transport_send(c->t, 0, req, deadline, via_cb, &w) != 0) {
+        w.st = DHT_ERR_SHUTDOWN;
+    } else {
+        pthread_mutex_lock(&w.mu);
+        while (!w.done)
+            pthread_cond_wait(&w.cv, &w.mu);
+        pthread_mutex_unlock(&w.mu);
+    }
+    pthread_mutex_destroy(&w.mu);
+    pthread_cond_destroy(&w.cv);
+    *reply = w.reply;
+    return w.st;
+}
+
+dht_put_outcome kv_put(kvclient *c, int64_t key, int64_t value, char *reason, size_t len)
+{
+    if (c->coord)
+        return dht_coord_put_sync(c->coord, key, value, reason, len);
+    dht_msg req = {.type = DHT_MSG_PUT, .key = key, .value = value}, rep;
+    dht_status st = via_call(c, &req, &rep);
+    if (st == DHT_OK) {
+        if (rep.outcome != DHT_PUT_APPLIED)
+            snprintf(reason, len, "node answered %s", dht_put_outcome_name(rep.outcome));
+        return (dht_put_outcome)rep.outcome;
+    }
+    /* The request may have reached the node before the failure. */
+    snprintf(reason, len, "node call failed (%s): outcome unknown", dht_status_name(st));
+    return DHT_PUT_UNKNOWN;
+}
+
+int kv_get(kvclient *c, int64_t key, int64_t *value, char *reason, size_t len)
+{
+    if (c->coord)
+        return dht_coord_get_sync(c->coord, key, value, reason, len);
+    dht_msg req = {.type = DHT_MSG_GET, .key = key}, rep;
+    dht_status st = via_call(c, &req, &rep);
+    if (st != DHT_OK) {
+        snprintf(reason, len, "node call failed (%s)", dht_status_name(st));
+        return 0;
+    }
+    *value = rep.value;
+    return 1;
+}

@@ -1,0 +1,319 @@
+/* client: command-line access to the store.
+ *
+ *   client [options] put K V | get K | random | health
+ *
+ * By default the client is itself the coordinator: it locks, writes and
+ * reads on every replica listed in --servers (fan-out), so it keeps working
+ * while any minority of servers is down.  With --via it sends plain
+ * KeyValue calls to one node instead.  With no command it runs `random`
+ * at a readable pace, like the exam demo.
+ */
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "coordinator.h"
+#include "kvclient.h"
+#include "log.h"
+#include "random.h"
+#include "transport_grpc.h"
+#include "util.h"
+
+#define DEFAULT_SERVERS "127.0.0.1:50001,127.0.0.1:50002,127.0.0.1:50003"
+
+static volatile sig_atomic_t g_stop;
+
+static void on_sigint(int sig)
+{
+    (void)sig;
+    if (g_stop) /* second Ctrl+C: leave now */
+        _exit(130);
+    g_stop = 1;
+}
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: client [options] [put K V | get K | random | health]\n"
+            "commands:\n"
+            "  put K V          store V under K; prints true/false (exit 0/1); an unknown\n"
+            "                   outcome prints false and the reason on stderr\n"
+            "  get K            prints the value of K (0 if never written); exit 1 on error\n"
+            "  random           randomized load (default when no command is given, then\n"
+            "                   with --interval-ms 500 unless set)\n"
+            "  health           asks a node's grpc.health.v1 service (--via or the first\n"
+            "                   server); exit 0 when it is serving\n"
+            "options:\n"
+            "  --servers LIST   HOST:PORT,... of every replica (env MEMBERS;\n"
+            "                   default " DEFAULT_SERVERS ")\n"
+            "  --via HOST:PORT  send to this node's public KeyValue service instead of\n"
+            "                   fanning out to every replica\n"
+            "  --deadline-ms MS deadline of each put/get (default 2000)\n"
+            "  --workers N      completion-queue threads (default 2)\n"
+            "  --log-level L    error|warn|info|debug (default error)\n"
+            "random options:\n"
+            "  --keys N         keys 0..N-1 (default 100)\n"
+            "  --put-ratio R    fraction of puts, 0..1 (default 0.5)\n"
+            "  --concurrency N  client threads (default 1)\n"
+            "  --ops N          stop after N operations\n"
+            "  --duration S     stop after S seconds (without --ops/--duration: Ctrl+C)\n"
+            "  --interval-ms MS pause between one thread's operations (default 0)\n"
+            "  --history FILE   record every operation (JSON Lines, see DESIGN.md)\n"
+            "  --seed N         seed of keys and choices (default random)\n"
+            "  --quiet          print only the summary\n"
+            "  --progress       print ops/s on stderr every second\n"
+            "  --json           summary as one JSON object\n"
+            "  --help           this text\n");
+}
+
+static int bad(const char *fmt, const char *arg)
+{
+    fprintf(stderr, "client: ");
+    fprintf(stderr, fmt, arg);
+    fprintf(stderr, "\n");
+    usage(stderr);
+    return 2;
+}
+
+typedef struct {
+    const char *servers, *via;
+    int64_t deadline_ms, workers;
+    dht_log_level level;
+    random_opts r;
+    bool interval_set;
+} options;
+
+static int parse_options(int argc, char **argv, options *o)
+{
+    static const struct option longopts[] = {
+        {"servers", required_argument, 0, 's'},     {"via", required_argument, 0, 'v'},
+        {"deadline-ms", required_argument, 0, 'd'}, {"workers", required_argument, 0, 'w'},
+        {"log-level", required_argument, 0, 'L'},   {"keys", required_argument, 0, 'k'},
+        {"put-ratio", required_argument, 0, 'r'},   {"concurrency", required_argument, 0, 'c'},
+        {"ops", required_argument, 0, 'n'},         {"duration", required_argument, 0, 't'},
+        {"interval-ms", required_argument, 0, 'i'}, {"history", required_argument, 0, 'H'},
+        {"seed", required_argument, 0, 'S'},        {"quiet", no_argument, 0, 'q'},
+        {"progress", no_argument, 0, 'p'},          {"json", no_argument, 0, 'j'},
+        {"help", no_argument, 0, 'h'},              {0, 0, 0, 0}};
+    int c;
+    int64_t v;
+    opterr = 0;
+    /* '+': stop at the command, so `put -5 7` keeps its negative numbers. */
+    while ((c = getopt_long(argc, argv, "+", longopts, NULL)) != -1) {
+        switch (c) {
+        case 's':
+            o->servers = optarg;
+            break;
+        case 'v':
+            o->via = optarg;
+            break;
+        case 'd':
+            if (dht_parse_i64(optarg, 10, 600000, &o->deadline_ms))
+                return bad("--deadline-ms '%s' must be 10..600000", optarg);
+            break;
+        case 'w':
+            if (dht_parse_i64(optarg, 1, 64, &o->workers))
+                return bad("--workers '%s' must be 1..64", optarg);
+            break;
+        case 'L':
+            if (dht_log_level_parse(optarg, &o->level))
+                return bad("--log-level '%s' must be error|warn|info|debug", optarg);
+            break;
+        case 'k':
+            if (dht_parse_i64(optarg, 1, INT64_MAX, &o->r.keys))
+                return bad("--keys '%s' must be a positive number", optarg);
+            break;
+        case 'r':
+            if (dht_parse_double(optarg, 0, 1, &o->r.put_ratio))
+                return bad("--put-ratio '%s' must be a number in 0..1", optarg);
+            break;
+        case 'c':
+            if (dht_parse_i64(optarg, 1, 1024, &o->r.concurrency))
+                return bad("--concurrency '%s' must be 1..1024", optarg);
+            break;
+        case 'n':
+            if (dht_parse_i64(optarg, 1, INT64_MAX, &o->r.ops))
+                return bad("--ops '%s' must be a positive number", optarg);
+            break;
+        case 't':
+            if (dht_parse_double(optarg, 0.001, 1e7, &o->r.duration_s))
+                return bad("--duration '%s' must be a positive number of seconds", optarg);
+            break;
+        case 'i':
+            if (dht_parse_i64(optarg, 0, 3600000, &o->r.interval_ms))
+                return bad("--interval-ms '%s' must be 0..3600000", optarg);
+            o->interval_set = true;
+            break;
+        case 'H':
+            o->r.history_path = optarg;
+            break;
+        case 'S':
+            if (dht_parse_i64(optarg, 0, INT64_MAX, &v))
+                return bad("--seed '%s' must be a non-negative number", optarg);
+            o->r.seed = (uint64_t)v;
+            break;
+        case 'q':
+            o->r.quiet = true;
+            break;
+        case 'p':
+            o->r.progress = true;
+            break;
+        case 'j':
+            o->r.json = true;
+            o->r.quiet = true;
+            break;
+        case 'h':
+            usage(stdout);
+            exit(0);
+        default:
+            return bad("unknown or incomplete option '%s'", argv[optind - 1]);
+        }
+    }
+    return 0;
+}
+
+static void on_peer_state(void *arg, int peer, const char *addr, int up)
+{
+    (void)arg;
+    (void)peer;
+    char ts[40];
+    dht_log_timestamp(ts, sizeof ts);
+    if (up)
+        fprintf(stderr, "%s [client %d] notice: server %s answers again\n", ts, (int)getpid(),
+                addr);
+    else
+        fprintf(stderr,
+                "%s [client %d] warning: server %s is not answering; carrying on with the "
+                "live ones\n",
+                ts, (int)getpid(), addr);
+}
+
+static int cmd_health(const char *addr, int64_t deadline_ms)
+{
+    int status;
+    char details[256];
+    uint8_t resp[64];
+    size_t resp_len = sizeof resp;
+    if (dht_grpc_call_raw(addr, DHT_HEALTH_METHOD, "", 0, deadline_ms * DHT_NS_PER_MS, &status,
+                          details, sizeof details, resp, &resp_len) != 0) {
+        fprintf(stderr, "client: health call to %s failed\n", addr);
+        return 1;
+    }
+    if (status != 0) {
+        printf("%s: %s %s\n", addr, dht_grpc_status_name(status), details);
+        return 1;
+    }
+    bool serving = resp_len == 2 && resp[0] == 0x08 && resp[1] == 1;
+    printf("%s: %s\n", addr, serving ? "SERVING" : "NOT_SERVING");
+    return serving ? 0 : 1;
+}
+
+int main(int argc, char **argv)
+{
+    options o = {.deadline_ms = 2000, .workers = 2, .level = DHT_LOG_ERROR};
+    o.r.keys = 100;
+    o.r.put_ratio = 0.5;
+    o.r.concurrency = 1;
+    const char *env = getenv("MEMBERS");
+    o.servers = env && *env ? env : DEFAULT_SERVERS;
+    int rc = parse_options(argc, argv, &o);
+    if (rc)
+        return rc;
+
+    const char *cmd = optind < argc ? argv[optind] : "random";
+    char **args = argv + optind + (optind < argc);
+    int nargs = argc - optind - (optind < argc);
+    bool demo = optind >= argc;
+    int64_t key = 0, value = 0;
+
+    if (strcmp(cmd, "put") == 0) {
+        if (nargs != 2 || dht_parse_i64(args[0], INT64_MIN, INT64_MAX, &key) ||
+            dht_parse_i64(args[1], INT64_MIN, INT64_MAX, &value))
+            return bad("%s: put takes two integers: put KEY VALUE", cmd);
+    } else if (strcmp(cmd, "get") == 0) {
+        if (nargs != 1 || dht_parse_i64(args[0], INT64_MIN, INT64_MAX, &key))
+            return bad("%s: get takes one integer: get KEY", cmd);
+    } else if (strcmp(cmd, "random") == 0) {
+        optind = 0; /* random's own options may follow the command */
+        int sub = parse_options(nargs + 1, args - 1, &o);
+        if (sub)
+            return sub;
+        if (optind < nargs + 1)
+            return bad("unexpected argument '%s'", args[optind - 1]);
+        if (demo && !o.interval_set)
+            o.r.interval_ms = 500;
+    } else if (strcmp(cmd, "health") != 0) {
+        return bad("unknown command '%s'", cmd);
+    }
+
+    char members[DHT_MAX_MEMBERS][256], err[512];
+    int n;
+    if (o.via) {
+        n = dht_parse_hostport(o.via, members[0], sizeof members[0], err, sizeof err) == 0 ? 1
+                                                                                          : -1;
+    } else {
+        n = dht_parse_members(o.servers, members, DHT_MAX_MEMBERS, err, sizeof err);
+    }
+    if (n < 0)
+        return bad("bad server address: %s", err);
+    if (strcmp(cmd, "health") == 0)
+        return cmd_health(members[0], o.deadline_ms);
+
+    char name[48];
+    snprintf(name, sizeof name, "client %d", (int)getpid());
+    dht_log_init(name, o.level, stderr);
+    o.r.name = name;
+    signal(SIGPIPE, SIG_IGN);
+    struct sigaction sa = {.sa_handler = on_sigint};
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+
+    const char *peers[DHT_MAX_MEMBERS];
+    for (int i = 0; i < n; i++)
+        peers[i] = members[i];
+    dht_grpc_config gc = {.peers = peers, .npeers = n, .workers = (int)o.workers,
+                          .on_peer_state = on_peer_state};
+    dht_grpc *g;
+    if (dht_grpc_start(&gc, &g, err, sizeof err) != 0) {
+        fprintf(stderr, "client: %s\n", err);
+        return 1;
+    }
+    kvclient kv = {.t = dht_grpc_transport(g), .deadline_ns = o.deadline_ms * DHT_NS_PER_MS};
+    if (!o.via) {
+        dht_coord_config cc;
+        dht_coord_config_default(&cc);
+        cc.deadline_ns = kv.deadline_ns;
+        kv.coord = dht_coord_new(kv.t, &cc);
+        if (kv.coord == NULL) {
+            fprintf(stderr, "client: out of memory\n");
+            dht_grpc_stop(g);
+            return 1;
+        }
+    }
+
+    char reason[256] = "";
+    if (strcmp(cmd, "put") == 0) {
+        dht_put_outcome out = kv_put(&kv, key, value, reason, sizeof reason);
+        printf("%s\n", out == DHT_PUT_APPLIED ? "true" : "false");
+        if (out != DHT_PUT_APPLIED)
+            fprintf(stderr, "client: put %s: %s\n", dht_put_outcome_name(out), reason);
+        rc = out == DHT_PUT_APPLIED ? 0 : 1;
+    } else if (strcmp(cmd, "get") == 0) {
+        if (kv_get(&kv, key, &value, reason, sizeof reason)) {
+            printf("%lld\n", (long long)value);
+            rc = 0;
+        } else {
+            fprintf(stderr, "client: get failed: %s\n", reason);
+            rc = 1;
+        }
+    } else {
+        rc = run_random(&kv, &o.r, &g_stop);
+    }
+    fflush(stdout);
+    dht_grpc_stop(g);
+    dht_coord_free(kv.coord);
+    return rc;
+}

@@ -1,0 +1,721 @@
+/* Coordinator state machines.
+ *
+ * put(k, v):
+ *   LOCK    send Lock(k, owner, lease) to every replica; Q grants move on to
+ *           WRITE with version (max counter seen + 1, owner).  When Q grants
+ *           become impossible, or a refusal shows another writer and the
+ *           stragglers do not answer within contention_wait, the round is
+ *           abandoned: grants are released, a randomised doubling backoff
+ *           runs, and a new round (new owner id) starts if the deadline
+ *           allows; otherwise the put is NOT_APPLIED (no Write was sent).
+ *   WRITE   send Write(k, v, version, release=owner) to every replica and
+ *           resend to those that fail until Q acknowledge (APPLIED) or the
+ *           deadline passes (UNKNOWN: some replicas may hold the value).
+ * get(k):
+ *   READ    send Read(k) to every replica; with Q answers take the highest
+ *           version.  If all Q agree, return it; otherwise WRITEBACK that
+ *           value with its own version until Q replicas hold it (replicas
+ *           that already reported it count), then return it.
+ *
+ * The lock phase doubles as the version query of multi-writer ABD, so
+ * linearizability rests on quorum intersection and unique versions only;
+ * the lock just keeps writers of one key from trampling each other.
+ *
+ * Concurrency: one mutex per operation; every in-flight RPC and armed timer
+ * holds a reference (op->refs), so late replies after completion are safe.
+ * Replies from an abandoned round are recognised by their round number; a
+ * late grant is released at once so it does not block the key for a lease.
+ * The user callback runs outside the mutex, exactly once.
+ */
+#include "coordinator.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "util.h"
+
+#define MAX_PEERS 32
+
+struct dht_coord {
+    dht_transport *t;
+    dht_coord_config cfg;
+    int n, q;
+    atomic_uint_fast32_t seq;
+    pthread_mutex_t rng_mu;
+    dht_rng rng;
+};
+
+typedef enum { PH_LOCK, PH_BACKOFF, PH_WRITE, PH_READ, PH_WRITEBACK, PH_DONE } phase;
+
+typedef struct op {
+    pthread_mutex_t mu;
+    int refs;
+    dht_coord *c;
+    bool is_put;
+    int64_t key, value;
+    int64_t deadline;
+    phase ph;
+    uint32_t round;
+    uint64_t owner;
+    /* current round's tallies */
+    int pending, grants, refusals, failures;
+    uint32_t granted;  /* peers holding our lock this round */
+    uint32_t holders;  /* peers known to hold (value, ver)  */
+    int replies;       /* READ: ok answers this round       */
+    int outstanding;   /* WRITE/WRITEBACK: RPCs + retry timers */
+    dht_version ver;   /* put: the version written; get: the highest read */
+    uint64_t max_counter;
+    int64_t backoff;
+    bool contention_armed;
+    bool notified;
+    dht_put_outcome outcome;
+    int get_ok;
+    char reason[160];
+    dht_put_cb put_cb;
+    dht_get_cb get_cb;
+    void *arg;
+} op;
+
+/* Context of one RPC or timer; owns one reference on its op. */
+typedef struct {
+    op *o;
+    uint32_t round;
+    int peer;
+    uint64_t owner;
+} rpc_ctx;
+
+void dht_coord_config_default(dht_coord_config *cfg)
+{
+    memset(cfg, 0, sizeof *cfg);
+    cfg->deadline_ns = 2 * DHT_NS_PER_SEC;
+    cfg->rpc_timeout_ns = 500 * DHT_NS_PER_MS;
+    cfg->lease_ms = 500;
+    cfg->contention_wait_ns = 5 * DHT_NS_PER_MS;
+    cfg->backoff_min_ns = 2 * DHT_NS_PER_MS;
+    cfg->backoff_max_ns = 64 * DHT_NS_PER_MS;
+    cfg->write_retry_ns = 10 * DHT_NS_PER_MS;
+}
+
+dht_coord *dht_coord_new(dht_transport *t, const dht_coord_config *cfg)
+{
+    if (t->npeers < 1 || t->npeers > MAX_PEERS)
+        return NULL;
+    dht_coord *c = calloc(1, sizeof *c);
+    if (c == NULL)
+        return NULL;
+    c->t = t;
+    c->cfg = *cfg;
+    c->n = t->npeers;
+    c->q = t->npeers / 2 + 1;
+    uint64_t seed = cfg->seed ? cfg->seed : dht_random_seed();
+    dht_rng_seed(&c->rng, seed);
+    while (c->cfg.id == 0)
+        c->cfg.id = (uint32_t)dht_rng_next(&c->rng);
+    atomic_init(&c->seq, 0);
+    pthread_mutex_init(&c->rng_mu, NULL);
+    return c;
+}
+
+void dht_coord_free(dht_coord *c)
+{
+    if (c == NULL)
+        return;
+    pthread_mutex_destroy(&c->rng_mu);
+    free(c);
+}
+
+int dht_coord_quorum(const dht_coord *c)
+{
+    return c->q;
+}
+
+/* Unique per put attempt: coordinator id in the high half, a sequence
+ * number in the low half (never 0, so owner 0 can mean "no lock"). */
+static uint64_t next_owner(dht_coord *c)
+{
+    uint32_t s;
+    do
+        s = (uint32_t)atomic_fetch_add(&c->seq, 1) + 1;
+    while (s == 0);
+    return ((uint64_t)c->cfg.id << 32) | s;
+}
+
+static int64_t jitter(dht_coord *c, int64_t max)
+{
+    pthread_mutex_lock(&c->rng_mu);
+    int64_t d = max / 2 + (int64_t)dht_rng_below(&c->rng, (uint64_t)(max / 2 + 1));
+    pthread_mutex_unlock(&c->rng_mu);
+    return d;
+}
+
+static int popcount(uint32_t x)
+{
+    return __builtin_popcount(x);
+}
+
+static void op_unref_locked_release(op *o)
+{
+    /* Called with o->mu held; drops a reference and unlocks (freeing the op
+     * when that was the last). */
+    bool last = --o->refs == 0;
+    pthread_mutex_unlock(&o->mu);
+    if (last) {
+        pthread_mutex_destroy(&o->mu);
+        free(o);
+    }
+}
+
+static rpc_ctx *ctx_new(op *o, int peer)
+{
+    rpc_ctx *x = malloc(sizeof *x);
+    if (x == NULL)
+        return NULL;
+    x->o = o;
+    x->round = o->round;
+    x->peer = peer;
+    x->owner = o->owner;
+    o->refs++;
+    return x;
+}
+
+static void ctx_drop(rpc_ctx *x)
+{
+    x->o->refs--; /* caller holds o->mu and another reference */
+    free(x);
+}
+
+/* Sends req to peer on behalf of o (locked); returns 0 if the reply will
+ * arrive through cb. */
+static int op_send(op *o, int peer, const dht_msg *req, dht_reply_cb cb)
+{
+    dht_coord *c = o->c;
+    rpc_ctx *x = ctx_new(o, peer);
+    if (x == NULL)
+        return -1;
+    int64_t now = dht_transport_now(c->t);
+    int64_t dl = now + c->cfg.rpc_timeout_ns;
+    if (dl > o->deadline)
+        dl = o->deadline;
+    if (dht_transport_send(c->t, peer, req, dl, cb, x) != 0) {
+        ctx_drop(x);
+        return -1;
+    }
+    return 0;
+}
+
+static int op_timer(op *o, int peer, int64_t delay, dht_timer_cb cb)
+{
+    rpc_ctx *x = ctx_new(o, peer);
+    if (x == NULL)
+        return -1;
+    if (dht_transport_after(o->c->t, delay, cb, x) != 0) {
+        ctx_drop(x);
+        return -1;
+    }
+    return 0;
+}
+
+static void finish_put(op *o, dht_put_outcome outcome, const char *reason)
+{
+    o->ph = PH_DONE;
+    o->outcome = outcome;
+    snprintf(o->reason, sizeof o->reason, "%s", reason ? reason : "");
+}
+
+static void finish_get(op *o, int ok, const char *reason)
+{
+    o->ph = PH_DONE;
+    o->get_ok = ok;
+    snprintf(o->reason, sizeof o->reason, "%s", reason ? reason : "");
+}
+
+/* Ends a callback: delivers the result if the op just completed, then drops
+ * the callback's reference.  Called with o->mu held; returns with it
+ * released. */
+static void op_leave(op *o)
+{
+    bool notify = o->ph == PH_DONE && !o->notified;
+    o->notified |= notify;
+    dht_put_outcome outcome = o->outcome;
+    int get_ok = o->get_ok;
+    int64_t value = o->value;
+    char reason[sizeof o->reason];
+    memcpy(reason, o->reason, sizeof reason);
+    bool is_put = o->is_put;
+    dht_put_cb put_cb = o->put_cb;
+    dht_get_cb get_cb = o->get_cb;
+    void *arg = o->arg;
+    op_unref_locked_release(o);
+    if (!notify)
+        return;
+    if (is_put)
+        put_cb(arg, outcome, outcome == DHT_PUT_APPLIED ? NULL : reason);
+    else
+        get_cb(arg, get_ok, get_ok ? value : 0, get_ok ? NULL : reason);
+}
+
+/* ---- shared write machinery (put WRITE and get WRITEBACK) ---------------- */
+
+static void on_write_reply(void *arg, dht_status st, const dht_msg *rep);
+
+static void send_write(op *o, int peer)
+{
+    dht_msg m = {.type = DHT_MSG_WRITE, .key = o->key, .value = o->value, .version = o->ver,
+                 .owner = o->is_put ? o->owner : 0};
+    if (op_send(o, peer, &m, on_write_reply) == 0)
+        o->outstanding++;
+}
+
+static void write_settle(op *o)
+{
+    if (o->ph != PH_WRITE && o->ph != PH_WRITEBACK)
+        return;
+    int acks = popcount(o->holders);
+    if (acks >= o->c->q) {
+        if (o->is_put)
+            finish_put(o, DHT_PUT_APPLIED, NULL);
+        else
+            finish_get(o, 1, NULL);
+    } else if (o->outstanding == 0) {
+        char why[128];
+        snprintf(why, sizeof why, "deadline passed with %d of %d write acks", acks, o->c->q);
+        if (o->is_put)
+            finish_put(o, DHT_PUT_UNKNOWN, why);
+        else
+            finish_get(o, 0, why);
+    }
+}
+
+static void on_write_retry(void *arg)
+{
+    rpc_ctx *x = arg;
+    op *o = x->o;
+    pthread_mutex_lock(&o->mu);
+    o->outstanding--;
+    if ((o->ph == PH_WRITE || o->ph == PH_WRITEBACK) && !(o->holders & (1u << x->peer)))
+        send_write(o, x->peer);
+    write_settle(o);
+    free(x);
+    op_leave(o);
+}
+
+static void on_write_reply(void *arg, dht_status st, const dht_msg *rep)
+{
+    rpc_ctx *x = arg;
+    op *o = x->o;
+    pthread_mutex_lock(&o->mu);
+    o->outstanding--;
+    if (o->ph == PH_WRITE || o->ph == PH_WRITEBACK) {
+        if (st == DHT_OK && rep->ok) {
+            o->holders |= 1u << x->peer;
+        } else {
+            int64_t now = dht_transport_now(o->c->t);
+            int64_t delay = jitter(o->c, o->c->cfg.write_retry_ns);
+            if (now + delay < o->deadline && op_timer(o, x->peer, delay, on_write_retry) == 0)
+                o->outstanding++;
+        }
+        write_settle(o);
+    }
+    free(x);
+    op_leave(o);
+}
+
+static void start_write(op *o, phase ph)
+{
+    o->ph = ph;
+    o->round++;
+    o->outstanding = 0;
+    for (int p = 0; p < o->c->n; p++) {
+        if (!(o->holders & (1u << p)))
+            send_write(o, p);
+    }
+    write_settle(o);
+}
+
+/* ---- put: lock rounds ---------------------------------------------------- */
+
+static void on_lock_reply(void *arg, dht_status st, const dht_msg *rep);
+static void start_lock_round(op *o);
+
+static void on_unlock_reply(void *arg, dht_status st, const dht_msg *rep)
+{
+    (void)st;
+    (void)rep;
+    rpc_ctx *x = arg;
+    op *o = x->o;
+    pthread_mutex_lock(&o->mu);
+    free(x);
+    op_leave(o);
+}
+
+static void send_unlock(op *o, int peer, uint64_t owner)
+{
+    dht_msg m = {.type = DHT_MSG_UNLOCK, .key = o->key, .owner = owner};
+    op_send(o, peer, &m, on_unlock_reply);
+}
+
+static void on_backoff_done(void *arg)
+{
+    rpc_ctx *x = arg;
+    op *o = x->o;
+    pthread_mutex_lock(&o->mu);
+    if (o->ph == PH_BACKOFF && x->round == o->round)
+        start_lock_round(o);
+    free(x);
+    op_leave(o);
+}
+
+/* Gives up the current lock round: release grants, back off, retry or fail. */
+static void abandon_lock_round(op *o)
+{
+    dht_coord *c = o->c;
+    for (int p = 0; p < c->n; p++) {
+        if (o->granted & (1u << p))
+            send_unlock(o, p, o->owner);
+    }
+    bool unreachable = o->failures > c->n - c->q;
+    o->round++; /* stragglers of this round are now stale */
+    o->ph = PH_BACKOFF;
+    int64_t now = dht_transport_now(c->t);
+    int64_t delay = jitter(c, o->backoff);
+    o->backoff = o->backoff * 2 > c->cfg.backoff_max_ns ? c->cfg.backoff_max_ns : o->backoff * 2;
+    if (now + delay >= o->deadline || op_timer(o, -1, delay, on_backoff_done) != 0) {
+        char why[128];
+        if (unreachable)
+            snprintf(why, sizeof why, "unavailable: %d of %d replicas did not answer",
+                     o->failures, c->n);
+        else
+            snprintf(why, sizeof why, "lock not obtained before the deadline (contention)");
+        finish_put(o, DHT_PUT_NOT_APPLIED, why);
+    }
+}
+
+static void on_contention_timer(void *arg)
+{
+    rpc_ctx *x = arg;
+    op *o = x->o;
+    pthread_mutex_lock(&o->mu);
+    if (o->ph == PH_LOCK && x->round == o->round && o->grants < o->c->q)
+        abandon_lock_round(o);
+    free(x);
+    op_leave(o);
+}
+
+static void check_lock_round(op *o)
+{
+    dht_coord *c = o->c;
+    if (o->grants >= c->q) {
+        o->ver.counter = o->max_counter + 1;
+        o->ver.writer = o->owner;
+        o->holders = 0;
+        start_write(o, PH_WRITE);
+    } else if (o->grants + o->pending < c->q) {
+        abandon_lock_round(o);
+    } else if (o->refusals > 0 && !o->contention_armed) {
+        o->contention_armed = true;
+        if (op_timer(o, -1, c->cfg.contention_wait_ns, on_contention_timer) != 0)
+            abandon_lock_round(o);
+    }
+}
+
+static void start_lock_round(op *o)
+{
+    dht_coord *c = o->c;
+    o->ph = PH_LOCK;
+    o->round++;
+    o->owner = next_owner(c);
+    o->pending = c->n;
+    o->grants = o->refusals = o->failures = 0;
+    o->granted = 0;
+    o->max_counter = 0;
+    o->contention_armed = false;
+    dht_msg m = {.type = DHT_MSG_LOCK, .key = o->key, .owner = o->owner,
+                 .lease_ms = c->cfg.lease_ms};
+    for (int p = 0; p < c->n; p++) {
+        if (op_send(o, p, &m, on_lock_reply) != 0) {
+            o->pending--;
+            o->failures++;
+        }
+    }
+    check_lock_round(o);
+}
+
+static void on_lock_reply(void *arg, dht_status st, const dht_msg *rep)
+{
+    rpc_ctx *x = arg;
+    op *o = x->o;
+    pthread_mutex_lock(&o->mu);
+    bool granted = st == DHT_OK && rep->ok;
+    if (x->round != o->round || o->ph != PH_LOCK) {
+        /* A straggler.  If it granted a lock nobody will use (the round was
+         * abandoned, or the put moved on or finished), free it now rather
+         * than leave the key blocked for a lease.  Harmless if our Write
+         * already released it: unlock only frees its own owner's lock. */
+        if (granted)
+            send_unlock(o, x->peer, x->owner);
+    } else {
+        o->pending--;
+        if (granted) {
+            o->grants++;
+            o->granted |= 1u << x->peer;
+            if (rep->version.counter > o->max_counter)
+                o->max_counter = rep->version.counter;
+        } else if (st == DHT_OK) {
+            o->refusals++;
+        } else {
+            o->failures++;
+        }
+        check_lock_round(o);
+    }
+    free(x);
+    op_leave(o);
+}
+
+/* ---- get: read rounds ---------------------------------------------------- */
+
+static void on_read_reply(void *arg, dht_status st, const dht_msg *rep);
+
+static void on_read_backoff_done(void *arg);
+
+static void start_read_round(op *o)
+{
+    dht_coord *c = o->c;
+    o->ph = PH_READ;
+    o->round++;
+    o->pending = c->n;
+    o->replies = o->failures = 0;
+    o->holders = 0;
+    o->ver = (dht_version){0, 0};
+    o->value = 0;
+    dht_msg m = {.type = DHT_MSG_READ, .key = o->key};
+    for (int p = 0; p < c->n; p++) {
+        if (op_send(o, p, &m, on_read_reply) != 0) {
+            o->pending--;
+            o->failures++;
+        }
+    }
+    if (o->pending < c->q) {
+        o->round++;
+        finish_get(o, 0, "unavailable: could not reach a quorum");
+    }
+}
+
+static void on_read_backoff_done(void *arg)
+{
+    rpc_ctx *x = arg;
+    op *o = x->o;
+    pthread_mutex_lock(&o->mu);
+    if (o->ph == PH_BACKOFF && x->round == o->round)
+        start_read_round(o);
+    free(x);
+    op_leave(o);
+}
+
+static void read_settle(op *o)
+{
+    dht_coord *c = o->c;
+    if (o->replies >= c->q) {
+        if (popcount(o->holders) == o->replies)
+            finish_get(o, 1, NULL); /* a quorum already holds the latest */
+        else
+            start_write(o, PH_WRITEBACK);
+    } else if (o->replies + o->pending < c->q) {
+        char why[128];
+        snprintf(why, sizeof why, "unavailable: %d of %d replicas did not answer", o->failures,
+                 c->n);
+        o->round++;
+        o->ph = PH_BACKOFF;
+        int64_t now = dht_transport_now(c->t);
+        int64_t delay = jitter(c, o->backoff);
+        o->backoff = o->backoff * 2 > c->cfg.backoff_max_ns ? c->cfg.backoff_max_ns : o->backoff * 2;
+        if (now + delay >= o->deadline || op_timer(o, -1, delay, on_read_backoff_done) != 0)
+            finish_get(o, 0, why);
+    }
+}
+
+static void on_read_reply(void *arg, dht_status st, const dht_msg *rep)
+{
+    rpc_ctx *x = arg;
+    op *o = x->o;
+    pthread_mutex_lock(&o->mu);
+    bool good = st == DHT_OK && rep->ok;
+    uint32_t bit = 1u << x->peer;
+    if (x->round == o->round && o->ph == PH_READ) {
+        o->pending--;
+        if (good) {
+            o->replies++;
+            int cmp = dht_version_cmp(rep->version, o->ver);
+            if (o->replies == 1 || cmp > 0) {
+                o->ver = rep->version;
+                o->value = rep->value;
+                o->holders = bit;
+            } else if (cmp == 0) {
+                o->holders |= bit;
+            }
+        } else {
+            o->failures++;
+        }
+        read_settle(o);
+    } else if (x->round + 1 == o->round && o->ph == PH_WRITEBACK && good &&
+               dht_version_cmp(rep->version, o->ver) >= 0) {
+        /* A late reader of the same round already holds what we write back. */
+        o->holders |= bit;
+        write_settle(o);
+    }
+    free(x);
+    op_leave(o);
+}
+
+/* ---- entry points -------------------------------------------------------- */
+
+static op *op_new(dht_coord *c, bool is_put, int64_t key, int64_t value, void *arg)
+{
+    op *o = calloc(1, sizeof *o);
+    if (o == NULL)
+        return NULL;
+    pthread_mutex_init(&o->mu, NULL);
+    o->refs = 1; /* the starter's, dropped by op_leave below */
+    o->c = c;
+    o->is_put = is_put;
+    o->key = key;
+    o->value = value;
+    o->deadline = dht_transport_now(c->t) + c->cfg.deadline_ns;
+    o->backoff = c->cfg.backoff_min_ns;
+    o->arg = arg;
+    return o;
+}
+
+/* The starter's reference must not deliver the result from inside the
+ * caller's stack (the callback contract), so if the op somehow completed
+ * synchronously we defer delivery to a zero timer. */
+static void on_deferred_leave(void *arg)
+{
+    rpc_ctx *x = arg;
+    op *o = x->o;
+    pthread_mutex_lock(&o->mu);
+    free(x);
+    op_leave(o);
+}
+
+static void op_start_leave(op *o)
+{
+    if (o->ph == PH_DONE && !o->notified && op_timer(o, -1, 0, on_deferred_leave) == 0) {
+        op_unref_locked_release(o);
+        return;
+    }
+    op_leave(o);
+}
+
+int dht_coord_put(dht_coord *c, int64_t key, int64_t value, dht_put_cb cb, void *arg)
+{
+    op *o = op_new(c, true, key, value, arg);
+    if (o == NULL)
+        return -1;
+    o->put_cb = cb;
+    pthread_mutex_lock(&o->mu);
+    start_lock_round(o);
+    op_start_leave(o);
+    return 0;
+}
+
+int dht_coord_get(dht_coord *c, int64_t key, dht_get_cb cb, void *arg)
+{
+    op *o = op_new(c, false, key, 0, arg);
+    if (o == NULL)
+        return -1;
+    o->get_cb = cb;
+    pthread_mutex_lock(&o->mu);
+    start_read_round(o);
+    op_start_leave(o);
+    return 0;
+}
+
+/* ---- blocking wrappers ----------------------------------------------------- */
+
+typedef struct {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    bool done;
+    dht_put_outcome outcome;
+    int ok;
+    int64_t value;
+    char reason[160];
+} waiter;
+
+static void waiter_init(waiter *w)
+{
+    memset(w, 0, sizeof *w);
+    pthread_mutex_init(&w->mu, NULL);
+    pthread_cond_init(&w->cv, NULL);
+}
+
+static void waiter_wait(waiter *w)
+{
+    pthread_mutex_lock(&w->mu);
+    while (!w->done)
+        pthread_cond_wait(&w->cv, &w->mu);
+    pthread_mutex_unlock(&w->mu);
+    pthread_mutex_destroy(&w->mu);
+    pthread_cond_destroy(&w->cv);
+}
+
+static void waiter_wake(waiter *w, const char *reason)
+{
+    pthread_mutex_lock(&w->mu);
+    snprintf(w->reason, sizeof w->reason, "%s", reason ? reason : "");
+    w->done = true;
+    pthread_cond_signal(&w->cv);
+    pthread_mutex_unlock(&w->mu);
+}
+
+static void put_sync_cb(void *arg, dht_put_outcome outcome, const char *reason)
+{
+    waiter *w = arg;
+    w->outcome = outcome;
+    waiter_wake(w, reason);
+}
+
+static void get_sync_cb(void *arg, int ok, int64_t value, const char *reason)
+{
+    waiter *w = arg;
+    w->ok = ok;
+    w->value = value;
+    waiter_wake(w, reason);
+}
+
+dht_put_outcome dht_coord_put_sync(dht_coord *c, int64_t key, int64_t value, char *reason,
+                                   size_t reason_len)
+{
+    waiter w;
+    waiter_init(&w);
+    if (dht_coord_put(c, key, value, put_sync_cb, &w) != 0) {
+        if (reason)
+            snprintf(reason, reason_len, "out of memory");
+        return DHT_PUT_NOT_APPLIED;
+    }
+    waiter_wait(&w);
+    if (reason)
+        snprintf(reason, reason_len, "%s", w.reason);
+    return w.outcome;
+}
+
+int dht_coord_get_sync(dht_coord *c, int64_t key, int64_t *value, char *reason,
+                       size_t reason_len)
+{
+    waiter w;
+    waiter_init(&w);
+    if (dht_coord_get(c, key, get_sync_cb, &w) != 0) {
+        if (reason)
+            snprintf(reason, reason_len, "out of memory");
+        return 0;
+    }
+    waiter_wait(&w);
+    if (reason)
+        snprintf(reason, reason_len, "%s", w.reason);
+    *value = w.value;
+    return w.ok;
+}

@@ -1,0 +1,60 @@
+/* Internal message vocabulary shared by the protocol and its transports.
+ *
+ * One flat struct serves every request and reply so that the protocol code,
+ * the in-memory test transport and the gRPC codec all speak the same thing
+ * without per-message allocation.  Fields a message type does not use are 0.
+ */
+#ifndef DHT_MSG_H
+#define DHT_MSG_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+typedef enum {
+    DHT_MSG_LOCK = 1, /* replica: take the per-key lease lock          */
+    DHT_MSG_UNLOCK,   /* replica: release it if still the owner's      */
+    DHT_MSG_WRITE,    /* replica: store (value, version) if newer      */
+    DHT_MSG_READ,     /* replica: report (value, version)              */
+    DHT_MSG_PUT,      /* public KeyValue.Put                           */
+    DHT_MSG_GET,      /* public KeyValue.Get                           */
+    DHT_MSG_TYPE_MAX
+} dht_msg_type;
+
+/* Version of a value: compared lexicographically.  writer is the unique id
+ * of the put attempt that produced it, so no two puts share a version. */
+typedef struct {
+    uint64_t counter;
+    uint64_t writer;
+} dht_version;
+
+static inline int dht_version_cmp(dht_version a, dht_version b)
+{
+    if (a.counter != b.counter)
+        return a.counter < b.counter ? -1 : 1;
+    if (a.writer != b.writer)
+        return a.writer < b.writer ? -1 : 1;
+    return 0;
+}
+
+/* Outcome of a put as seen by whoever coordinated it. */
+typedef enum {
+    DHT_PUT_APPLIED = 0,     /* acknowledged by a quorum                  */
+    DHT_PUT_NOT_APPLIED = 1, /* definitely not applied (no quorum lock)    */
+    DHT_PUT_UNKNOWN = 2      /* deadline passed mid-write: may be applied  */
+} dht_put_outcome;
+
+typedef struct dht_msg {
+    dht_msg_type type;
+    int64_t key;
+    int64_t value;
+    dht_version version;
+    uint64_t owner;    /* LOCK/UNLOCK: lock owner; WRITE: lock to release */
+    uint32_t lease_ms; /* LOCK only                                         */
+    bool ok;           /* reply: granted / stored / released / readable     */
+    uint8_t outcome;   /* PUT reply: a dht_put_outcome                      */
+} dht_msg;
+
+const char *dht_msg_type_name(dht_msg_type t);
+const char *dht_put_outcome_name(dht_put_outcome o);
+
+#endif

@@ -1,0 +1,867 @@
+/* gRPC C-core transport.
+ *
+ * Threads: `workers` threads, each blocking in grpc_completion_queue_next on
+ * its own queue, plus one timer thread.  Outgoing calls are created on the
+ * calling worker's queue when a worker makes them (so a coordinator's
+ * fan-out usually completes on the thread that started it) and round-robin
+ * otherwise.  Server calls are requested on every queue, a few at a time per
+ * method, and re-requested as soon as one arrives.
+ *
+ * Every completion-queue tag is a pointer to a struct whose first member is
+ * a tag_kind, so one switch dispatches all events.
+ *
+ * Ownership: a ccall (outgoing call) and an scall (incoming call) are
+ * malloc'd when started and freed by the worker that sees their final
+ * event.  Byte buffers, slices and metadata arrays inside them are released
+ * there too.
+ *
+ * Shutdown (dht_grpc_stop): refuse new sends, shut the server down and
+ * cancel its calls, wait until no call, public request or timer is in
+ * flight (each is bounded by a deadline), then shut down the queues and join
+ * the workers.
+ */
+#include "transport_grpc.h"
+
+#include <grpc/byte_buffer.h>
+#include <grpc/byte_buffer_reader.h>
+#include <grpc/grpc.h>
+#include <grpc/grpc_security.h>
+#include <grpc/support/alloc.h>
+#include <grpc/support/log.h>
+#include <grpc/support/time.h>
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "codec.h"
+#include "log.h"
+#include "util.h"
+
+#define REQ_SLOTS 8 /* outstanding requested server calls per method per queue */
+#define MAX_MSG 4096
+
+typedef enum { TAG_CLIENT_CALL = 1, TAG_SERVER_NEW, TAG_SERVER_DONE, TAG_SHUTDOWN } tag_kind;
+
+/* Server methods: the dht_msg types plus health; 0 is the generic slot that
+ * catches unknown methods. */
+enum { M_GENERIC = 0, M_HEALTH = DHT_MSG_TYPE_MAX, M_COUNT };
+
+typedef struct worker {
+    struct dht_grpc *g;
+    grpc_completion_queue *cq;
+    pthread_t thread;
+    int index;
+} worker;
+
+typedef struct timer {
+    int64_t when;
+    uint64_t seq;
+    dht_timer_cb cb;
+    void *arg;
+} timer;
+
+struct dht_grpc {
+    dht_transport base; /* first: dht_transport* <-> dht_grpc* */
+    int nworkers;
+    worker *workers;
+    char **addrs;
+    grpc_channel **channels;
+    atomic_int *peer_up;
+    atomic_uint rr;
+    grpc_server *server;
+    void *methods[M_COUNT];
+    dht_service svc;
+    int (*serving)(void *);
+    void *serving_arg;
+    void (*on_peer_state)(void *, int, const char *, int);
+    void *peer_state_arg;
+
+    atomic_bool stopping;
+    atomic_int inflight; /* client calls + server calls not yet freed */
+
+    struct {
+        tag_kind kind;
+        atomic_bool done;
+    } shutdown_tag;
+
+    pthread_mutex_t tmu;
+    pthread_cond_t tcv;
+    timer *heap; /* min-heap on (when, seq); owned */
+    size_t hlen, hcap;
+    uint64_t tseq;
+    bool tstop;
+    pthread_t timer_thread;
+};
+
+typedef struct ccall {
+    tag_kind kind;
+    dht_grpc *g;
+    int peer;
+    dht_msg_type type;
+    grpc_call *call;
+    grpc_byte_buffer *send_bb, *recv_bb;
+    grpc_metadata_array init_md, trail_md;
+    grpc_status_code status;
+    grpc_slice details;
+    dht_reply_cb cb;
+    void *arg;
+} ccall;
+
+typedef struct scall {
+    tag_kind kind;
+    dht_grpc *g;
+    worker *w;
+    int method;
+    grpc_call *call;
+    gpr_timespec deadline;
+    grpc_metadata_array req_md;
+    grpc_call_details details; /* generic slot only */
+    grpc_byte_buffer *payload;
+    /* response */
+    grpc_byte_buffer *resp_bb;
+    grpc_metadata trailing[2];
+    size_t ntrailing;
+    grpc_slice status_details;
+    int cancelled;
+} scall;
+
+static _Thread_local worker *tl_worker;
+
+/* ---- helpers ------------------------------------------------------------- */
+
+static gpr_timespec deadline_ts(int64_t deadline_ns)
+{
+    int64_t rem = deadline_ns - dht_now_ns();
+    if (rem < 0)
+        rem = 0;
+    return gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC), gpr_time_from_nanos(rem, GPR_TIMESPAN));
+}
+
+static grpc_byte_buffer *bb_from(const void *buf, size_t len)
+{
+    grpc_slice s = grpc_slice_from_copied_buffer(buf, len);
+    grpc_byte_buffer *bb = grpc_raw_byte_buffer_create(&s, 1);
+    grpc_slice_unref(s);
+    return bb;
+}
+
+/* Copies a byte buffer into buf; returns the length, or -1 if it does not
+ * fit or cannot be read. */
+static long bb_read(grpc_byte_buffer *bb, uint8_t *buf, size_t cap)
+{
+    grpc_byte_buffer_reader r;
+    if (bb == NULL || !grpc_byte_buffer_reader_init(&r, bb))
+        return -1;
+    grpc_slice s = grpc_byte_buffer_reader_readall(&r);
+    grpc_byte_buffer_reader_destroy(&r);
+    size_t len = GRPC_SLICE_LENGTH(s);
+    long rc = -1;
+    if (len <= cap) {
+        memcpy(buf, GRPC_SLICE_START_PTR(s), len);
+        rc = (long)len;
+    }
+    grpc_slice_unref(s);
+    return rc;
+}
+
+const char *dht_grpc_status_name(int code)
+{
+    static const char *const names[] = {
+        "OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED", "NOT_FOUND",
+        "ALREADY_EXISTS", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION",
+        "ABORTED", "OUT_OF_RANGE", "UNIMPLEMENTED", "INTERNAL", "UNAVAILABLE", "DATA_LOSS",
+        "UNAUTHENTICATED"};
+    return code >= 0 && code < (int)(sizeof names / sizeof names[0]) ? names[code] : "?";
+}
+
+static void set_peer_state(dht_grpc *g, int peer, int up)
+{
+    if (peer < 0 || peer >= g->base.npeers)
+        return;
+    if (atomic_exchange(&g->peer_up[peer], up) == up)
+        return;
+    if (up)
+        DHT_INFO("peer %s is back", g->addrs[peer]);
+    else
+        DHT_WARN("peer %s is not answering", g->addrs[peer]);
+    if (g->on_peer_state)
+        g->on_peer_state(g->peer_state_arg, peer, g->addrs[peer], up);
+}
+
+static int64_t grpc_now(dht_transport *t)
+{
+    (void)t;
+    return dht_now_ns();
+}
+
+/* ---- timers -------------------------------------------------------------- */
+
+static bool timer_less(const timer *a, const timer *b)
+{
+    return a->when < b->when || (a->when == b->when && a->seq < b->seq);
+}
+
+static int grpc_after(dht_transport *t, int64_t delay_ns, dht_timer_cb cb, void *arg)
+{
+    dht_grpc *g = (dht_grpc *)t;
+    pthread_mutex_lock(&g->tmu);
+    if (g->tstop) {
+        pthread_mutex_unlock(&g->tmu);
+        return -1;
+    }
+    if (g->hlen == g->hcap) {
+        size_t ncap = g->hcap ? g->hcap * 2 : 64;
+        timer *n = realloc(g->heap, ncap * sizeof *n);
+        if (n == NULL) {
+            pthread_mutex_unlock(&g->tmu);
+            return -1;
+        }
+        g->heap = n;
+        g->hcap = ncap;
+    }
+    timer tm = {dht_now_ns() + (delay_ns > 0 ? delay_ns : 0), g->tseq++, cb, arg};
+    size_t i = g->hlen++;
+    while (i > 0 && timer_less(&tm, &g->heap[(i - 1) / 2])) {
+        g->heap[i] = g->heap[(i - 1) / 2];
+        i = (i - 1) / 2;
+    }
+    g->heap[i] = tm;
+    if (i == 0)
+        pthread_cond_signal(&g->tcv);
+    pthread_mutex_unlock(&g->tmu);
+    return 0;
+}
+
+static timer heap_pop(dht_grpc *g)
+{
+    timer top = g->heap[0];
+    timer last = g->heap[--g->hlen];
+    size_t i = 0;
+    for (;;) {
+        size_t c = 2 * i + 1;
+        if (c >= g->hlen)
+            break;
+        if (c + 1 < g->hlen && timer_less(&g->heap[c + 1], &g->heap[c]))
+            c++;
+        if (!timer_less(&g->heap[c], &last))
+            break;
+        g->heap[i] = g->heap[c];
+        i = c;
+    }
+    if (g->hlen > 0)
+        g->heap[i] = last;
+    return top;
+}
+
+static void *timer_main(void *arg)
+{
+    dht_grpc *g = arg;
+    pthread_mutex_lock(&g->tmu);
+    while (!(g->tstop && g->hlen == 0)) {
+        if (g->hlen == 0) {
+            pthread_cond_wait(&g->tcv, &g->tmu);
+            continue;
+        }
+        int64_t now = dht_now_ns();
+        if (g->heap[0].when > now) {
+            int64_t when = g->heap[0].when - now;
+            struct timespec ts;
+            clock_gettime(CLOCK_MONOTONIC, &ts);
+            int64_t abs = (int64_t)ts.tv_sec * DHT_NS_PER_SEC + ts.tv_nsec + when;
+            ts.tv_sec = abs / DHT_NS_PER_SEC;
+            ts.tv_nsec = abs % DHT_NS_PER_SEC;
+            pthread_cond_timedwait(&g->tcv, &g->tmu, &ts);
+            continue;
+        }
+        timer tm = heap_pop(g);
+        pthread_mutex_unlock(&g->tmu);
+        tm.cb(tm.arg);
+        pthread_mutex_lock(&g->tmu);
+    }
+    pthread_mutex_unlock(&g->tmu);
+    return NULL;
+}
+
+/* ---- outgoing calls ------------------------------------------------------ */
+
+static grpc_completion_queue *pick_cq(dht_grpc *g)
+{
+    if (tl_worker != NULL && tl_worker->g == g)
+        return tl_worker->cq;
+    return g->workers[atomic_fetch_add(&g->rr, 1) % (unsigned)g->nworkers].cq;
+}
+
+static int grpc_send(dht_transport *t, int peer, const dht_msg *req, int64_t deadline_ns,
+                     dht_reply_cb cb, void *arg)
+{
+    dht_grpc *g = (dht_grpc *)t;
+    if (atomic_load(&g->stopping) || peer < 0 || peer >= t->npeers)
+        return -1;
+    const char *method = dht_codec_method(req->type);
+    if (method == NULL)
+        return -1;
+    uint8_t buf[DHT_CODEC_MAX];
+    size_t len = dht_codec_encode_request(req, buf);
+
+    ccall *c = calloc(1, sizeof *c);
+    if (c == NULL)
+        return -1;
+    c->kind = TAG_CLIENT_CALL;
+    c->g = g;
+    c->peer = peer;
+    c->type = req->type;
+    c->cb = cb;
+    c->arg = arg;
+    grpc_slice mslice = grpc_slice_from_static_string(method);
+    c->call = grpc_channel_create_call(g->channels[peer], NULL, GRPC_PROPAGATE_DEFAULTS,
+                                       pick_cq(g), mslice, NULL, deadline_ts(deadline_ns), NULL);
+    if (c->call == NULL) {
+        free(c);
+        return -1;
+    }
+    c->send_bb = bb_from(buf, len);
+    grpc_metadata_array_init(&c->init_md);
+    grpc_metadata_array_init(&c->trail_md);
+
+    grpc_op ops[6];
+    memset(ops, 0, sizeof ops);
+    ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
+    ops[1].op = GRPC_OP_SEND_MESSAGE;
+    ops[1].data.send_message.send_message = c->send_bb;
+    ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
+    ops[3].op = GRPC_OP_RECV_INITIAL_METADATA;
+    ops[3].data.recv_initial_metadata.recv_initial_metadata = &c->init_md;
+    ops[4].op = GRPC_OP_RECV_MESSAGE;
+    ops[4].data.recv_message.recv_message = &c->recv_bb;
+    ops[5].op = GRPC_OP_RECV_STATUS_ON_CLIENT;
+    ops[5].data.recv_status_on_client.trailing_metadata = &c->trail_md;
+    ops[5].data.recv_status_on_client.status = &c->status;
+    ops[5].data.recv_status_on_client.status_details = &c->details;
+    atomic_fetch_add(&g->inflight, 1);
+    if (grpc_call_start_batch(c->call, ops, 6, c, NULL) != GRPC_CALL_OK) {
+        atomic_fetch_sub(&g->inflight, 1);
+        grpc_byte_buffer_destroy(c->send_bb);
+        grpc_metadata_array_destroy(&c->init_md);
+        grpc_metadata_array_destroy(&c->trail_md);
+        grpc_call_unref(c->call);
+        free(c);
+        return -1;
+    }
+    return 0;
+}
+
+static const char *md_find(const grpc_metadata_array *a, const char *key)
+{
+    static _Thread_local char val[64];
+    for (size_t i = 0; i < a->count; i++) {
+        if (grpc_slice_str_cmp(a->metadata[i].key, key) == 0) {
+            size_t n = GRPC_SLICE_LENGTH(a->metadata[i].value);
+            if (n >= sizeof val)
+                n = sizeof val - 1;
+            memcpy(val, GRPC_SLICE_START_PTR(a->metadata[i].value), n);
+            val[n] = '\0';
+            return val;
+        }
+    }
+    return NULL;
+}
+
+static void client_call_done(ccall *c, int success)
+{
+    dht_grpc *g = c->g;
+    dht_msg reply;
+    dht_status st;
+    bool decoded = false;
+
+    if (!success) {
+        st = DHT_ERR_SHUTDOWN;
+    } else if (c->status == GRPC_STATUS_OK) {
+        uint8_t buf[MAX_MSG];
+        long len = bb_read(c->recv_bb, buf, sizeof buf);
+        decoded = len >= 0 && dht_codec_decode_reply(c->type, buf, (size_t)len, &reply) == 0;
+        st = decoded ? DHT_OK : DHT_ERR_REMOTE;
+        if (decoded && c->type == DHT_MSG_PUT) {
+            const char *o = md_find(&c->trail_md, "dht-outcome");
+            reply.outcome = reply.ok ? DHT_PUT_APPLIED
+                            : (o && strcmp(o, "unknown") == 0) ? DHT_PUT_UNKNOWN
+                                                                : DHT_PUT_NOT_APPLIED;
+        }
+    } else if (c->status == GRPC_STATUS_UNAVAILABLE) {
+        st = DHT_ERR_UNAVAILABLE;
+    } else if (c->status == GRPC_STATUS_DEADLINE_EXCEEDED) {
+        st = DHT_ERR_TIMEOUT;
+    } else {
+        st = DHT_ERR_REMOTE;
+    }
+    if (success) {
+        /* The peer spoke gRPC to us unless the call failed to connect or
+         * ran out of time. */
+        bool up = c->status != GRPC_STATUS_UNAVAILABLE &&
+                  c->status != GRPC_STATUS_DEADLINE_EXCEEDED;
+        set_peer_state(g, c->peer, up);
+    }
+    if (st != DHT_OK) {
+        char *d = grpc_slice_to_c_string(c->details);
+        DHT_DEBUG("%s to %s failed: %s %s", dht_msg_type_name(c->type), g->addrs[c->peer],
+                  dht_grpc_status_name((int)c->status), d);
+        gpr_free(d);
+    }
+    c->cb(c->arg, st, decoded ? &reply : NULL);
+
+    grpc_byte_buffer_destroy(c->send_bb);
+    if (c->recv_bb)
+        grpc_byte_buffer_destroy(c->recv_bb);
+    grpc_metadata_array_destroy(&c->init_md);
+    grpc_metadata_array_destroy(&c->trail_md);
+    grpc_slice_unref(c->details);
+    grpc_call_unref(c->call);
+    free(c);
+    atomic_fetch_sub(&g->inflight, 1);
+}
+
+/* ---- incoming calls ------------------------------------------------------ */
+
+static void request_call(dht_grpc *g, worker *w, int method)
+{
+    if (atomic_load(&g->stopping))
+        return;
+    scall *s = calloc(1, sizeof *s);
+    if (s == NULL) {
+        DHT_ERROR("out of memory: cannot accept more calls");
+        return;
+    }
+    s->kind = TAG_SERVER_NEW;
+    s->g = g;
+    s->w = w;
+    s->method = method;
+    grpc_metadata_array_init(&s->req_md);
+    grpc_call_error e;
+    atomic_fetch_add(&g->inflight, 1);
+    if (method == M_GENERIC) {
+        grpc_call_details_init(&s->details);
+        e = grpc_server_request_call(g->server, &s->call, &s->details, &s->req_md, w->cq, w->cq,
+                                     s);
+    } else {
+        e = grpc_server_request_registered_call(g->server, g->methods[method], &s->call,
+                                                &s->deadline, &s->req_md, &s->payload, w->cq,
+                                                w->cq, s);
+    }
+    if (e != GRPC_CALL_OK) {
+        atomic_fetch_sub(&g->inflight, 1);
+        grpc_metadata_array_destroy(&s->req_md);
+        if (method == M_GENERIC)
+            grpc_call_details_destroy(&s->details);
+        free(s);
+    }
+}
+
+static void scall_free(scall *s)
+{
+    dht_grpc *g = s->g;
+    grpc_metadata_array_destroy(&s->req_md);
+    if (s->method == M_GENERIC)
+        grpc_call_details_destroy(&s->details);
+    if (s->payload)
+        grpc_byte_buffer_destroy(s->payload);
+    if (s->resp_bb)
+        grpc_byte_buffer_destroy(s->resp_bb);
+    if (s->call)
+        grpc_call_unref(s->call);
+    free(s);
+    atomic_fetch_sub(&g->inflight, 1);
+}
+
+/* Sends the response (message unless NULL, then status) and arranges for s
+ * to be freed when the batch completes. */
+static void respond(scall *s, const uint8_t *msg, size_t len, grpc_status_code code,
+                    const char *details)
+{
+    grpc_op ops[4];
+    memset(ops, 0, sizeof ops);
+    int n = 0;
+    ops[n++].op = GRPC_OP_SEND_INITIAL_METADATA;
+    if (msg != NULL) {
+        s->resp_bb = bb_from(msg, len);
+        ops[n].op = GRPC_OP_SEND_MESSAGE;
+        ops[n++].data.send_message.send_message = s->resp_bb;
+    }
+    s->status_details = grpc_slice_from_copied_string(details ? details : "");
+    ops[n].op = GRPC_OP_SEND_STATUS_FROM_SERVER;
+    ops[n].data.send_status_from_server.status = code;
+    ops[n].data.send_status_from_server.status_details = &s->status_details;
+    ops[n].data.send_status_from_server.trailing_metadata_count = s->ntrailing;
+    ops[n++].data.send_status_from_server.trailing_metadata = s->trailing;
+    ops[n].op = GRPC_OP_RECV_CLOSE_ON_SERVER;
+    ops[n++].data.recv_close_on_server.cancelled = &s->cancelled;
+    s->kind = TAG_SERVER_DONE;
+    if (grpc_call_start_batch(s->call, ops, (size_t)n, s, NULL) != GRPC_CALL_OK) {
+        grpc_slice_unref(s->status_details);
+        scall_free(s);
+    }
+}
+
+static void public_done(void *arg, dht_status st, const dht_msg *reply, const char *reason)
+{
+    scall *s = arg;
+    uint8_t buf[DHT_CODEC_MAX];
+    if (st != DHT_OK || reply == NULL) {
+        respond(s, NULL, 0, GRPC_STATUS_UNAVAILABLE, reason ? reason : "unavailable");
+        return;
+    }
+    if (reply->type == DHT_MSG_PUT) {
+        static const char *const outcome[] = {"applied", "not-applied", "unknown"};
+        s->trailing[0].key = grpc_slice_from_static_string("dht-outcome");
+        s->trailing[0].value = grpc_slice_from_static_string(outcome[reply->outcome % 3]);
+        s->ntrailing = 1;
+    }
+    size_t len = dht_codec_encode_reply(reply, buf);
+    respond(s, buf, len, GRPC_STATUS_OK, reason);
+}
+
+static void server_call_arrived(scall *s, int success)
+{
+    dht_grpc *g = s->g;
+    if (!success) { /* server shutting down */
+        s->call = NULL;
+        scall_free(s);
+        return;
+    }
+    request_call(g, s->w, s->method); /* keep the slot count constant */
+
+    if (s->method == M_GENERIC) {
+        char *m = grpc_slice_to_c_string(s->details.method);
+        DHT_DEBUG("unknown method %s", m);
+        char why[300];
+        snprintf(why, sizeof why, "unknown method %s", m);
+        gpr_free(m);
+        respond(s, NULL, 0, GRPC_STATUS_UNIMPLEMENTED, why);
+        return;
+    }
+    if (s->method == M_HEALTH) {
+        /* grpc.health.v1.HealthCheckResponse{status: SERVING(1)|NOT_SERVING(2)} */
+        int serving = g->serving ? g->serving(g->serving_arg) : 1;
+        uint8_t resp[2] = {0x08, serving ? 1 : 2};
+        respond(s, resp, sizeof resp, GRPC_STATUS_OK, NULL);
+        return;
+    }
+
+    dht_msg req;
+    uint8_t buf[MAX_MSG];
+    long len = bb_read(s->payload, buf, sizeof buf);
+    if (len < 0 || dht_codec_decode_request((dht_msg_type)s->method, buf, (size_t)len, &req)) {
+        DHT_WARN("malformed %s request rejected", dht_msg_type_name((dht_msg_type)s->method));
+        respond(s, NULL, 0, GRPC_STATUS_INVALID_ARGUMENT, "malformed request message");
+        return;
+    }
+    if (req.type == DHT_MSG_PUT || req.type == DHT_MSG_GET) {
+        DHT_DEBUG("public %s key=%lld value=%lld", dht_msg_type_name(req.type),
+                  (long long)req.key, (long long)req.value);
+        g->svc.client(g->svc.arg, &req, public_done, s);
+        return;
+    }
+    dht_msg reply;
+    memset(&reply, 0, sizeof reply);
+    g->svc.replica(g->svc.arg, &req, &reply);
+    DHT_DEBUG("%s key=%lld -> ok=%d v=(%llu,%llx)", dht_msg_type_name(req.type),
+              (long long)req.key, reply.ok, (unsigned long long)reply.version.counter,
+              (unsigned long long)reply.version.writer);
+    uint8_t out[DHT_CODEC_MAX];
+    size_t olen = dht_codec_encode_reply(&reply, out);
+    respond(s, out, olen, GRPC_STATUS_OK, NULL);
+}
+
+/* ---- workers --------------------------------------------------------------- */
+
+static void *worker_main(void *arg)
+{
+    worker *w = arg;
+    tl_worker = w;
+    for (;;) {
+        grpc_event ev = grpc_completion_queue_next(w->cq, gpr_inf_future(GPR_CLOCK_MONOTONIC),
+                                                   NULL);
+        if (ev.type == GRPC_QUEUE_SHUTDOWN)
+            break;
+        if (ev.type != GRPC_OP_COMPLETE)
+            continue;
+        tag_kind *k = ev.tag;
+        switch (*k) {
+        case TAG_CLIENT_CALL:
+            client_call_done((ccall *)k, ev.success);
+            break;
+        case TAG_SERVER_NEW:
+            server_call_arrived((scall *)k, ev.success);
+            break;
+        case TAG_SERVER_DONE: {
+            scall *s = (scall *)k;
+            grpc_slice_unref(s->status_details);
+            scall_free(s);
+            break;
+        }
+        case TAG_SHUTDOWN:
+            atomic_store(&w->g->shutdown_tag.done, true);
+            break;
+        }
+    }
+    return NULL;
+}
+
+static const dht_transport_ops grpc_ops = {grpc_send, grpc_after, grpc_now};
+
+static grpc_channel_args *channel_args(void)
+{
+    /* Reconnect quickly after a peer restarts: while a channel is in
+     * backoff, calls fail fast with UNAVAILABLE. */
+    static grpc_arg args[4];
+    static grpc_channel_args ca = {4, args};
+    args[0].type = GRPC_ARG_INTEGER;
+    args[0].key = GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS;
+    args[0].value.integer = 100;
+    args[1].type = GRPC_ARG_INTEGER;
+    args[1].key = GRPC_ARG_MIN_RECONNECT_BACKOFF_MS;
+    args[1].value.integer = 100;
+    args[2].type = GRPC_ARG_INTEGER;
+    args[2].key = GRPC_ARG_MAX_RECONNECT_BACKOFF_MS;
+    args[2].value.integer = 500;
+    args[3].type = GRPC_ARG_INTEGER;
+    args[3].key = GRPC_ARG_ENABLE_RETRIES;
+    args[3].value.integer = 0;
+    return &ca;
+}
+
+static int start_server(dht_grpc *g, const char *addr, char *err, size_t errlen)
+{
+    /* Without this gRPC sets SO_REUSEPORT and a second server on a busy
+     * port would "succeed" and split the traffic. */
+    grpc_arg a = {.type = GRPC_ARG_INTEGER, .key = GRPC_ARG_ALLOW_REUSEPORT, .value.integer = 0};
+    grpc_channel_args sa = {1, &a};
+    g->server = grpc_server_create(&sa, NULL);
+    for (int i = 0; i < g->nworkers; i++)
+        grpc_server_register_completion_queue(g->server, g->workers[i].cq, NULL);
+    for (int m = 1; m < DHT_MSG_TYPE_MAX; m++)
+        g->methods[m] = grpc_server_register_method(g->server, dht_codec_method((dht_msg_type)m),
+                                                    NULL, GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER,
+                                                    0);
+    g->methods[M_HEALTH] = grpc_server_register_method(
+        g->server, DHT_HEALTH_METHOD, NULL, GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER, 0);
+    grpc_server_credentials *creds = grpc_insecure_server_credentials_create();
+    int port = grpc_server_add_http2_port(g->server, addr, creds);
+    grpc_server_credentials_release(creds);
+    if (port == 0) {
+        snprintf(err, errlen, "cannot listen on %s (address not local or port busy)", addr);
+        grpc_server_destroy(g->server);
+        g->server = NULL;
+        return -1;
+    }
+    grpc_server_start(g->server);
+    for (int i = 0; i < g->nworkers; i++)
+        for (int m = 0; m < M_COUNT; m++)
+            for (int k = 0; k < REQ_SLOTS; k++)
+                request_call(g, &g->workers[i], m);
+    return 0;
+}
+
+int dht_grpc_start(const dht_grpc_config *cfg, dht_grpc **out, char *err, size_t errlen)
+{
+    if (getenv("GRPC_VERBOSITY") == NULL)
+        gpr_set_log_verbosity(GPR_LOG_SEVERITY_ERROR);
+    grpc_init();
+
+    dht_grpc *g = calloc(1, sizeof *g);
+    if (g == NULL) {
+        snprintf(err, errlen, "out of memory");
+        grpc_shutdown();
+        return -1;
+    }
+    g->base.ops = &grpc_ops;
+    g->base.npeers = cfg->npeers;
+    g->nworkers = cfg->workers > 0 ? cfg->workers : (int)sysconf(_SC_NPROCESSORS_ONLN);
+    if (g->nworkers < 1)
+        g->nworkers = 1;
+    if (cfg->service)
+        g->svc = *cfg->service;
+    g->serving = cfg->serving;
+    g->serving_arg = cfg->serving_arg;
+    g->on_peer_state = cfg->on_peer_state;
+    g->peer_state_arg = cfg->peer_state_arg;
+    atomic_init(&g->stopping, false);
+    atomic_init(&g->inflight, 0);
+    atomic_init(&g->rr, 0);
+    g->shutdown_tag.kind = TAG_SHUTDOWN;
+    pthread_mutex_init(&g->tmu, NULL);
+    pthread_cond_init(&g->tcv, NULL);
+
+    g->addrs = calloc((size_t)cfg->npeers + 1, sizeof *g->addrs);
+    g->channels = calloc((size_t)cfg->npeers + 1, sizeof *g->channels);
+    g->peer_up = calloc((size_t)cfg->npeers + 1, sizeof *g->peer_up);
+    g->workers = calloc((size_t)g->nworkers, sizeof *g->workers);
+    grpc_channel_credentials *creds = grpc_insecure_credentials_create();
+    for (int i = 0; i < cfg->npeers; i++) {
+        g->addrs[i] = strdup(cfg->peers[i]);
+        g->channels[i] = grpc_channel_create(cfg->peers[i], creds, channel_args());
+        atomic_init(&g->peer_up[i], 1);
+    }
+    grpc_channel_credentials_release(creds);
+    for (int i = 0; i < g->nworkers; i++) {
+        g->workers[i].g = g;
+        g->workers[i].index = i;
+        g->workers[i].cq = grpc_completion_queue_create_for_next(NULL);
+    }
+    if (cfg->listen_addr && start_server(g, cfg->listen_addr, err, errlen) != 0) {
+        for (int i = 0; i < g->nworkers; i++) {
+            grpc_completion_queue_shutdown(g->workers[i].cq);
+            while (grpc_completion_queue_next(g->workers[i].cq,
+                                              gpr_inf_future(GPR_CLOCK_MONOTONIC), NULL)
+                       .type != GRPC_QUEUE_SHUTDOWN) {
+            }
+            grpc_completion_queue_destroy(g->workers[i].cq);
+        }
+        for (int i = 0; i < cfg->npeers; i++) {
+            grpc_channel_destroy(g->channels[i]);
+            free(g->addrs[i]);
+        }
+        free(g->addrs);
+        free(g->channels);
+        free((void *)g->peer_up);
+        free(g->workers);
+        free(g);
+        grpc_shutdown();
+        return -1;
+    }
+    for (int i = 0; i < g->nworkers; i++)
+        pthread_create(&g->workers[i].thread, NULL, worker_main, &g->workers[i]);
+    pthread_create(&g->timer_thread, NULL, timer_main, g);
+    *out = g;
+    return 0;
+}
+
+dht_transport *dht_grpc_transport(dht_grpc *g)
+{
+    return &g->base;
+}
+
+void dht_grpc_stop(dht_grpc *g)
+{
+    if (g == NULL)
+        return;
+    atomic_store(&g->stopping, true);
+    if (g->server) {
+        grpc_server_shutdown_and_notify(g->server, g->workers[0].cq, &g->shutdown_tag);
+        grpc_server_cancel_all_calls(g->server);
+        for (int i = 0; i < 3000 && !atomic_load(&g->shutdown_tag.done); i++)
+            usleep(1000);
+    }
+    /* In-flight calls and public requests end by their deadlines; wait for
+     * them (bounded) so their callbacks never touch freed memory. */
+    for (int i = 0; i < 10000; i++) {
+        pthread_mutex_lock(&g->tmu);
+        size_t timers = g->hlen;
+        pthread_mutex_unlock(&g->tmu);
+        if (atomic_load(&g->inflight) == 0 && timers == 0)
+            break;
+        usleep(1000);
+    }
+    pthread_mutex_lock(&g->tmu);
+    g->tstop = true;
+    pthread_cond_signal(&g->tcv);
+    pthread_mutex_unlock(&g->tmu);
+    pthread_join(g->timer_thread, NULL);
+    if (g->server)
+        grpc_server_destroy(g->server);
+    for (int i = 0; i < g->base.npeers; i++) {
+        grpc_channel_destroy(g->channels[i]);
+        free(g->addrs[i]);
+    }
+    for (int i = 0; i < g->nworkers; i++)
+        grpc_completion_queue_shutdown(g->workers[i].cq);
+    for (int i = 0; i < g->nworkers; i++) {
+        pthread_join(g->workers[i].thread, NULL);
+        grpc_completion_queue_destroy(g->workers[i].cq);
+    }
+    free(g->heap);
+    free(g->addrs);
+    free(g->channels);
+    free((void *)g->peer_up);
+    free(g->workers);
+    pthread_mutex_destroy(&g->tmu);
+    pthread_cond_destroy(&g->tcv);
+    free(g);
+    grpc_shutdown();
+}
+
+/* ---- one-off blocking call for tools --------------------------------------- */
+
+int dht_grpc_call_raw(const char *addr, const char *method, const void *req, size_t req_len,
+                      int64_t timeout_ns, int *status, char *details, size_t details_len,
+                      uint8_t *resp, size_t *resp_len)
+{
+    if (getenv("GRPC_VERBOSITY") == NULL)
+        gpr_set_log_verbosity(GPR_LOG_SEVERITY_ERROR);
+    grpc_init();
+    grpc_channel_credentials *creds = grpc_insecure_credentials_create();
+    grpc_channel *ch = grpc_channel_create(addr, creds, channel_args());
+    grpc_channel_credentials_release(creds);
+    grpc_completion_queue *cq = grpc_completion_queue_create_for_pluck(NULL);
+    grpc_slice m = grpc_slice_from_copied_string(method);
+    gpr_timespec dl = gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC),
+                                   gpr_time_from_nanos(timeout_ns, GPR_TIMESPAN));
+    grpc_call *call = grpc_channel_create_call(ch, NULL, GRPC_PROPAGATE_DEFAULTS, cq, m, NULL, dl,
+                                               NULL);
+    grpc_slice_unref(m);
+    int rc = -1;
+    if (call != NULL) {
+        grpc_byte_buffer *send = bb_from(req, req_len), *recv = NULL;
+        grpc_metadata_array imd, tmd;
+        grpc_metadata_array_init(&imd);
+        grpc_metadata_array_init(&tmd);
+        grpc_status_code code = GRPC_STATUS_UNKNOWN;
+        grpc_slice det = grpc_empty_slice();
+        grpc_op ops[6];
+        memset(ops, 0, sizeof ops);
+        ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
+        ops[1].op = GRPC_OP_SEND_MESSAGE;
+        ops[1].data.send_message.send_message = send;
+        ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
+        ops[3].op = GRPC_OP_RECV_INITIAL_METADATA;
+        ops[3].data.recv_initial_metadata.recv_initial_metadata = &imd;
+        ops[4].op = GRPC_OP_RECV_MESSAGE;
+        ops[4].data.recv_message.recv_message = &recv;
+        ops[5].op = GRPC_OP_RECV_STATUS_ON_CLIENT;
+        ops[5].data.recv_status_on_client.trailing_metadata = &tmd;
+        ops[5].data.recv_status_on_client.status = &code;
+        ops[5].data.recv_status_on_client.status_details = &det;
+        int tag;
+        if (grpc_call_start_batch(call, ops, 6, &tag, NULL) == GRPC_CALL_OK) {
+            grpc_event ev = grpc_completion_queue_pluck(cq, &tag,
+                                                        gpr_inf_future(GPR_CLOCK_MONOTONIC), NULL);
+            if (ev.type == GRPC_OP_COMPLETE && ev.success) {
+                *status = (int)code;
+                char *d = grpc_slice_to_c_string(det);
+                snprintf(details, details_len, "%s", d);
+                gpr_free(d);
+                long n = recv ? bb_read(recv, resp, *resp_len) : 0;
+                *resp_len = n > 0 ? (size_t)n : 0;
+                rc = 0;
+            }
+        }
+        grpc_byte_buffer_destroy(send);
+        if (recv)
+            grpc_byte_buffer_destroy(recv);
+        grpc_metadata_array_destroy(&imd);
+        grpc_metadata_array_destroy(&tmd);
+        grpc_slice_unref(det);
+        grpc_call_unref(call);
+    }
+    grpc_completion_queue_shutdown(cq);
+    while (grpc_completion_queue_pluck(cq, NULL, gpr_inf_future(GPR_CLOCK_MONOTONIC), NULL).type !=
+           GRPC_QUEUE_SHUTDOWN) {
+    }
+    grpc_completion_queue_destroy(cq);
+    grpc_channel_destroy(ch);
+    grpc_shutdown();
+    return rc;
+}

@@ -1,0 +1,36 @@
+/* Small helpers shared by the binaries and the protocol: clocks, strict
+ * number parsing, address lists, a seeded PRNG. */
+#ifndef DHT_UTIL_H
+#define DHT_UTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define DHT_NS_PER_MS 1000000LL
+#define DHT_NS_PER_SEC 1000000000LL
+#define DHT_MAX_MEMBERS 16
+
+int64_t dht_now_ns(void); /* CLOCK_MONOTONIC */
+
+/* Strict parsers: the whole string must be a number in [min, max]. */
+int dht_parse_i64(const char *s, int64_t min, int64_t max, int64_t *out);
+int dht_parse_double(const char *s, double min, double max, double *out);
+
+/* "host:port" with port 1..65535 and a non-empty host of sane characters.
+ * Writes a normalised copy to out. */
+int dht_parse_hostport(const char *s, char *out, size_t outlen, char *err, size_t errlen);
+
+/* Splits a comma-separated member list into at most max entries, each
+ * validated by dht_parse_hostport; rejects duplicates.  Returns the count
+ * or -1 with err set. */
+int dht_parse_members(const char *s, char out[][256], int max, char *err, size_t errlen);
+
+/* xoshiro256** seeded via splitmix64: fast, reproducible from one seed. */
+typedef struct { uint64_t s[4]; } dht_rng;
+void dht_rng_seed(dht_rng *r, uint64_t seed);
+uint64_t dht_rng_next(dht_rng *r);
+uint64_t dht_rng_below(dht_rng *r, uint64_t n); /* uniform in [0, n) */
+double dht_rng_double(dht_rng *r);              /* uniform in [0, 1) */
+uint64_t dht_random_seed(void);                 /* from the OS */
+
+#endif

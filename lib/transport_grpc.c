@@ -40,6 +40,7 @@
 
 #include "codec.h"
 #include "log.h"
+#include "timers.h"
 #include "util.h"
 
 #define REQ_SLOTS 8 /* outstanding requested server calls per method per queue */
@@ -57,13 +58,6 @@ typedef struct worker {
     pthread_t thread;
     int index;
 } worker;
-
-typedef struct timer {
-    int64_t when;
-    uint64_t seq;
-    dht_timer_cb cb;
-    void *arg;
-} timer;
 
 struct dht_grpc {
     dht_transport base; /* first: dht_transport* <-> dht_grpc* */
@@ -89,13 +83,7 @@ struct dht_grpc {
         atomic_bool done;
     } shutdown_tag;
 
-    pthread_mutex_t tmu;
-    pthread_cond_t tcv;
-    timer *heap; /* min-heap on (when, seq); owned */
-    size_t hlen, hcap;
-    uint64_t tseq;
-    bool tstop;
-    pthread_t timer_thread;
+    dht_timers *timers;
 };
 
 typedef struct ccall {
@@ -199,92 +187,9 @@ static int64_t grpc_now(dht_transport *t)
     return dht_now_ns();
 }
 
-/* ---- timers -------------------------------------------------------------- */
-
-static bool timer_less(const timer *a, const timer *b)
-{
-    return a->when < b->when || (a->when == b->when && a->seq < b->seq);
-}
-
 static int grpc_after(dht_transport *t, int64_t delay_ns, dht_timer_cb cb, void *arg)
 {
-    dht_grpc *g = (dht_grpc *)t;
-    pthread_mutex_lock(&g->tmu);
-    if (g->tstop) {
-        pthread_mutex_unlock(&g->tmu);
-        return -1;
-    }
-    if (g->hlen == g->hcap) {
-        size_t ncap = g->hcap ? g->hcap * 2 : 64;
-        timer *n = realloc(g->heap, ncap * sizeof *n);
-        if (n == NULL) {
-            pthread_mutex_unlock(&g->tmu);
-            return -1;
-        }
-        g->heap = n;
-        g->hcap = ncap;
-    }
-    timer tm = {dht_now_ns() + (delay_ns > 0 ? delay_ns : 0), g->tseq++, cb, arg};
-    size_t i = g->hlen++;
-    while (i > 0 && timer_less(&tm, &g->heap[(i - 1) / 2])) {
-        g->heap[i] = g->heap[(i - 1) / 2];
-        i = (i - 1) / 2;
-    }
-    g->heap[i] = tm;
-    if (i == 0)
-        pthread_cond_signal(&g->tcv);
-    pthread_mutex_unlock(&g->tmu);
-    return 0;
-}
-
-static timer heap_pop(dht_grpc *g)
-{
-    timer top = g->heap[0];
-    timer last = g->heap[--g->hlen];
-    size_t i = 0;
-    for (;;) {
-        size_t c = 2 * i + 1;
-        if (c >= g->hlen)
-            break;
-        if (c + 1 < g->hlen && timer_less(&g->heap[c + 1], &g->heap[c]))
-            c++;
-        if (!timer_less(&g->heap[c], &last))
-            break;
-        g->heap[i] = g->heap[c];
-        i = c;
-    }
-    if (g->hlen > 0)
-        g->heap[i] = last;
-    return top;
-}
-
-static void *timer_main(void *arg)
-{
-    dht_grpc *g = arg;
-    pthread_mutex_lock(&g->tmu);
-    while (!(g->tstop && g->hlen == 0)) {
-        if (g->hlen == 0) {
-            pthread_cond_wait(&g->tcv, &g->tmu);
-            continue;
-        }
-        int64_t now = dht_now_ns();
-        if (g->heap[0].when > now) {
-            int64_t when = g->heap[0].when - now;
-            struct timespec ts;
-            clock_gettime(CLOCK_MONOTONIC, &ts);
-            int64_t abs = (int64_t)ts.tv_sec * DHT_NS_PER_SEC + ts.tv_nsec + when;
-            ts.tv_sec = abs / DHT_NS_PER_SEC;
-            ts.tv_nsec = abs % DHT_NS_PER_SEC;
-            pthread_cond_timedwait(&g->tcv, &g->tmu, &ts);
-            continue;
-        }
-        timer tm = heap_pop(g);
-        pthread_mutex_unlock(&g->tmu);
-        tm.cb(tm.arg);
-        pthread_mutex_lock(&g->tmu);
-    }
-    pthread_mutex_unlock(&g->tmu);
-    return NULL;
+    return dht_timers_add(((dht_grpc *)t)->timers, delay_ns, cb, arg);
 }
 
 /* ---- outgoing calls ------------------------------------------------------ */
@@ -692,8 +597,6 @@ int dht_grpc_start(const dht_grpc_config *cfg, dht_grpc **out, char *err, size_t
     atomic_init(&g->inflight, 0);
     atomic_init(&g->rr, 0);
     g->shutdown_tag.kind = TAG_SHUTDOWN;
-    pthread_mutex_init(&g->tmu, NULL);
-    pthread_cond_init(&g->tcv, NULL);
 
     g->addrs = calloc((size_t)cfg->npeers + 1, sizeof *g->addrs);
     g->channels = calloc((size_t)cfg->npeers + 1, sizeof *g->channels);
@@ -732,9 +635,9 @@ int dht_grpc_start(const dht_grpc_config *cfg, dht_grpc **out, char *err, size_t
         grpc_shutdown();
         return -1;
     }
+    g->timers = dht_timers_start();
     for (int i = 0; i < g->nworkers; i++)
         pthread_create(&g->workers[i].thread, NULL, worker_main, &g->workers[i]);
-    pthread_create(&g->timer_thread, NULL, timer_main, g);
     *out = g;
     return 0;
 }
@@ -758,18 +661,11 @@ void dht_grpc_stop(dht_grpc *g)
     /* In-flight calls and public requests end by their deadlines; wait for
      * them (bounded) so their callbacks never touch freed memory. */
     for (int i = 0; i < 10000; i++) {
-        pthread_mutex_lock(&g->tmu);
-        size_t timers = g->hlen;
-        pthread_mutex_unlock(&g->tmu);
-        if (atomic_load(&g->inflight) == 0 && timers == 0)
+        if (atomic_load(&g->inflight) == 0 && dht_timers_pending(g->timers) == 0)
             break;
         usleep(1000);
     }
-    pthread_mutex_lock(&g->tmu);
-    g->tstop = true;
-    pthread_cond_signal(&g->tcv);
-    pthread_mutex_unlock(&g->tmu);
-    pthread_join(g->timer_thread, NULL);
+    dht_timers_stop(g->timers);
     if (g->server)
         grpc_server_destroy(g->server);
     for (int i = 0; i < g->base.npeers; i++) {
@@ -782,13 +678,10 @@ void dht_grpc_stop(dht_grpc *g)
         pthread_join(g->workers[i].thread, NULL);
         grpc_completion_queue_destroy(g->workers[i].cq);
     }
-    free(g->heap);
     free(g->addrs);
     free(g->channels);
     free((void *)g->peer_up);
     free(g->workers);
-    pthread_mutex_destroy(&g->tmu);
-    pthread_cond_destroy(&g->tcv);
     free(g);
     grpc_shutdown();
 }

@@ -1,0 +1,33 @@
+# Unit and protocol tests (no gRPC) and process tests (real binaries).
+add_library(dht_sim STATIC tests/sim_transport.c)
+target_include_directories(dht_sim PUBLIC ${CMAKE_SOURCE_DIR}/tests)
+target_link_libraries(dht_sim PUBLIC dht_core)
+
+add_executable(test_replica tests/test_replica.c)
+target_link_libraries(test_replica dht_core)
+add_test(NAME replica_unit COMMAND test_replica)
+
+add_executable(test_protocol tests/test_protocol.c)
+target_link_libraries(test_protocol dht_sim dht_lincheck)
+add_test(NAME protocol_sim COMMAND test_protocol)
+
+add_executable(rawcall tools/rawcall.c)
+target_link_libraries(rawcall dht_net)
+
+# Process tests: three real servers on 127.0.0.1 driven by shell scripts.
+set(PROC_TESTS
+  p1_repeatable_read p2_zero_unwritten p3_same_value_every_node
+  p4_liveness_false_put_retry p5_kill9_mid_load public_service_each_node
+  bad_input)
+foreach(t ${PROC_TESTS})
+  add_test(NAME proc_${t}
+    COMMAND bash ${CMAKE_SOURCE_DIR}/tests/process/${t}.sh $<TARGET_FILE_DIR:server>)
+  set_tests_properties(proc_${t} PROPERTIES TIMEOUT 120 LABELS process)
+endforeach()
+
+add_executable(test_threads tests/test_threads.c)
+target_link_libraries(test_threads dht_core dht_lincheck)
+add_test(NAME threads_stress COMMAND test_threads)
+
+set_tests_properties(replica_unit threads_stress PROPERTIES LABELS "unit;tsan")
+set_tests_properties(protocol_sim PROPERTIES LABELS "unit")

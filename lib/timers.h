@@ -1,0 +1,18 @@
+/* A timer service: one thread running callbacks at their due time, in
+ * (time, insertion) order.  Used by transports to implement after(). */
+#ifndef DHT_TIMERS_H
+#define DHT_TIMERS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct dht_timers dht_timers;
+
+dht_timers *dht_timers_start(void);
+/* Runs cb(arg) on the timer thread after delay_ns; -1 once stopping. */
+int dht_timers_add(dht_timers *t, int64_t delay_ns, void (*cb)(void *), void *arg);
+size_t dht_timers_pending(dht_timers *t);
+/* Refuses new timers, runs the pending ones when due, joins and frees. */
+void dht_timers_stop(dht_timers *t);
+
+#endif

@@ -1,0 +1,633 @@
+/* Protocol tests: the real coordinator and replicas over the deterministic
+ * in-memory network, with loss, delay/reordering, crashes, stalls and
+ * partitions.  Every workload's history goes through the linearizability
+ * checker.  All randomness comes from the seed printed on failure; set
+ * SIM_SEED to replay one. */
+#include "coordinator.h"
+#include "lincheck.h"
+#include "sim_transport.h"
+#include "test.h"
+#include "util.h"
+
+#define MS DHT_NS_PER_MS
+#define SEC DHT_NS_PER_SEC
+
+static uint64_t base_seed(void)
+{
+    const char *s = getenv("SIM_SEED");
+    return s ? strtoull(s, NULL, 10) : 20261121;
+}
+
+/* ---- workload driver ------------------------------------------------------ */
+
+typedef struct workload workload;
+
+typedef struct {
+    workload *wl;
+    int client;
+    int left;
+    int64_t seq;
+    /* the op in flight */
+    bool is_put;
+    int64_t key, value, call;
+} client_state;
+
+struct workload {
+    sim_world *w;
+    int nclients;
+    dht_coord *coords[32];
+    client_state cs[32];
+    int64_t keys;
+    double put_ratio;
+    int64_t think_max_ns;
+    dht_hist_op *hist;
+    size_t nhist, cap;
+    int applied, not_applied, unknown, gets_ok, gets_failed;
+    int64_t max_latency;
+    int64_t last_return;
+};
+
+static void record(workload *wl, client_state *c, int ok)
+{
+    if (wl->nhist == wl->cap) {
+        wl->cap = wl->cap ? wl->cap * 2 : 1024;
+        wl->hist = realloc(wl->hist, wl->cap * sizeof *wl->hist);
+        CHECK(wl->hist != NULL);
+    }
+    int64_t now = sim_now(wl->w);
+    wl->hist[wl->nhist++] = (dht_hist_op){.client = c->client, .is_put = c->is_put,
+                                          .key = c->key, .value = c->value, .call = c->call,
+                                          .ret = ok < 0 ? DHT_HIST_RET_UNKNOWN : now, .ok = ok};
+    if (now - c->call > wl->max_latency)
+        wl->max_latency = now - c->call;
+    wl->last_return = now;
+}
+
+static void next_op(void *arg);
+
+static void schedule_next(client_state *c)
+{
+    workload *wl = c->wl;
+    if (--c->left <= 0)
+        return;
+    int64_t think = wl->think_max_ns ? (int64_t)sim_rand(wl->w, (uint64_t)wl->think_max_ns) : 0;
+    sim_at(wl->w, sim_now(wl->w) + think, next_op, c);
+}
+
+static void on_put(void *arg, dht_put_outcome o, const char *reason)
+{
+    (void)reason;
+    client_state *c = arg;
+    workload *wl = c->wl;
+    wl->applied += o == DHT_PUT_APPLIED;
+    wl->not_applied += o == DHT_PUT_NOT_APPLIED;
+    wl->unknown += o == DHT_PUT_UNKNOWN;
+    record(wl, c, o == DHT_PUT_APPLIED ? 1 : o == DHT_PUT_NOT_APPLIED ? 0 : -1);
+    schedule_next(c);
+}
+
+static void on_get(void *arg, int ok, int64_t value, const char *reason)
+{
+    (void)reason;
+    client_state *c = arg;
+    workload *wl = c->wl;
+    c->value = value;
+    wl->gets_ok += ok;
+    wl->gets_failed += !ok;
+    record(wl, c, ok ? 1 : 0);
+    schedule_next(c);
+}
+
+static void next_op(void *arg)
+{
+    client_state *c = arg;
+    workload *wl = c->wl;
+    c->key = (int64_t)sim_rand(wl->w, (uint64_t)wl->keys);
+    c->is_put = sim_rand(wl->w, 1000) < (uint64_t)(wl->put_ratio * 1000);
+    c->call = sim_now(wl->w);
+    dht_coord *co = wl->coords[c->client];
+    if (c->is_put) {
+        c->value = (int64_t)(c->client + 1) * 1000000 + ++c->seq;
+        CHECK(dht_coord_put(co, c->key, c->value, on_put, c) == 0);
+    } else {
+        CHECK(dht_coord_get(co, c->key, on_get, c) == 0);
+    }
+}
+
+static dht_coord *make_coord(sim_world *w, int endpoint, uint64_t seed)
+{
+    dht_coord_config cfg;
+    dht_coord_config_default(&cfg);
+    cfg.seed = seed;
+    cfg.id = (uint32_t)endpoint + 1;
+    dht_coord *c = dht_coord_new(sim_endpoint(w, endpoint), &cfg);
+    CHECK(c != NULL);
+    return c;
+}
+
+static void workload_init(workload *wl, sim_world *w, int nclients, int ops_each, int64_t keys,
+                          uint64_t seed)
+{
+    memset(wl, 0, sizeof *wl);
+    wl->w = w;
+    wl->nclients = nclients;
+    wl->keys = keys;
+    wl->put_ratio = 0.5;
+    wl->think_max_ns = 5 * MS;
+    for (int i = 0; i < nclients; i++) {
+        wl->coords[i] = make_coord(w, i, seed + (uint64_t)i);
+        wl->cs[i] = (client_state){.wl = wl, .client = i, .left = ops_each};
+        sim_at(w, sim_now(w) + (int64_t)sim_rand(w, 10 * MS), next_op, &wl->cs[i]);
+    }
+}
+
+static void workload_free(workload *wl)
+{
+    for (int i = 0; i < wl->nclients; i++)
+        dht_coord_free(wl->coords[i]);
+    free(wl->hist);
+}
+
+static void check_linearizable(workload *wl, uint64_t seed)
+{
+    dht_lincheck_result res;
+    int v = dht_lincheck(wl->hist, wl->nhist, &res);
+    if (v != DHT_LIN_OK) {
+        fprintf(stderr, "seed %llu: %s (%s), key %lld\n", (unsigned long long)seed,
+                dht_lincheck_verdict_str(v), res.reason ? res.reason : "", (long long)res.key);
+        if (res.sub)
+            dht_history_print(stderr, wl->hist, res.sub, res.nsub);
+    }
+    dht_lincheck_result_free(&res);
+    CHECK_EQ(v, DHT_LIN_OK);
+}
+
+static void expect_total(workload *wl, int total)
+{
+    CHECK_EQ(wl->applied + wl->not_applied + wl->unknown + wl->gets_ok + wl->gets_failed, total);
+    /* every call returned within its deadline (plus one in-flight reply) */
+    if (wl->max_latency > 2 * SEC + 10 * MS)
+        fprintf(stderr, "max latency %.3f ms\n", (double)wl->max_latency / 1e6);
+    CHECK(wl->max_latency <= 2 * SEC + 10 * MS);
+}
+
+/* ---- scenarios -------------------------------------------------------------- */
+
+typedef struct {
+    int64_t result;
+    int ok;
+    dht_put_outcome outcome;
+    bool done;
+    int64_t at;
+    sim_world *w;
+} one_result;
+
+static void one_put_cb(void *arg, dht_put_outcome o, const char *reason)
+{
+    (void)reason;
+    one_result *r = arg;
+    r->outcome = o;
+    r->done = true;
+    r->at = sim_now(r->w);
+}
+
+static void one_get_cb(void *arg, int ok, int64_t value, const char *reason)
+{
+    (void)reason;
+    one_result *r = arg;
+    r->ok = ok;
+    r->result = value;
+    r->done = true;
+    r->at = sim_now(r->w);
+}
+
+static dht_put_outcome put1(sim_world *w, dht_coord *c, int64_t k, int64_t v)
+{
+    one_result r = {.w = w};
+    CHECK(dht_coord_put(c, k, v, one_put_cb, &r) == 0);
+    CHECK(!r.done); /* never completes inside the call */
+    sim_run(w);
+    CHECK(r.done);
+    return r.outcome;
+}
+
+static int get1(sim_world *w, dht_coord *c, int64_t k, int64_t *v)
+{
+    one_result r = {.w = w};
+    CHECK(dht_coord_get(c, k, one_get_cb, &r) == 0);
+    CHECK(!r.done);
+    sim_run(w);
+    CHECK(r.done);
+    *v = r.result;
+    return r.ok;
+}
+
+static sim_world *world(uint64_t seed, double loss, int endpoints)
+{
+    sim_config cfg = {.seed = seed, .replicas = 3, .endpoints = endpoints, .loss = loss};
+    sim_world *w = sim_new(&cfg);
+    CHECK(w != NULL);
+    return w;
+}
+
+static void test_put_then_get(void)
+{
+    sim_world *w = world(base_seed(), 0, 1);
+    dht_coord *c = make_coord(w, 0, 1);
+    int64_t v = -1;
+    CHECK(get1(w, c, 5, &v) && v == 0); /* P2: never written reads 0 */
+    CHECK_EQ(put1(w, c, 5, 42), DHT_PUT_APPLIED);
+    CHECK(get1(w, c, 5, &v) && v == 42);
+    CHECK(get1(w, c, 5, &v) && v == 42); /* P1: repeatable */
+    CHECK_EQ(put1(w, c, 5, -7), DHT_PUT_APPLIED);
+    CHECK(get1(w, c, 5, &v) && v == -7);
+    CHECK(get1(w, c, INT64_MAX, &v) && v == 0);
+    /* every replica holds the value (all three acked or got the write) */
+    for (int r = 0; r < 3; r++) {
+        dht_version ver;
+        dht_replica_lookup(sim_replica(w, r), 5, &v, &ver);
+        CHECK_EQ(v, -7);
+        CHECK_EQ(ver.counter, 2);
+    }
+    dht_coord_free(c);
+    sim_free(w);
+}
+
+static void run_scenario(const char *name, uint64_t seed, double loss, int clients, int ops,
+                         int64_t keys, void (*faults)(sim_world *, void *), void *fault_arg,
+                         bool expect_no_failures)
+{
+    sim_world *w = world(seed, loss, clients);
+    workload wl;
+    workload_init(&wl, w, clients, ops, keys, seed * 31);
+    if (faults)
+        faults(w, fault_arg);
+    sim_run(w);
+    if (getenv("SIM_VERBOSE"))
+        fprintf(stderr,
+                "%s seed %llu: applied %d not-applied %d unknown %d gets %d failed %d max %.1f ms\n",
+                name, (unsigned long long)seed, wl.applied, wl.not_applied, wl.unknown,
+                wl.gets_ok, wl.gets_failed, (double)wl.max_latency / 1e6);
+    expect_total(&wl, clients * ops);
+    if (expect_no_failures)
+        CHECK_EQ(wl.not_applied + wl.unknown + wl.gets_failed, 0);
+    check_linearizable(&wl, seed);
+    workload_free(&wl);
+    sim_free(w);
+}
+
+static void test_random_no_faults(void)
+{
+    run_scenario("clean", base_seed(), 0, 8, 300, 5, NULL, NULL, true);
+}
+
+static void test_message_loss(void)
+{
+    for (uint64_t s = 0; s < 3; s++)
+        run_scenario("loss", base_seed() + s, 0.10, 6, 200, 4, NULL, NULL, false);
+}
+
+static void wide_delays(sim_world *w, void *arg)
+{
+    (void)w;
+    (void)arg;
+}
+
+static void test_delay_and_reordering(void)
+{
+    /* delays from 10 us to 80 ms: replies overtake each other constantly */
+    for (uint64_t s = 0; s < 3; s++) {
+        sim_config cfg = {.seed = base_seed() + s, .replicas = 3, .endpoints = 6,
+                          .delay_min_ns = 10000, .delay_max_ns = 80 * MS};
+        sim_world *w = sim_new(&cfg);
+        workload wl;
+        workload_init(&wl, w, 6, 150, 3, cfg.seed);
+        wide_delays(w, NULL);
+        sim_run(w);
+        expect_total(&wl, 6 * 150);
+        check_linearizable(&wl, cfg.seed);
+        workload_free(&wl);
+        sim_free(w);
+    }
+}
+
+static void crash_replica_2(sim_world *w, void *arg)
+{
+    (void)arg;
+    sim_crash(w, 2);
+}
+
+static void test_one_replica_crashed(void)
+{
+    /* P5 at protocol level: with one of three down nothing fails */
+    run_scenario("one-down", base_seed(), 0, 8, 250, 5, crash_replica_2, NULL, true);
+}
+
+typedef struct {
+    sim_world *w;
+    int r;
+} fault_ctx;
+
+static void do_crash(void *arg)
+{
+    fault_ctx *f = arg;
+    sim_crash(f->w, f->r);
+}
+
+static void do_restart(void *arg)
+{
+    fault_ctx *f = arg;
+    sim_restart(f->w, f->r, false);
+}
+
+static void do_pause(void *arg)
+{
+    fault_ctx *f = arg;
+    sim_pause(f->w, f->r);
+}
+
+static void do_resume(void *arg)
+{
+    fault_ctx *f = arg;
+    sim_resume(f->w, f->r);
+}
+
+static fault_ctx fc[4];
+
+static void crash_then_restart(sim_world *w, void *arg)
+{
+    (void)arg;
+    int64_t t = sim_now(w);
+    for (int i = 0; i < 3; i++) {
+        fc[i] = (fault_ctx){w, i};
+        sim_at(w, t + (int64_t)(200 + 600 * i) * MS, do_crash, &fc[i]);
+        sim_at(w, t + (int64_t)(500 + 600 * i) * MS, do_restart, &fc[i]);
+    }
+}
+
+static void test_crash_restart_each_replica_in_turn(void)
+{
+    /* kill -9 mid-load, one replica at a time: no failed operation */
+    run_scenario("crash-cycle", base_seed(), 0, 8, 400, 5, crash_then_restart, NULL, true);
+}
+
+static void pause_replica_1(sim_world *w, void *arg)
+{
+    (void)arg;
+    fc[0] = (fault_ctx){w, 1};
+    sim_at(w, sim_now(w) + 100 * MS, do_pause, &fc[0]);
+    sim_at(w, sim_now(w) + 3100 * MS, do_resume, &fc[0]);
+}
+
+static void test_paused_replica_serves_stale_requests_later(void)
+{
+    /* a stalled node (longer than the deadline) then replays old locks and
+     * writes: nothing fails meanwhile and the history stays linearizable */
+    run_scenario("pause", base_seed(), 0, 8, 300, 4, pause_replica_1, NULL, true);
+}
+
+static void test_two_replicas_down_fails_fast_then_retry_succeeds(void)
+{
+    sim_world *w = world(base_seed(), 0, 1);
+    dht_coord *c = make_coord(w, 0, 7);
+    CHECK_EQ(put1(w, c, 1, 10), DHT_PUT_APPLIED);
+    sim_crash(w, 0);
+    sim_crash(w, 1);
+    int64_t t0 = sim_now(w), v;
+    /* no quorum: the put is definitely not applied (no Write was sent),
+     * the get fails, and both return within the deadline */
+    CHECK_EQ(put1(w, c, 1, 11), DHT_PUT_NOT_APPLIED);
+    CHECK(sim_now(w) - t0 <= 2 * SEC);
+    CHECK(!get1(w, c, 1, &v));
+    int64_t r2v;
+    dht_version ver;
+    dht_replica_lookup(sim_replica(w, 2), 1, &r2v, &ver);
+    CHECK_EQ(r2v, 10); /* the lone live replica never saw value 11 */
+    sim_restart(w, 0, false);
+    /* P4: the put that returned false succeeds when retried */
+    CHECK_EQ(put1(w, c, 1, 11), DHT_PUT_APPLIED);
+    CHECK(get1(w, c, 1, &v) && v == 11);
+    dht_coord_free(c);
+    sim_free(w);
+}
+
+static void ignore_reply(void *arg, dht_status st, const dht_msg *rep)
+{
+    (void)arg;
+    (void)st;
+    (void)rep;
+}
+
+static void test_dead_lock_holder_frees_key_after_lease(void)
+{
+    sim_world *w = world(base_seed(), 0, 2);
+    /* endpoint 1 plays a coordinator that locks every replica and dies */
+    dht_transport *t = sim_endpoint(w, 1);
+    dht_msg lock = {.type = DHT_MSG_LOCK, .key = 9, .owner = 0xdead00000001ULL, .lease_ms = 500};
+    int64_t t0 = sim_now(w);
+    for (int r = 0; r < 3; r++)
+        CHECK(dht_transport_send(t, r, &lock, t0 + SEC, ignore_reply, NULL) == 0);
+    sim_run(w);
+    dht_coord *c = make_coord(w, 0, 3);
+    one_result res = {.w = w};
+    int64_t start = sim_now(w);
+    CHECK(dht_coord_put(c, 9, 99, one_put_cb, &res) == 0);
+    sim_run(w);
+    CHECK(res.done);
+    CHECK_EQ(res.outcome, DHT_PUT_APPLIED);
+    CHECK(res.at >= t0 + 500 * MS); /* waited for the lease, not longer than the deadline */
+    CHECK(res.at - start <= 2 * SEC);
+    int64_t v;
+    CHECK(get1(w, c, 9, &v) && v == 99);
+    dht_coord_free(c);
+    sim_free(w);
+}
+
+static void test_two_writers_race_on_one_key(void)
+{
+    for (uint64_t s = 0; s < 200; s++) {
+        sim_world *w = world(base_seed() + s, 0, 2);
+        dht_coord *a = make_coord(w, 0, s * 2 + 1), *b = make_coord(w, 1, s * 2 + 2);
+        one_result ra = {.w = w}, rb = {.w = w};
+        int64_t t0 = sim_now(w);
+        CHECK(dht_coord_put(a, 1, 100, one_put_cb, &ra) == 0);
+        CHECK(dht_coord_put(b, 1, 200, one_put_cb, &rb) == 0);
+        sim_run(w);
+        CHECK(ra.done && rb.done);
+        /* contention costs time, not correctness: both land within the
+         * deadline (randomised backoff breaks the tie) */
+        CHECK_EQ(ra.outcome, DHT_PUT_APPLIED);
+        CHECK_EQ(rb.outcome, DHT_PUT_APPLIED);
+        int64_t v1, v2;
+        CHECK(get1(w, a, 1, &v1));
+        CHECK(get1(w, b, 1, &v2));
+        CHECK_EQ(v1, v2);
+        /* the later-finishing put wins unless they overlapped */
+        CHECK(v1 == 100 || v1 == 200);
+        if (ra.at < t0 || rb.at < t0)
+            CHECK(0);
+        dht_coord_free(a);
+        dht_coord_free(b);
+        sim_free(w);
+    }
+}
+
+static void test_many_writers_one_key_linearizable(void)
+{
+    /* 12 clients, one key, all puts: heavy lock contention */
+    sim_world *w = world(base_seed(), 0.02, 12);
+    workload wl;
+    workload_init(&wl, w, 12, 80, 1, base_seed());
+    wl.put_ratio = 0.7;
+    sim_run(w);
+    expect_total(&wl, 12 * 80);
+    CHECK(wl.applied > 0);
+    check_linearizable(&wl, base_seed());
+    workload_free(&wl);
+    sim_free(w);
+}
+
+static void test_minority_partition_fails_within_deadline(void)
+{
+    sim_world *w = world(base_seed(), 0, 2);
+    dht_coord *cut_off = make_coord(w, 0, 1), *fine = make_coord(w, 1, 2);
+    sim_cut(w, 0, 1, true);
+    sim_cut(w, 0, 2, true);
+    int64_t t0 = sim_now(w), v;
+    CHECK_EQ(put1(w, cut_off, 3, 30), DHT_PUT_NOT_APPLIED);
+    CHECK(sim_now(w) - t0 <= 2 * SEC + 10 * MS);
+    CHECK(!get1(w, cut_off, 3, &v));
+    CHECK_EQ(put1(w, fine, 3, 31), DHT_PUT_APPLIED); /* majority side keeps going */
+    CHECK(get1(w, fine, 3, &v) && v == 31);
+    sim_heal_all(w);
+    CHECK(get1(w, cut_off, 3, &v) && v == 31);
+    dht_coord_free(cut_off);
+    dht_coord_free(fine);
+    sim_free(w);
+}
+
+static void test_read_writes_back_newest_to_quorum(void)
+{
+    sim_world *w = world(base_seed(), 0, 1);
+    dht_coord *c = make_coord(w, 0, 1);
+    /* a put that reached only replica 0 (its writer died mid-write) */
+    dht_replica_apply(sim_replica(w, 0), 4, 44, (dht_version){7, 1});
+    dht_replica_apply(sim_replica(w, 1), 4, 40, (dht_version){6, 1});
+    int64_t v;
+    /* whichever quorum answers first, a reader that saw 44 must leave it
+     * on a quorum before returning; run until it does see it */
+    for (int i = 0; i < 50 && !(get1(w, c, 4, &v) && v == 44); i++) {
+    }
+    CHECK_EQ(v, 44);
+    int holders = 0;
+    for (int r = 0; r < 3; r++) {
+        int64_t rv;
+        dht_version ver;
+        dht_replica_lookup(sim_replica(w, r), 4, &rv, &ver);
+        holders += rv == 44;
+    }
+    CHECK(holders >= 2);
+    /* and from now on every read returns it */
+    for (int i = 0; i < 20; i++)
+        CHECK(get1(w, c, 4, &v) && v == 44);
+    dht_coord_free(c);
+    sim_free(w);
+}
+
+typedef struct {
+    sim_world *w;
+    int step;
+} chaos_ctx;
+
+/* Every 150 ms: one random fault, healed within a second; never more than
+ * one replica affected at a time, as the failure model promises. */
+static void chaos_tick(void *arg)
+{
+    chaos_ctx *cx = arg;
+    sim_world *w = cx->w;
+    static fault_ctx f;
+    if (cx->step >= 40)
+        return;
+    if (cx->step % 2 == 0) {
+        f = (fault_ctx){w, (int)sim_rand(w, 3)};
+        switch (sim_rand(w, 3)) {
+        case 0:
+            sim_crash(w, f.r);
+            break;
+        case 1:
+            sim_pause(w, f.r);
+            break;
+        default:
+            for (int e = 0; e < 8; e++)
+                sim_cut(w, e, f.r, true);
+        }
+    } else {
+        sim_restart(w, f.r, false);
+        sim_heal_all(w);
+    }
+    cx->step++;
+    sim_at(w, sim_now(w) + (int64_t)(100 + sim_rand(w, 400)) * MS, chaos_tick, cx);
+}
+
+static void test_thousands_of_random_ops_with_faults(void)
+{
+    for (uint64_t s = 0; s < 4; s++) {
+        uint64_t seed = base_seed() + 1000 + s;
+        sim_world *w = world(seed, 0.03, 8);
+        workload wl;
+        workload_init(&wl, w, 8, 500, 6, seed);
+        chaos_ctx cx = {w, 0};
+        sim_at(w, sim_now(w) + 50 * MS, chaos_tick, &cx);
+        sim_run(w);
+        expect_total(&wl, 8 * 500);
+        check_linearizable(&wl, seed);
+        workload_free(&wl);
+        sim_free(w);
+    }
+}
+
+static void test_same_seed_same_history(void)
+{
+    dht_hist_op *h[2];
+    size_t n[2];
+    for (int i = 0; i < 2; i++) {
+        sim_world *w = world(777, 0.05, 4);
+        workload wl;
+        workload_init(&wl, w, 4, 100, 3, 777);
+        sim_run(w);
+        h[i] = wl.hist;
+        n[i] = wl.nhist;
+        wl.hist = NULL;
+        workload_free(&wl);
+        sim_free(w);
+    }
+    CHECK_EQ(n[0], n[1]);
+    CHECK(memcmp(h[0], h[1], n[0] * sizeof *h[0]) == 0);
+    free(h[0]);
+    free(h[1]);
+}
+
+static const test_case tests[] = {
+    {"put_then_get", test_put_then_get},
+    {"random_no_faults", test_random_no_faults},
+    {"message_loss", test_message_loss},
+    {"delay_and_reordering", test_delay_and_reordering},
+    {"one_replica_crashed", test_one_replica_crashed},
+    {"crash_restart_each_replica_in_turn", test_crash_restart_each_replica_in_turn},
+    {"paused_replica_serves_stale_requests_later", test_paused_replica_serves_stale_requests_later},
+    {"two_replicas_down_fails_fast_then_retry_succeeds",
+     test_two_replicas_down_fails_fast_then_retry_succeeds},
+    {"dead_lock_holder_frees_key_after_lease", test_dead_lock_holder_frees_key_after_lease},
+    {"two_writers_race_on_one_key", test_two_writers_race_on_one_key},
+    {"many_writers_one_key_linearizable", test_many_writers_one_key_linearizable},
+    {"minority_partition_fails_within_deadline", test_minority_partition_fails_within_deadline},
+    {"read_writes_back_newest_to_quorum", test_read_writes_back_newest_to_quorum},
+    {"thousands_of_random_ops_with_faults", test_thousands_of_random_ops_with_faults},
+    {"same_seed_same_history", test_same_seed_same_history},
+    {0, 0},
+};
+
+int main(int argc, char **argv)
+{
+    return test_main(argc, argv, tests);
+}

@@ -1,0 +1,221 @@
+/* Unit tests of the replica state machine: lock, lease, fencing by version,
+ * write apply rules, recovering reads, persistence failures. */
+#include <errno.h>
+
+#include "replica.h"
+#include "test.h"
+#include "util.h"
+
+static dht_msg handle(dht_replica *r, int64_t now, dht_msg req)
+{
+    dht_msg rep;
+    dht_replica_handle(r, now, &req, &rep);
+    return rep;
+}
+
+static dht_msg lock(dht_replica *r, int64_t now, int64_t key, uint64_t owner, uint32_t lease)
+{
+    return handle(r, now, (dht_msg){.type = DHT_MSG_LOCK, .key = key, .owner = owner,
+                                    .lease_ms = lease});
+}
+
+static dht_msg write_(dht_replica *r, int64_t key, int64_t value, uint64_t c, uint64_t wtr,
+                      uint64_t release)
+{
+    return handle(r, 0, (dht_msg){.type = DHT_MSG_WRITE, .key = key, .value = value,
+                                  .version = {c, wtr}, .owner = release});
+}
+
+static dht_msg read_(dht_replica *r, int64_t key)
+{
+    return handle(r, 0, (dht_msg){.type = DHT_MSG_READ, .key = key});
+}
+
+static void test_unwritten_reads_zero(void)
+{
+    dht_replica *r = dht_replica_new();
+    dht_msg m = read_(r, 12345);
+    CHECK(m.ok);
+    CHECK_EQ(m.value, 0);
+    CHECK_EQ(m.version.counter, 0);
+    CHECK_EQ(m.version.writer, 0);
+    m = read_(r, INT64_MIN);
+    CHECK(m.ok && m.value == 0);
+    dht_replica_free(r);
+}
+
+static void test_lock_grant_refuse_reenter(void)
+{
+    dht_replica *r = dht_replica_new();
+    int64_t t = DHT_NS_PER_SEC;
+    CHECK(lock(r, t, 1, 100, 500).ok);
+    CHECK(!lock(r, t + 1, 1, 200, 500).ok);  /* held by 100 */
+    CHECK(lock(r, t + 2, 1, 100, 500).ok);   /* owner again: renewed */
+    CHECK(lock(r, t + 3, 2, 200, 500).ok);   /* other key is independent */
+    dht_replica_free(r);
+}
+
+static void test_lease_expiry_frees_lock(void)
+{
+    dht_replica *r = dht_replica_new();
+    int64_t t = DHT_NS_PER_SEC;
+    CHECK(lock(r, t, 1, 100, 500).ok);
+    CHECK(!lock(r, t + 499 * DHT_NS_PER_MS, 1, 200, 500).ok);
+    CHECK(lock(r, t + 500 * DHT_NS_PER_MS, 1, 200, 500).ok);
+    dht_replica_free(r);
+}
+
+static void test_unlock_only_by_owner(void)
+{
+    dht_replica *r = dht_replica_new();
+    CHECK(lock(r, 0, 1, 100, 500).ok);
+    CHECK(!handle(r, 0, (dht_msg){.type = DHT_MSG_UNLOCK, .key = 1, .owner = 200}).ok);
+    CHECK(!lock(r, 1, 1, 200, 500).ok);
+    CHECK(handle(r, 0, (dht_msg){.type = DHT_MSG_UNLOCK, .key = 1, .owner = 100}).ok);
+    CHECK(lock(r, 2, 1, 200, 500).ok);
+    /* unlock of a key never seen, and owner 0, are harmless no-ops */
+    CHECK(!handle(r, 0, (dht_msg){.type = DHT_MSG_UNLOCK, .key = 99, .owner = 0}).ok);
+    dht_replica_free(r);
+}
+
+static void test_write_newer_only(void)
+{
+    dht_replica *r = dht_replica_new();
+    CHECK(write_(r, 1, 10, 1, 5, 0).ok);
+    CHECK_EQ(read_(r, 1).value, 10);
+    /* older or equal versions are fenced off but acknowledged: the replica
+     * holds that version or a newer one */
+    dht_msg m = write_(r, 1, 11, 1, 4, 0);
+    CHECK(m.ok);
+    CHECK_EQ(m.version.writer, 5);
+    CHECK_EQ(read_(r, 1).value, 10);
+    CHECK(write_(r, 1, 12, 1, 6, 0).ok); /* same counter, larger writer wins */
+    CHECK_EQ(read_(r, 1).value, 12);
+    CHECK(write_(r, 1, 13, 2, 1, 0).ok); /* larger counter wins */
+    CHECK_EQ(read_(r, 1).value, 13);
+    CHECK(write_(r, 1, 14, 1, 999, 0).ok);
+    CHECK_EQ(read_(r, 1).value, 13);
+    dht_replica_free(r);
+}
+
+static void test_lock_reply_carries_version(void)
+{
+    dht_replica *r = dht_replica_new();
+    write_(r, 7, 70, 3, 9, 0);
+    dht_msg m = lock(r, 0, 7, 100, 500);
+    CHECK(m.ok);
+    CHECK_EQ(m.version.counter, 3);
+    CHECK_EQ(m.version.writer, 9);
+    m = lock(r, 1, 7, 200, 500); /* refused replies carry it too */
+    CHECK(!m.ok);
+    CHECK_EQ(m.version.counter, 3);
+    dht_replica_free(r);
+}
+
+static void test_write_releases_owner_lock(void)
+{
+    dht_replica *r = dht_replica_new();
+    CHECK(lock(r, 0, 1, 100, 500).ok);
+    CHECK(write_(r, 1, 5, 1, 100, 200).ok); /* releases 200's lock: not held */
+    CHECK(!lock(r, 1, 1, 300, 500).ok);
+    CHECK(write_(r, 1, 6, 2, 100, 100).ok); /* releases 100's */
+    CHECK(lock(r, 2, 1, 300, 500).ok);
+    /* a stale write (older version) still releases its own lock */
+    CHECK(write_(r, 1, 1, 1, 1, 300).ok);
+    CHECK(lock(r, 3, 1, 400, 500).ok);
+    CHECK_EQ(read_(r, 1).value, 6);
+    dht_replica_free(r);
+}
+
+static void test_recovering_refuses_reads_accepts_writes(void)
+{
+    dht_replica *r = dht_replica_new();
+    dht_replica_set_recovering(r, true);
+    CHECK(!read_(r, 1).ok);
+    CHECK(write_(r, 1, 5, 1, 1, 0).ok);
+    CHECK(lock(r, 0, 1, 9, 500).ok);
+    dht_replica_set_recovering(r, false);
+    CHECK(read_(r, 1).ok);
+    CHECK_EQ(read_(r, 1).value, 5);
+    dht_replica_free(r);
+}
+
+static int persist_calls;
+static int failing_persist(void *arg, int64_t key, int64_t value, dht_version ver)
+{
+    (void)arg;
+    (void)key;
+    (void)value;
+    (void)ver;
+    persist_calls++;
+    return -ENOSPC;
+}
+
+static void test_persist_failure_not_applied(void)
+{
+    dht_replica *r = dht_replica_new();
+    write_(r, 1, 5, 1, 1, 0);
+    dht_replica_set_persist(r, failing_persist, NULL);
+    dht_msg m = write_(r, 1, 6, 2, 1, 0);
+    CHECK(!m.ok);
+    CHECK_EQ(persist_calls, 1);
+    CHECK_EQ(read_(r, 1).value, 5);
+    /* a write the replica already has needs no persisting: acknowledged */
+    CHECK(write_(r, 1, 5, 1, 1, 0).ok);
+    CHECK_EQ(persist_calls, 1);
+    dht_replica_free(r);
+}
+
+static void count_visit(void *arg, int64_t key, int64_t value, dht_version ver)
+{
+    (void)ver;
+    long long *sum = arg;
+    sum[0]++;
+    sum[1] += key + value;
+}
+
+static void test_many_keys_grow_and_visit(void)
+{
+    dht_replica *r = dht_replica_new();
+    for (int64_t k = -5000; k < 5000; k++)
+        CHECK(write_(r, k, k * 3, 1, 1, 0).ok);
+    for (int64_t k = -5000; k < 5000; k++)
+        CHECK_EQ(read_(r, k).value, k * 3);
+    lock(r, 0, 777777, 1, 10); /* locked but never written: not visited */
+    long long sum[2] = {0, 0};
+    dht_replica_foreach(r, count_visit, sum);
+    CHECK_EQ(sum[0], 10000);
+    CHECK_EQ(sum[1], 4 * (-5000LL)); /* sum of k + 3k over -5000..4999 */
+    CHECK(dht_replica_apply(r, 1, 99, (dht_version){5, 5}) == 1);
+    CHECK(dht_replica_apply(r, 1, 98, (dht_version){4, 5}) == 0);
+    CHECK_EQ(read_(r, 1).value, 99);
+    dht_replica_free(r);
+}
+
+static void test_non_replica_message_refused(void)
+{
+    dht_replica *r = dht_replica_new();
+    CHECK(!handle(r, 0, (dht_msg){.type = DHT_MSG_PUT, .key = 1, .value = 1}).ok);
+    CHECK(!handle(r, 0, (dht_msg){.type = (dht_msg_type)99}).ok);
+    dht_replica_free(r);
+}
+
+static const test_case tests[] = {
+    {"unwritten_reads_zero", test_unwritten_reads_zero},
+    {"lock_grant_refuse_reenter", test_lock_grant_refuse_reenter},
+    {"lease_expiry_frees_lock", test_lease_expiry_frees_lock},
+    {"unlock_only_by_owner", test_unlock_only_by_owner},
+    {"write_newer_only", test_write_newer_only},
+    {"lock_reply_carries_version", test_lock_reply_carries_version},
+    {"write_releases_owner_lock", test_write_releases_owner_lock},
+    {"recovering_refuses_reads_accepts_writes", test_recovering_refuses_reads_accepts_writes},
+    {"persist_failure_not_applied", test_persist_failure_not_applied},
+    {"many_keys_grow_and_visit", test_many_keys_grow_and_visit},
+    {"non_replica_message_refused", test_non_replica_message_refused},
+    {0, 0},
+};
+
+int main(int argc, char **argv)
+{
+    return test_main(argc, argv, tests);
+}

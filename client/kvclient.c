@@ -5,6 +5,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "etcd.h"
+
 typedef struct {
     pthread_mutex_t mu;
     pthread_cond_t cv;
@@ -25,6 +27,21 @@ static void via_cb(void *arg, dht_status st, const dht_msg *reply)
     pthread_mutex_unlock(&w->mu);
 }
 
+/* After a failed call: the next call goes to the next listed node. */
+static void next_peer(kvclient *c)
+{
+    if (c->t->npeers > 1)
+        c->peer = (c->peer + 1) % c->t->npeers;
+}
+
+/* gRPC codes UNAVAILABLE (14) and DEADLINE_EXCEEDED (4), or a transport
+ * that could not make the call: the node may be gone. */
+static void etcd_after(kvclient *c, int grpc_status)
+{
+    if (grpc_status == 14 || grpc_status == 4 || grpc_status < 0)
+        next_peer(c);
+}
+
 /* One public call to the --via node; returns the transport status. */
 static dht_status via_call(kvclient *c, const dht_msg *req, dht_msg *reply)
 {
@@ -32,7 +49,7 @@ static dht_status via_call(kvclient *c, const dht_msg *req, dht_msg *reply)
     pthread_mutex_init(&w.mu, NULL);
     pthread_cond_init(&w.cv, NULL);
     int64_t deadline = dht_transport_now(c->t) + c->deadline_ns;
-    if (dht_transport_send(c->t, 0, req, deadline, via_cb, &w) != 0) {
+    if (dht_transport_send(c->t, c->peer, req, deadline, via_cb, &w) != 0) {
         w.st = DHT_ERR_SHUTDOWN;
     } else {
         pthread_mutex_lock(&w.mu);
@@ -43,6 +60,8 @@ static dht_status via_call(kvclient *c, const dht_msg *req, dht_msg *reply)
     pthread_mutex_destroy(&w.mu);
     pthread_cond_destroy(&w.cv);
     *reply = w.reply;
+    if (w.st == DHT_ERR_UNAVAILABLE || w.st == DHT_ERR_TIMEOUT)
+        next_peer(c);
     return w.st;
 }
 
@@ -50,6 +69,13 @@ dht_put_outcome kv_put(kvclient *c, int64_t key, int64_t value, char *reason, si
 {
     if (c->coord)
         return dht_coord_put_sync(c->coord, key, value, reason, len);
+    if (c->etcd) {
+        int gs;
+        dht_put_outcome out =
+            etcd_put(c->etcd, c->peer, c->deadline_ns, key, value, &gs, reason, len);
+        etcd_after(c, gs);
+        return out;
+    }
     dht_msg req = {.type = DHT_MSG_PUT, .key = key, .value = value}, rep;
     dht_status st = via_call(c, &req, &rep);
     if (st == DHT_OK) {
@@ -66,6 +92,12 @@ int kv_get(kvclient *c, int64_t key, int64_t *value, char *reason, size_t len)
 {
     if (c->coord)
         return dht_coord_get_sync(c->coord, key, value, reason, len);
+    if (c->etcd) {
+        int gs;
+        int ok = etcd_get(c->etcd, c->peer, c->deadline_ns, key, value, &gs, reason, len);
+        etcd_after(c, gs);
+        return ok;
+    }
     dht_msg req = {.type = DHT_MSG_GET, .key = key}, rep;
     dht_status st = via_call(c, &req, &rep);
     if (st != DHT_OK) {
@@ -73,5 +105,19 @@ int kv_get(kvclient *c, int64_t key, int64_t *value, char *reason, size_t len)
         return 0;
     }
     *value = rep.value;
+    return 1;
+}
+
+int kv_replica_read(kvclient *c, int64_t key, int64_t *value, dht_version *ver, char *reason,
+                    size_t len)
+{
+    dht_msg req = {.type = DHT_MSG_READ, .key = key}, rep;
+    dht_status st = via_call(c, &req, &rep);
+    if (st != DHT_OK || !rep.ok) {
+        snprintf(reason, len, "%s", st != DHT_OK ? dht_status_name(st) : "replica is recovering");
+        return 0;
+    }
+    *value = rep.value;
+    *ver = rep.version;
     return 1;
 }

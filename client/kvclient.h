@@ -1,6 +1,16 @@
 /* The client's handle on the store: either the fan-out coordinator (the
- * client itself locks, writes and reads on every replica) or, with --via, a
- * single node's public KeyValue service.  Blocking calls, one per thread. */
+ * client itself locks, writes and reads on every replica) or, with --via,
+ * the public KeyValue service of the listed nodes, or, with --etcd, an etcd
+ * cluster's KV service (the benchmark's baseline, client/etcd.c).
+ * Blocking calls, one per thread.
+ *
+ * --via and --etcd send each call to one node, `peer` (an index into the
+ * transport's peer list).  The load generator gives each thread its own copy
+ * of the handle with peer = thread index % nodes, so the threads spread over
+ * the listed nodes; when a call fails at the transport level (unreachable,
+ * deadline passed) the handle moves on to the next node for its next call.
+ * Both backends follow this same policy, so the two systems are driven
+ * alike. */
 #ifndef DHT_KVCLIENT_H
 #define DHT_KVCLIENT_H
 
@@ -10,14 +20,24 @@
 #include "coordinator.h"
 #include "transport.h"
 
+struct dht_grpc;
+
 typedef struct {
     dht_transport *t;
-    dht_coord *coord; /* NULL in --via mode */
+    dht_coord *coord; /* NULL in --via and --etcd mode */
     int64_t deadline_ns;
+    struct dht_grpc *etcd; /* --etcd: the transport whose peers are etcd members */
+    int peer;              /* --via/--etcd: the node of the next call */
 } kvclient;
 
 dht_put_outcome kv_put(kvclient *c, int64_t key, int64_t value, char *reason, size_t len);
 /* Returns 1 and sets *value, or 0 with reason. */
 int kv_get(kvclient *c, int64_t key, int64_t *value, char *reason, size_t len);
+
+/* --via only: the node's own replica state of key, bypassing the protocol
+ * (a diagnostic: no quorum, no write-back).  Returns 1 with value and
+ * version, 0 with reason (unreachable, or the replica is recovering). */
+int kv_replica_read(kvclient *c, int64_t key, int64_t *value, dht_version *ver, char *reason,
+                    size_t len);
 
 #endif

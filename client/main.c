@@ -5,8 +5,10 @@
  * By default the client is itself the coordinator: it locks, writes and
  * reads on every replica listed in --servers (fan-out), so it keeps working
  * while any minority of servers is down.  With --via it sends plain
- * KeyValue calls to one node instead.  With no command it runs `random`
- * at a readable pace, like the exam demo.
+ * KeyValue calls to the listed nodes instead, and with --etcd it drives an
+ * etcd cluster through etcd's own KV API (the benchmark's baseline, see
+ * client/etcd.h and bench/bench.sh).  With no command it runs `random` at
+ * a readable pace, like the exam demo.
  */
 #include <getopt.h>
 #include <signal.h>
@@ -44,13 +46,21 @@ static void usage(FILE *f)
             "  get K            prints the value of K (0 if never written); exit 1 on error\n"
             "  random           randomized load (default when no command is given, then\n"
             "                   with --interval-ms 500 unless set)\n"
-            "  health           asks a node's grpc.health.v1 service (--via or the first\n"
-            "                   server); exit 0 when it is serving\n"
+            "  health           asks a node's grpc.health.v1 service (the first node of\n"
+            "                   --via, --etcd or --servers); exit 0 when it is serving\n"
+            "  replica-read K   with --via: that node's own stored value and version of K\n"
+            "                   (\"VALUE COUNTER WRITER\"), bypassing the protocol: a\n"
+            "                   diagnostic for replication and catch-up\n"
             "options:\n"
             "  --servers LIST   HOST:PORT,... of every replica (env MEMBERS;\n"
             "                   default " DEFAULT_SERVERS ")\n"
-            "  --via HOST:PORT  send to this node's public KeyValue service instead of\n"
-            "                   fanning out to every replica\n"
+            "  --via LIST       HOST:PORT,... send to these nodes' public KeyValue\n"
+            "                   service instead of fanning out to every replica; random's\n"
+            "                   thread i uses node i %% n, and moves on to the next node\n"
+            "                   after a call that could not reach its node\n"
+            "  --etcd LIST      HOST:PORT,... of etcd members: put/get over etcd's v3 KV\n"
+            "                   API instead (Put/Range, linearizable; key = decimal text,\n"
+            "                   value = 8 bytes little endian), nodes used as with --via\n"
             "  --deadline-ms MS deadline of each put/get (default 2000)\n"
             "  --workers N      completion-queue threads (default 2)\n"
             "  --log-level L    error|warn|info|debug (default error)\n"
@@ -65,7 +75,8 @@ static void usage(FILE *f)
             "  --seed N         seed of keys and choices (default random)\n"
             "  --quiet          print only the summary\n"
             "  --progress       print ops/s on stderr every second\n"
-            "  --json           summary as one JSON object\n"
+            "  --json           summary as one JSON object (ops, errors, ops_per_sec,\n"
+            "                   p50/p90/p99/p999/max_ms, first_error)\n"
             "  --help           this text\n");
 }
 
@@ -79,7 +90,7 @@ static int bad(const char *fmt, const char *arg)
 }
 
 typedef struct {
-    const char *servers, *via;
+    const char *servers, *via, *etcd;
     int64_t deadline_ms, workers;
     dht_log_level level;
     random_opts r;
@@ -90,6 +101,7 @@ static int parse_options(int argc, char **argv, options *o)
 {
     static const struct option longopts[] = {
         {"servers", required_argument, 0, 's'},     {"via", required_argument, 0, 'v'},
+        {"etcd", required_argument, 0, 'e'},
         {"deadline-ms", required_argument, 0, 'd'}, {"workers", required_argument, 0, 'w'},
         {"log-level", required_argument, 0, 'L'},   {"keys", required_argument, 0, 'k'},
         {"put-ratio", required_argument, 0, 'r'},   {"concurrency", required_argument, 0, 'c'},
@@ -109,6 +121,9 @@ static int parse_options(int argc, char **argv, options *o)
             break;
         case 'v':
             o->via = optarg;
+            break;
+        case 'e':
+            o->etcd = optarg;
             break;
         case 'd':
             if (dht_parse_i64(optarg, 10, 600000, &o->deadline_ms))
@@ -233,9 +248,11 @@ int main(int argc, char **argv)
         if (nargs != 2 || dht_parse_i64(args[0], INT64_MIN, INT64_MAX, &key) ||
             dht_parse_i64(args[1], INT64_MIN, INT64_MAX, &value))
             return bad("%s: put takes two integers: put KEY VALUE", cmd);
-    } else if (strcmp(cmd, "get") == 0) {
+    } else if (strcmp(cmd, "get") == 0 || strcmp(cmd, "replica-read") == 0) {
         if (nargs != 1 || dht_parse_i64(args[0], INT64_MIN, INT64_MAX, &key))
-            return bad("%s: get takes one integer: get KEY", cmd);
+            return bad("%s takes one integer KEY", cmd);
+        if (cmd[0] == 'r' && (!o.via || o.etcd))
+            return bad("%s needs --via HOST:PORT", cmd);
     } else if (strcmp(cmd, "random") == 0) {
         optind = 0; /* random's own options may follow the command */
         int sub = parse_options(nargs + 1, args - 1, &o);
@@ -249,14 +266,11 @@ int main(int argc, char **argv)
         return bad("unknown command '%s'", cmd);
     }
 
+    if (o.via && o.etcd)
+        return bad("%s: choose one of --via and --etcd", "--etcd");
     char members[DHT_MAX_MEMBERS][256], err[512];
-    int n;
-    if (o.via) {
-        n = dht_parse_hostport(o.via, members[0], sizeof members[0], err, sizeof err) == 0 ? 1
-                                                                                          : -1;
-    } else {
-        n = dht_parse_members(o.servers, members, DHT_MAX_MEMBERS, err, sizeof err);
-    }
+    const char *list = o.etcd ? o.etcd : o.via ? o.via : o.servers;
+    int n = dht_parse_members(list, members, DHT_MAX_MEMBERS, err, sizeof err);
     if (n < 0)
         return bad("bad server address: %s", err);
     if (strcmp(cmd, "health") == 0)
@@ -281,8 +295,10 @@ int main(int argc, char **argv)
         fprintf(stderr, "client: %s\n", err);
         return 1;
     }
-    kvclient kv = {.t = dht_grpc_transport(g), .deadline_ns = o.deadline_ms * DHT_NS_PER_MS};
-    if (!o.via) {
+    kvclient kv = {.t = dht_grpc_transport(g),
+                   .deadline_ns = o.deadline_ms * DHT_NS_PER_MS,
+                   .etcd = o.etcd ? g : NULL};
+    if (!o.via && !o.etcd) {
         dht_coord_config cc;
         dht_coord_config_default(&cc);
         cc.deadline_ns = kv.deadline_ns;
@@ -307,6 +323,16 @@ int main(int argc, char **argv)
             rc = 0;
         } else {
             fprintf(stderr, "client: get failed: %s\n", reason);
+            rc = 1;
+        }
+    } else if (strcmp(cmd, "replica-read") == 0) {
+        dht_version ver;
+        if (kv_replica_read(&kv, key, &value, &ver, reason, sizeof reason)) {
+            printf("%lld %llu %llu\n", (long long)value, (unsigned long long)ver.counter,
+                   (unsigned long long)ver.writer);
+            rc = 0;
+        } else {
+            fprintf(stderr, "client: replica-read failed: %s\n", reason);
             rc = 1;
         }
     } else {

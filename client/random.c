@@ -34,6 +34,7 @@ typedef struct {
     pthread_t thread;
     dht_hist lat;
     int64_t puts_ok, puts_false, puts_unknown, gets_ok, gets_failed;
+    char first_error[160]; /* reason of this thread's first failed operation */
 } worker;
 
 static bool should_stop(shared *sh)
@@ -69,6 +70,10 @@ static void *worker_main(void *arg)
     int64_t client = (int64_t)getpid() * 1000 + w->index;
     int64_t seq = 0;
     char reason[200], what[96];
+    /* This thread's own handle: with --via/--etcd it starts on node
+     * index % n and moves on by itself after a failed call. */
+    kvclient kv = *sh->kv;
+    kv.peer = w->index % (kv.t->npeers > 0 ? kv.t->npeers : 1);
 
     while (!should_stop(sh)) {
         int64_t key = (int64_t)dht_rng_below(&rng, (uint64_t)o->keys);
@@ -77,13 +82,15 @@ static void *worker_main(void *arg)
         if (is_put) {
             int64_t value = client * 1000000 + ++seq;
             reason[0] = '\0';
-            dht_put_outcome out = kv_put(sh->kv, key, value, reason, sizeof reason);
+            dht_put_outcome out = kv_put(&kv, key, value, reason, sizeof reason);
             ret = dht_now_ns();
             history_record(sh->hist, client, true, key, value, call, ret,
                            out == DHT_PUT_APPLIED ? 1 : out == DHT_PUT_NOT_APPLIED ? 0 : -1);
             w->puts_ok += out == DHT_PUT_APPLIED;
             w->puts_false += out == DHT_PUT_NOT_APPLIED;
             w->puts_unknown += out == DHT_PUT_UNKNOWN;
+            if (out != DHT_PUT_APPLIED && !w->first_error[0])
+                snprintf(w->first_error, sizeof w->first_error, "put: %.140s", reason);
             if (!o->quiet) {
                 snprintf(what, sizeof what, "put(%lld, %lld)", (long long)key, (long long)value);
                 print_op(o, what, out == DHT_PUT_APPLIED ? "true" : "false", ret - call,
@@ -92,11 +99,13 @@ static void *worker_main(void *arg)
         } else {
             int64_t value = 0;
             reason[0] = '\0';
-            int ok = kv_get(sh->kv, key, &value, reason, sizeof reason);
+            int ok = kv_get(&kv, key, &value, reason, sizeof reason);
             ret = dht_now_ns();
             history_record(sh->hist, client, false, key, value, call, ret, ok ? 1 : 0);
             w->gets_ok += ok;
             w->gets_failed += !ok;
+            if (!ok && !w->first_error[0])
+                snprintf(w->first_error, sizeof w->first_error, "get: %.140s", reason);
             if (!o->quiet) {
                 char res[32];
                 snprintf(res, sizeof res, "%lld", (long long)value);
@@ -163,6 +172,7 @@ int run_random(kvclient *c, const random_opts *o, volatile sig_atomic_t *stop)
     dht_hist lat;
     dht_hist_init(&lat);
     int64_t puts_ok = 0, puts_false = 0, puts_unknown = 0, gets_ok = 0, gets_failed = 0;
+    char first_error[160] = "";
     for (int i = 0; i < o->concurrency; i++) {
         pthread_join(ws[i].thread, NULL);
         dht_hist_merge(&lat, &ws[i].lat);
@@ -171,6 +181,8 @@ int run_random(kvclient *c, const random_opts *o, volatile sig_atomic_t *stop)
         puts_unknown += ws[i].puts_unknown;
         gets_ok += ws[i].gets_ok;
         gets_failed += ws[i].gets_failed;
+        if (!first_error[0] && ws[i].first_error[0])
+            memcpy(first_error, ws[i].first_error, sizeof first_error);
     }
     free(ws);
     double secs = (double)(dht_now_ns() - start) / 1e9;
@@ -178,15 +190,21 @@ int run_random(kvclient *c, const random_opts *o, volatile sig_atomic_t *stop)
     int64_t errors = puts_false + puts_unknown + gets_failed;
     double p50 = (double)dht_hist_quantile(&lat, 0.50) / 1e6;
     double p99 = (double)dht_hist_quantile(&lat, 0.99) / 1e6;
+    double p90 = (double)dht_hist_quantile(&lat, 0.90) / 1e6;
+    double p999 = (double)dht_hist_quantile(&lat, 0.999) / 1e6;
     double maxms = (double)lat.max_ns / 1e6;
+    /* A JSON string needs no more escaping than this: reasons are ASCII. */
+    for (char *p = first_error; *p; p++)
+        if (*p == '"' || *p == '\\' || (unsigned char)*p < 0x20)
+            *p = '\'';
     if (o->json)
         printf("{\"ops\":%lld,\"errors\":%lld,\"puts_ok\":%lld,\"puts_false\":%lld,"
                "\"puts_unknown\":%lld,\"gets_ok\":%lld,\"gets_failed\":%lld,"
                "\"seconds\":%.3f,\"ops_per_sec\":%.1f,\"p50_ms\":%.3f,\"p99_ms\":%.3f,"
-               "\"max_ms\":%.3f}\n",
+               "\"max_ms\":%.3f,\"p90_ms\":%.3f,\"p999_ms\":%.3f,\"first_error\":\"%s\"}\n",
                (long long)total, (long long)errors, (long long)puts_ok, (long long)puts_false,
                (long long)puts_unknown, (long long)gets_ok, (long long)gets_failed, secs,
-               secs > 0 ? (double)total / secs : 0, p50, p99, maxms);
+               secs > 0 ? (double)total / secs : 0, p50, p99, maxms, p90, p999, first_error);
     else
         printf("summary: ops=%lld errors=%lld (puts ok=%lld false=%lld unknown=%lld; gets "
                "ok=%lld failed=%lld) seconds=%.2f ops/s=%.1f p50=%.2fms p99=%.2fms max=%.2fms\n",

@@ -18,7 +18,9 @@ target_link_libraries(rawcall dht_net)
 set(PROC_TESTS
   p1_repeatable_read p2_zero_unwritten p3_same_value_every_node
   p4_liveness_false_put_retry p5_kill9_mid_load public_service_each_node
-  bad_input)
+  bad_input
+  d1_kill_all_restart d2_crash_restart_loop d3_wipe_then_kill_other d4_catch_up
+  d5_storage_errors)
 foreach(t ${PROC_TESTS})
   add_test(NAME proc_${t}
     COMMAND bash ${CMAKE_SOURCE_DIR}/tests/process/${t}.sh $<TARGET_FILE_DIR:server>)

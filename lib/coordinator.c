@@ -47,6 +47,11 @@ struct dht_coord {
     atomic_uint_fast32_t seq;
     pthread_mutex_t rng_mu;
     dht_rng rng;
+    /* Operations still allocated, stragglers included (late unlocks, write
+     * retries): dht_coord_free waits for them. */
+    pthread_mutex_t live_mu;
+    pthread_cond_t live_cv;
+    int live;
 };
 
 typedef enum { PH_LOCK, PH_BACKOFF, PH_WRITE, PH_READ, PH_WRITEBACK, PH_DONE } phase;
@@ -117,6 +122,8 @@ dht_coord *dht_coord_new(dht_transport *t, const dht_coord_config *cfg)
         c->cfg.id = (uint32_t)dht_rng_next(&c->rng);
     atomic_init(&c->seq, 0);
     pthread_mutex_init(&c->rng_mu, NULL);
+    pthread_mutex_init(&c->live_mu, NULL);
+    pthread_cond_init(&c->live_cv, NULL);
     return c;
 }
 
@@ -124,8 +131,24 @@ void dht_coord_free(dht_coord *c)
 {
     if (c == NULL)
         return;
+    /* Bounded: every straggler is an RPC or timer with a deadline. */
+    pthread_mutex_lock(&c->live_mu);
+    while (c->live > 0)
+        pthread_cond_wait(&c->live_cv, &c->live_mu);
+    pthread_mutex_unlock(&c->live_mu);
+    pthread_mutex_destroy(&c->live_mu);
+    pthread_cond_destroy(&c->live_cv);
     pthread_mutex_destroy(&c->rng_mu);
     free(c);
+}
+
+static void live_add(dht_coord *c, int d)
+{
+    pthread_mutex_lock(&c->live_mu);
+    c->live += d;
+    if (c->live == 0)
+        pthread_cond_broadcast(&c->live_cv);
+    pthread_mutex_unlock(&c->live_mu);
 }
 
 int dht_coord_quorum(const dht_coord *c)
@@ -164,8 +187,10 @@ static void op_unref_locked_release(op *o)
     bool last = --o->refs == 0;
     pthread_mutex_unlock(&o->mu);
     if (last) {
+        dht_coord *c = o->c;
         pthread_mutex_destroy(&o->mu);
         free(o);
+        live_add(c, -1);
     }
 }
 
@@ -577,6 +602,7 @@ static op *op_new(dht_coord *c, bool is_put, int64_t key, int64_t value, void *a
     op *o = calloc(1, sizeof *o);
     if (o == NULL)
         return NULL;
+    live_add(c, 1);
     pthread_mutex_init(&o->mu, NULL);
     o->refs = 1; /* the starter's, dropped by op_leave below */
     o->c = c;

@@ -34,7 +34,9 @@ void dht_coord_config_default(dht_coord_config *cfg);
 
 /* t must outlive the coordinator.  Returns NULL on allocation failure. */
 dht_coord *dht_coord_new(dht_transport *t, const dht_coord_config *cfg);
-/* Only once every started operation has completed. */
+/* Waits until every started operation, with its stragglers (late unlocks,
+ * write retries, all bounded by RPC deadlines), is gone, then frees c.  The
+ * transport must still be delivering callbacks. */
 void dht_coord_free(dht_coord *c);
 int dht_coord_quorum(const dht_coord *c);
 

@@ -5,7 +5,8 @@ const char *dht_msg_type_name(dht_msg_type t)
 {
     static const char *const names[DHT_MSG_TYPE_MAX] = {
         [DHT_MSG_LOCK] = "lock", [DHT_MSG_UNLOCK] = "unlock", [DHT_MSG_WRITE] = "write",
-        [DHT_MSG_READ] = "read", [DHT_MSG_PUT] = "put",       [DHT_MSG_GET] = "get",
+        [DHT_MSG_READ] = "read", [DHT_MSG_SCAN] = "scan",     [DHT_MSG_PUT] = "put",
+        [DHT_MSG_GET] = "get",
     };
     return t > 0 && t < DHT_MSG_TYPE_MAX ? names[t] : "?";
 }

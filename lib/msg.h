@@ -15,6 +15,7 @@ typedef enum {
     DHT_MSG_UNLOCK,   /* replica: release it if still the owner's      */
     DHT_MSG_WRITE,    /* replica: store (value, version) if newer      */
     DHT_MSG_READ,     /* replica: report (value, version)              */
+    DHT_MSG_SCAN,     /* replica: page of entries for state transfer   */
     DHT_MSG_PUT,      /* public KeyValue.Put                           */
     DHT_MSG_GET,      /* public KeyValue.Get                           */
     DHT_MSG_TYPE_MAX
@@ -43,6 +44,13 @@ typedef enum {
     DHT_PUT_UNKNOWN = 2      /* deadline passed mid-write: may be applied  */
 } dht_put_outcome;
 
+/* One key's state, as carried by SCAN replies. */
+typedef struct {
+    int64_t key;
+    int64_t value;
+    dht_version version;
+} dht_entry;
+
 typedef struct dht_msg {
     dht_msg_type type;
     int64_t key;
@@ -52,6 +60,18 @@ typedef struct dht_msg {
     uint32_t lease_ms; /* LOCK only                                         */
     bool ok;           /* reply: granted / stored / released / readable     */
     uint8_t outcome;   /* PUT reply: a dht_put_outcome                      */
+    /* SCAN: the request asks for keys > key (or all, from_start), at most
+     * limit; the reply carries entries, more, and recovering (state may be
+     * incomplete: new node or lost disk).  entries is owned by whoever filled the
+     * message: a replica handler's reply is freed by the transport after
+     * sending; a decoded reply is freed by the transport after the
+     * callback returns. */
+    uint32_t limit;
+    bool from_start;
+    bool more;
+    bool recovering;
+    uint32_t nentries;
+    dht_entry *entries;
 } dht_msg;
 
 const char *dht_msg_type_name(dht_msg_type t);

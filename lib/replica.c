@@ -139,6 +139,8 @@ static entry *find(stripe *s, int64_t key, uint64_t h, bool create)
 
 static void do_lock(dht_replica *r, int64_t now, const dht_msg *req, dht_msg *rep)
 {
+    if (atomic_load(&r->recovering))
+        return; /* refused: our version may be older than what we acked */
     uint64_t h = mix(req->key);
     stripe *s = stripe_of(r, h);
     pthread_mutex_lock(&s->mu);
@@ -179,33 +181,51 @@ static bool install(entry *e, const dht_msg *req)
     return true;
 }
 
-static void do_write(dht_replica *r, const dht_msg *req, dht_msg *rep)
+/* Writes of one batch: check which are newer, persist those with one hook
+ * call (one log write and fsync for the lot), then install and release
+ * locks.  The persist happens outside the stripe locks; the version check
+ * is repeated afterwards because a newer write may have landed meanwhile. */
+static void do_writes(dht_replica *r, const dht_msg *const *reqs, dht_msg *const *reps, size_t n)
 {
-    uint64_t h = mix(req->key);
-    stripe *s = stripe_of(r, h);
-    bool newer;
-
-    pthread_mutex_lock(&s->mu);
-    entry *e = find(s, req->key, h, true);
-    newer = e != NULL && dht_version_cmp(req->version, e->ver) > 0;
-    pthread_mutex_unlock(&s->mu);
-    if (e == NULL)
-        return; /* out of memory: ok=false */
-
+    dht_entry small[16], *todo = n <= 16 ? small : malloc(n * sizeof *todo);
+    if (todo == NULL)
+        return; /* out of memory: every reply stays ok=false */
+    size_t ntodo = 0;
+    for (size_t i = 0; i < n; i++) {
+        uint64_t h = mix(reqs[i]->key);
+        stripe *s = stripe_of(r, h);
+        pthread_mutex_lock(&s->mu);
+        entry *e = find(s, reqs[i]->key, h, true);
+        if (e != NULL && dht_version_cmp(reqs[i]->version, e->ver) > 0)
+            todo[ntodo++] = (dht_entry){reqs[i]->key, reqs[i]->value, reqs[i]->version};
+        pthread_mutex_unlock(&s->mu);
+    }
     int rc = 0;
     pthread_rwlock_rdlock(&r->apply_lock);
-    if (newer && r->persist != NULL)
-        rc = r->persist(r->persist_arg, req->key, req->value, req->version);
-    pthread_mutex_lock(&s->mu);
-    e = find(s, req->key, h, false); /* the table may have grown */
-    if (rc == 0 && newer)
-        install(e, req);
-    if (req->owner != 0 && e->lock_owner == req->owner)
-        e->lock_owner = 0;
-    rep->ok = rc == 0;
-    rep->version = e->ver;
-    pthread_mutex_unlock(&s->mu);
+    if (ntodo > 0 && r->persist != NULL)
+        rc = r->persist(r->persist_arg, todo, ntodo);
+    for (size_t i = 0; i < n; i++) {
+        const dht_msg *req = reqs[i];
+        uint64_t h = mix(req->key);
+        stripe *s = stripe_of(r, h);
+        pthread_mutex_lock(&s->mu);
+        entry *e = find(s, req->key, h, false);
+        if (e != NULL) {
+            /* a failed persist fails only the writes that needed it */
+            bool needed = dht_version_cmp(req->version, e->ver) > 0;
+            if (rc == 0 || !needed) {
+                install(e, req);
+                reps[i]->ok = true;
+            }
+            if (req->owner != 0 && e->lock_owner == req->owner)
+                e->lock_owner = 0;
+            reps[i]->version = e->ver;
+        }
+        pthread_mutex_unlock(&s->mu);
+    }
     pthread_rwlock_unlock(&r->apply_lock);
+    if (todo != small)
+        free(todo);
 }
 
 static void do_read(dht_replica *r, const dht_msg *req, dht_msg *rep)
@@ -214,6 +234,20 @@ static void do_read(dht_replica *r, const dht_msg *req, dht_msg *rep)
         return; /* ok=false: not a valid read-quorum member yet */
     dht_replica_lookup(r, req->key, &rep->value, &rep->version);
     rep->ok = true;
+}
+
+static void do_scan(dht_replica *r, const dht_msg *req, dht_msg *rep)
+{
+    rep->recovering = atomic_load(&r->recovering);
+    rep->ok = true;
+    if (req->limit == 0)
+        return;
+    int n = dht_replica_scan(r, req->key, req->from_start, req->limit, &rep->entries, &rep->more);
+    if (n < 0) {
+        rep->ok = false;
+        return;
+    }
+    rep->nentries = (uint32_t)n;
 }
 
 void dht_replica_handle(dht_replica *r, int64_t now_ns, const dht_msg *req, dht_msg *reply)
@@ -229,14 +263,42 @@ void dht_replica_handle(dht_replica *r, int64_t now_ns, const dht_msg *req, dht_
         do_unlock(r, req, reply);
         break;
     case DHT_MSG_WRITE:
-        do_write(r, req, reply);
+        do_writes(r, &req, &reply, 1);
         break;
     case DHT_MSG_READ:
         do_read(r, req, reply);
         break;
+    case DHT_MSG_SCAN:
+        do_scan(r, req, reply);
+        break;
     default:
         break; /* not a replica request: ok=false */
     }
+}
+
+void dht_replica_handle_batch(dht_replica *r, int64_t now_ns, const dht_msg *reqs,
+                              dht_msg *reps, size_t n)
+{
+    const dht_msg *wsmall[16], **wreq = n <= 16 ? wsmall : malloc(n * sizeof *wreq);
+    dht_msg *rsmall[16], **wrep = n <= 16 ? rsmall : malloc(n * sizeof *wrep);
+    size_t nw = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (reqs[i].type == DHT_MSG_WRITE && wreq != NULL && wrep != NULL) {
+            memset(&reps[i], 0, sizeof reps[i]);
+            reps[i].type = DHT_MSG_WRITE;
+            reps[i].key = reqs[i].key;
+            wreq[nw] = &reqs[i];
+            wrep[nw++] = &reps[i];
+        } else {
+            dht_replica_handle(r, now_ns, &reqs[i], &reps[i]);
+        }
+    }
+    if (nw > 0)
+        do_writes(r, wreq, wrep, nw);
+    if (wreq != wsmall)
+        free(wreq);
+    if (wrep != rsmall)
+        free(wrep);
 }
 
 int dht_replica_apply(dht_replica *r, int64_t key, int64_t value, dht_version ver)
@@ -295,4 +357,77 @@ void dht_replica_quiesce_begin(dht_replica *r)
 void dht_replica_quiesce_end(dht_replica *r)
 {
     pthread_rwlock_unlock(&r->apply_lock);
+}
+
+/* ---- scan: the `limit` smallest keys above `after` ------------------------
+ * A bounded max-heap over one pass of every stripe: O(n log limit) per page
+ * and no ordered index to maintain on the write path. */
+
+typedef struct {
+    dht_entry *heap; /* max-heap on key, at most cap entries */
+    uint32_t len, cap;
+    int64_t after;
+    bool from_start;
+    bool more;
+} scan_state;
+
+static void heap_sift_down(dht_entry *h, uint32_t len, uint32_t i)
+{
+    for (;;) {
+        uint32_t c = 2 * i + 1;
+        if (c >= len)
+            return;
+        if (c + 1 < len && h[c + 1].key > h[c].key)
+            c++;
+        if (h[c].key <= h[i].key)
+            return;
+        dht_entry t = h[i];
+        h[i] = h[c];
+        h[c] = t;
+        i = c;
+    }
+}
+
+static void scan_visit(void *arg, int64_t key, int64_t value, dht_version ver)
+{
+    scan_state *st = arg;
+    if (!st->from_start && key <= st->after)
+        return;
+    dht_entry e = {key, value, ver};
+    if (st->len < st->cap) {
+        uint32_t i = st->len++;
+        st->heap[i] = e;
+        while (i > 0 && st->heap[(i - 1) / 2].key < st->heap[i].key) {
+            dht_entry t = st->heap[i];
+            st->heap[i] = st->heap[(i - 1) / 2];
+            st->heap[(i - 1) / 2] = t;
+            i = (i - 1) / 2;
+        }
+        return;
+    }
+    st->more = true; /* at least one key does not fit in this page */
+    if (key < st->heap[0].key) {
+        st->heap[0] = e;
+        heap_sift_down(st->heap, st->len, 0);
+    }
+}
+
+static int entry_key_cmp(const void *a, const void *b)
+{
+    int64_t x = ((const dht_entry *)a)->key, y = ((const dht_entry *)b)->key;
+    return (x > y) - (x < y);
+}
+
+int dht_replica_scan(dht_replica *r, int64_t after, bool from_start, uint32_t limit,
+                     dht_entry **out, bool *more)
+{
+    scan_state st = {.cap = limit, .after = after, .from_start = from_start};
+    st.heap = malloc((size_t)(limit ? limit : 1) * sizeof *st.heap);
+    if (st.heap == NULL)
+        return -1;
+    dht_replica_foreach(r, scan_visit, &st);
+    qsort(st.heap, st.len, sizeof *st.heap, entry_key_cmp);
+    *out = st.heap;
+    *more = st.more;
+    return (int)st.len;
 }

@@ -9,7 +9,11 @@
  *    depends on the lock or on clocks.
  *  - Read(k) returns (value, version); (0, (0,0)) for a key never written.
  *    A replica marked recovering answers ok=false so it is never counted in
- *    a read quorum while its state may be incomplete.
+ *    a read quorum while its state may be incomplete; for the same reason
+ *    it refuses locks, whose replies carry the version a writer builds on.
+ *    It does accept writes, so it misses nothing while it copies state.
+ *  - Scan(after, limit) returns a page of entries in key order, for state
+ *    transfer to recovering replicas and anti-entropy.
  *
  * Thread-safe: state is split over lock stripes, so replica requests from
  * several transport threads run in parallel.  The caller passes the time
@@ -27,9 +31,10 @@
 
 typedef struct dht_replica dht_replica;
 
-/* Makes a write durable; returns 0 once it is, or a negative errno.  Called
- * without any stripe lock held, possibly from several threads at once. */
-typedef int (*dht_persist_fn)(void *arg, int64_t key, int64_t value, dht_version ver);
+/* Makes n writes durable; returns 0 once all are, or a negative errno (then
+ * none of them is acknowledged).  Called without any stripe lock held,
+ * possibly from several threads at once. */
+typedef int (*dht_persist_fn)(void *arg, const dht_entry *writes, size_t n);
 
 dht_replica *dht_replica_new(void);
 void dht_replica_free(dht_replica *r);
@@ -39,6 +44,11 @@ bool dht_replica_recovering(const dht_replica *r);
 
 /* Answers one replica request (LOCK, UNLOCK, WRITE, READ); reply is filled. */
 void dht_replica_handle(dht_replica *r, int64_t now_ns, const dht_msg *req, dht_msg *reply);
+
+/* Answers n requests at once (reps[i] for reqs[i]); the writes among them
+ * are persisted together, with one log write and fsync. */
+void dht_replica_handle_batch(dht_replica *r, int64_t now_ns, const dht_msg *reqs,
+                              dht_msg *reps, size_t n);
 
 /* Installs (value, ver) if newer, without persisting: for log replay and
  * state transfer that is already durable elsewhere.  Returns 1 if it changed
@@ -53,6 +63,12 @@ void dht_replica_lookup(dht_replica *r, int64_t key, int64_t *value, dht_version
 typedef void (*dht_replica_visit_fn)(void *arg, int64_t key, int64_t value, dht_version ver);
 void dht_replica_foreach(dht_replica *r, dht_replica_visit_fn fn, void *arg);
 size_t dht_replica_size(dht_replica *r);
+
+/* Fills up to limit entries with key > after (any key when from_start), in
+ * key order, into a malloc'd array the caller frees; *more tells whether
+ * keys remain.  Returns the count, or -1 when out of memory. */
+int dht_replica_scan(dht_replica *r, int64_t after, bool from_start, uint32_t limit,
+                     dht_entry **out, bool *more);
 
 /* Blocks writes between their persist and apply steps, so that a storage
  * checkpoint sees every logged write already applied in memory. */

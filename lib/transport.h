@@ -16,6 +16,7 @@
 #ifndef DHT_TRANSPORT_H
 #define DHT_TRANSPORT_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "msg.h"
@@ -71,6 +72,12 @@ typedef struct dht_service {
     /* Replica requests are answered synchronously (they touch local state
      * only).  reply is pre-zeroed. */
     void (*replica)(void *arg, const dht_msg *req, dht_msg *reply);
+    /* Many replica requests at once, possibly asynchronously: fill reps
+     * (pre-zeroed) and then call done(done_arg) exactly once, from any
+     * thread; reqs and reps stay valid until then.  NULL: one by one
+     * through replica. */
+    void (*replica_batch)(void *arg, const dht_msg *reqs, dht_msg *reps, size_t n,
+                          void (*done)(void *), void *done_arg);
     /* Public Put/Get are coordinated asynchronously; done runs exactly once,
      * on any thread. */
     void (*client)(void *arg, const dht_msg *req, dht_done_fn done, void *done_arg);

@@ -50,7 +50,27 @@ typedef enum { TAG_CLIENT_CALL = 1, TAG_SERVER_NEW, TAG_SERVER_DONE, TAG_SHUTDOW
 
 /* Server methods: the dht_msg types plus health; 0 is the generic slot that
  * catches unknown methods. */
-enum { M_GENERIC = 0, M_HEALTH = DHT_MSG_TYPE_MAX, M_COUNT };
+enum { M_GENERIC = 0, M_HEALTH = DHT_MSG_TYPE_MAX, M_BATCH, M_COUNT };
+
+/* Replica requests waiting for a batch call to their peer. */
+typedef struct {
+    dht_msg req;
+    int64_t deadline;
+    dht_reply_cb cb;
+    void *arg;
+} qitem;
+
+typedef struct {
+    pthread_mutex_t mu;
+    qitem *items; /* owned */
+    size_t len, cap;
+    int inflight; /* batch calls on the wire */
+} peerq;
+
+/* Batch calls in flight per peer.  One would serialise everything behind a
+ * single round trip; two keep the link busy while the next batch fills. */
+#define BATCH_INFLIGHT 2
+#define BATCH_MAX_ITEMS 512
 
 typedef struct worker {
     struct dht_grpc *g;
@@ -66,6 +86,7 @@ struct dht_grpc {
     char **addrs;
     grpc_channel **channels;
     atomic_int *peer_up;
+    peerq *queues; /* one per peer */
     atomic_uint rr;
     grpc_server *server;
     void *methods[M_COUNT];
@@ -97,7 +118,10 @@ typedef struct ccall {
     grpc_status_code status;
     grpc_slice details;
     dht_reply_cb cb;
+    dht_grpc_raw_cb raw_cb; /* raw calls: bytes in, bytes out */
     void *arg;
+    qitem *batch; /* batch calls: the items, owned */
+    size_t nbatch;
 } ccall;
 
 typedef struct scall {
@@ -138,15 +162,25 @@ static grpc_byte_buffer *bb_from(const void *buf, size_t len)
     return bb;
 }
 
+/* The whole payload of a byte buffer as one slice (the caller unrefs it);
+ * false if there is none. */
+static bool bb_slice(grpc_byte_buffer *bb, grpc_slice *out)
+{
+    grpc_byte_buffer_reader r;
+    if (bb == NULL || !grpc_byte_buffer_reader_init(&r, bb))
+        return false;
+    *out = grpc_byte_buffer_reader_readall(&r);
+    grpc_byte_buffer_reader_destroy(&r);
+    return true;
+}
+
 /* Copies a byte buffer into buf; returns the length, or -1 if it does not
  * fit or cannot be read. */
 static long bb_read(grpc_byte_buffer *bb, uint8_t *buf, size_t cap)
 {
-    grpc_byte_buffer_reader r;
-    if (bb == NULL || !grpc_byte_buffer_reader_init(&r, bb))
+    grpc_slice s;
+    if (!bb_slice(bb, &s))
         return -1;
-    grpc_slice s = grpc_byte_buffer_reader_readall(&r);
-    grpc_byte_buffer_reader_destroy(&r);
     size_t len = GRPC_SLICE_LENGTH(s);
     long rc = -1;
     if (len <= cap) {
@@ -155,6 +189,28 @@ static long bb_read(grpc_byte_buffer *bb, uint8_t *buf, size_t cap)
     }
     grpc_slice_unref(s);
     return rc;
+}
+
+/* Encodes m (request or reply) into a new byte buffer; NULL if it cannot. */
+static grpc_byte_buffer *bb_encode(const dht_msg *m, bool reply)
+{
+    uint8_t small[DHT_CODEC_MAX];
+    size_t n = reply ? dht_codec_encode_reply(m, small, sizeof small)
+                     : dht_codec_encode_request(m, small, sizeof small);
+    if (n <= sizeof small)
+        return bb_from(small, n);
+    if (n == SIZE_MAX)
+        return NULL;
+    uint8_t *big = malloc(n);
+    if (big == NULL)
+        return NULL;
+    if (reply)
+        dht_codec_encode_reply(m, big, n);
+    else
+        dht_codec_encode_request(m, big, n);
+    grpc_byte_buffer *bb = bb_from(big, n);
+    free(big);
+    return bb;
 }
 
 const char *dht_grpc_status_name(int code)
@@ -201,35 +257,23 @@ static grpc_completion_queue *pick_cq(dht_grpc *g)
     return g->workers[atomic_fetch_add(&g->rr, 1) % (unsigned)g->nworkers].cq;
 }
 
-static int grpc_send(dht_transport *t, int peer, const dht_msg *req, int64_t deadline_ns,
-                     dht_reply_cb cb, void *arg)
+/* Starts one unary call carrying send_bb (taken over) on peer's channel;
+ * the reply reaches client_call_done. */
+static int start_call(dht_grpc *g, int peer, const char *method, grpc_byte_buffer *send_bb,
+                      int64_t deadline_ns, ccall *c)
 {
-    dht_grpc *g = (dht_grpc *)t;
-    if (atomic_load(&g->stopping) || peer < 0 || peer >= t->npeers)
-        return -1;
-    const char *method = dht_codec_method(req->type);
-    if (method == NULL)
-        return -1;
-    uint8_t buf[DHT_CODEC_MAX];
-    size_t len = dht_codec_encode_request(req, buf);
-
-    ccall *c = calloc(1, sizeof *c);
-    if (c == NULL)
-        return -1;
     c->kind = TAG_CLIENT_CALL;
     c->g = g;
     c->peer = peer;
-    c->type = req->type;
-    c->cb = cb;
-    c->arg = arg;
     grpc_slice mslice = grpc_slice_from_static_string(method);
     c->call = grpc_channel_create_call(g->channels[peer], NULL, GRPC_PROPAGATE_DEFAULTS,
                                        pick_cq(g), mslice, NULL, deadline_ts(deadline_ns), NULL);
     if (c->call == NULL) {
+        grpc_byte_buffer_destroy(send_bb);
         free(c);
         return -1;
     }
-    c->send_bb = bb_from(buf, len);
+    c->send_bb = send_bb;
     grpc_metadata_array_init(&c->init_md);
     grpc_metadata_array_init(&c->trail_md);
 
@@ -260,6 +304,262 @@ static int grpc_send(dht_transport *t, int peer, const dht_msg *req, int64_t dea
     return 0;
 }
 
+/* ---- batching of replica requests -------------------------------------------
+ *
+ * send() queues LOCK/UNLOCK/WRITE/READ per peer and starts a batch call at
+ * once if fewer than BATCH_INFLIGHT are on the wire; otherwise the items
+ * wait for the next completion, which sends everything queued in one call.
+ * Idle: no added delay.  Loaded: one call (and, on the replica, one log
+ * write and fsync) for many operations. */
+
+typedef struct {
+    qitem *items;
+    size_t n;
+    dht_status st;
+} failed_items;
+
+static void fail_items_now(qitem *items, size_t n, dht_status st)
+{
+    for (size_t i = 0; i < n; i++)
+        items[i].cb(items[i].arg, st, NULL);
+}
+
+static void fail_items_cb(void *arg)
+{
+    failed_items *f = arg;
+    fail_items_now(f->items, f->n, f->st);
+    free(f->items);
+    free(f);
+}
+
+/* Fails items from a timer, never from inside send(): the transport
+ * contract forbids calling back into a caller that is still sending. */
+static void fail_items_later(dht_grpc *g, qitem *items, size_t n, dht_status st)
+{
+    failed_items *f = malloc(sizeof *f);
+    if (f != NULL) {
+        *f = (failed_items){items, n, st};
+        if (dht_timers_add(g->timers, 0, fail_items_cb, f) == 0)
+            return;
+        free(f);
+    }
+    /* Only while stopping (timers refused): callers are past sending. */
+    fail_items_now(items, n, st);
+    free(items);
+}
+
+static void flush_peer(dht_grpc *g, int peer);
+
+static int batch_inflight(void)
+{
+    static int v;
+    if (v == 0) {
+        const char *e = getenv("DHT_BATCH_INFLIGHT");
+        v = e ? atoi(e) : BATCH_INFLIGHT;
+        if (v < 1)
+            v = 1;
+    }
+    return v;
+}
+
+/* Takes up to BATCH_MAX_ITEMS queued items of peer when a batch slot is
+ * free (q->mu held); returns how many, with the array in *out. */
+static size_t take_batch(peerq *q, qitem **out)
+{
+    if (q->len == 0 || q->inflight >= batch_inflight())
+        return 0;
+    size_t n = q->len < BATCH_MAX_ITEMS ? q->len : BATCH_MAX_ITEMS;
+    qitem *items = malloc(n * sizeof *items);
+    if (items == NULL)
+        return 0;
+    memcpy(items, q->items, n * sizeof *items);
+    memmove(q->items, q->items + n, (q->len - n) * sizeof *items);
+    q->len -= n;
+    q->inflight++;
+    *out = items;
+    return n;
+}
+
+/* Sends one batch call with the given items (taken over). */
+static void send_batch(dht_grpc *g, int peer, qitem *items, size_t n)
+{
+    int64_t now = dht_now_ns(), deadline = INT64_MAX;
+    size_t live = 0, nexp = 0;
+    qitem *expired = NULL;
+    /* Items already past their deadline are failed apart, so they do not
+     * doom the whole call to DEADLINE_EXCEEDED. */
+    for (size_t i = 0; i < n; i++) {
+        if (items[i].deadline <= now + DHT_NS_PER_MS) {
+            if (expired == NULL)
+                expired = malloc(n * sizeof *expired);
+            if (expired != NULL) {
+                expired[nexp++] = items[i];
+                continue;
+            }
+        }
+        items[live++] = items[i];
+        if (items[i].deadline < deadline)
+            deadline = items[i].deadline;
+    }
+    if (nexp > 0)
+        fail_items_later(g, expired, nexp, DHT_ERR_TIMEOUT);
+    else
+        free(expired);
+
+    grpc_byte_buffer *bb = NULL;
+    ccall *c = NULL;
+    if (live > 0 && !atomic_load(&g->stopping)) {
+        dht_msg small[32], *msgs = live <= 32 ? small : malloc(live * sizeof *msgs);
+        if (msgs != NULL) {
+            for (size_t i = 0; i < live; i++)
+                msgs[i] = items[i].req;
+            uint8_t *buf = NULL;
+            size_t need = dht_codec_encode_batch(msgs, live, NULL, 0);
+            if (need != SIZE_MAX && (buf = malloc(need ? need : 1)) != NULL) {
+                dht_codec_encode_batch(msgs, live, buf, need);
+                bb = bb_from(buf, need);
+                free(buf);
+            }
+            if (msgs != small)
+                free(msgs);
+        }
+        c = bb ? calloc(1, sizeof *c) : NULL;
+    }
+    if (c != NULL) {
+        c->batch = items;
+        c->nbatch = live;
+        if (start_call(g, peer, DHT_CODEC_BATCH_METHOD, bb, deadline, c) == 0)
+            return;
+        bb = NULL; /* start_call released it and c */
+    }
+    if (bb)
+        grpc_byte_buffer_destroy(bb);
+    if (live > 0)
+        fail_items_later(g, items, live, DHT_ERR_SHUTDOWN);
+    else
+        free(items);
+    pthread_mutex_lock(&g->queues[peer].mu);
+    g->queues[peer].inflight--;
+    pthread_mutex_unlock(&g->queues[peer].mu);
+    flush_peer(g, peer);
+}
+
+static void flush_peer(dht_grpc *g, int peer)
+{
+    peerq *q = &g->queues[peer];
+    qitem *items;
+    pthread_mutex_lock(&q->mu);
+    size_t n = take_batch(q, &items);
+    pthread_mutex_unlock(&q->mu);
+    if (n > 0)
+        send_batch(g, peer, items, n);
+}
+
+static int enqueue(dht_grpc *g, int peer, const dht_msg *req, int64_t deadline,
+                   dht_reply_cb cb, void *arg)
+{
+    peerq *q = &g->queues[peer];
+    pthread_mutex_lock(&q->mu);
+    if (q->len == q->cap) {
+        size_t ncap = q->cap ? q->cap * 2 : 64;
+        qitem *n = realloc(q->items, ncap * sizeof *n);
+        if (n == NULL) {
+            pthread_mutex_unlock(&q->mu);
+            return -1;
+        }
+        q->items = n;
+        q->cap = ncap;
+    }
+    q->items[q->len++] = (qitem){*req, deadline, cb, arg};
+    qitem *items;
+    size_t n = take_batch(q, &items);
+    pthread_mutex_unlock(&q->mu);
+    if (n > 0)
+        send_batch(g, peer, items, n);
+    return 0;
+}
+
+/* Completion of a batch call: every item gets its reply or the call's
+ * error, then whatever queued meanwhile goes out. */
+static void batch_call_done(ccall *c, dht_status st)
+{
+    dht_grpc *g = c->g;
+    dht_msg *reps = NULL;
+    size_t n = 0;
+    if (st == DHT_OK) {
+        grpc_slice sl;
+        st = DHT_ERR_REMOTE;
+        if (bb_slice(c->recv_bb, &sl)) {
+            if (dht_codec_decode_batch(GRPC_SLICE_START_PTR(sl), GRPC_SLICE_LENGTH(sl), &reps,
+                                       &n) == 0 &&
+                n == c->nbatch)
+                st = DHT_OK;
+            grpc_slice_unref(sl);
+        }
+    }
+    for (size_t i = 0; i < c->nbatch; i++) {
+        if (st == DHT_OK) {
+            reps[i].type = c->batch[i].req.type;
+            reps[i].key = c->batch[i].req.key;
+        }
+        c->batch[i].cb(c->batch[i].arg, st, st == DHT_OK ? &reps[i] : NULL);
+    }
+    free(reps);
+    free(c->batch);
+    pthread_mutex_lock(&g->queues[c->peer].mu);
+    g->queues[c->peer].inflight--;
+    pthread_mutex_unlock(&g->queues[c->peer].mu);
+    flush_peer(g, c->peer);
+}
+
+static int grpc_send(dht_transport *t, int peer, const dht_msg *req, int64_t deadline_ns,
+                     dht_reply_cb cb, void *arg)
+{
+    dht_grpc *g = (dht_grpc *)t;
+    if (atomic_load(&g->stopping) || peer < 0 || peer >= t->npeers)
+        return -1;
+    if (dht_codec_batchable(req->type))
+        return enqueue(g, peer, req, deadline_ns, cb, arg);
+    const char *method = dht_codec_method(req->type);
+    if (method == NULL)
+        return -1;
+    grpc_byte_buffer *send_bb = bb_encode(req, false);
+    if (send_bb == NULL)
+        return -1;
+    ccall *c = calloc(1, sizeof *c);
+    if (c == NULL) {
+        grpc_byte_buffer_destroy(send_bb);
+        return -1;
+    }
+    c->type = req->type;
+    c->cb = cb;
+    c->arg = arg;
+    return start_call(g, peer, method, send_bb, deadline_ns, c);
+}
+
+int dht_grpc_call_async(dht_grpc *g, int peer, const char *method, const void *req,
+                        size_t req_len, int64_t deadline_ns, dht_grpc_raw_cb cb, void *arg)
+{
+    if (atomic_load(&g->stopping) || peer < 0 || peer >= g->base.npeers)
+        return -1;
+    ccall *c = calloc(1, sizeof *c);
+    if (c == NULL)
+        return -1;
+    c->raw_cb = cb;
+    c->arg = arg;
+    return start_call(g, peer, method, bb_from(req, req_len), deadline_ns, c);
+}
+
+/* Completion of a raw call: hand over the bytes as they came. */
+static void raw_call_done(ccall *c, int success)
+{
+    grpc_slice sl = grpc_empty_slice();
+    bool have = success && c->status == GRPC_STATUS_OK && bb_slice(c->recv_bb, &sl);
+    c->raw_cb(c->arg, success ? (int)c->status : -1, have ? GRPC_SLICE_START_PTR(sl) : NULL,
+              have ? GRPC_SLICE_LENGTH(sl) : 0);
+    grpc_slice_unref(sl);
+}
+
 static const char *md_find(const grpc_metadata_array *a, const char *key)
 {
     static _Thread_local char val[64];
@@ -283,12 +583,31 @@ static void client_call_done(ccall *c, int success)
     dht_status st;
     bool decoded = false;
 
+    if (c->raw_cb) {
+        raw_call_done(c, success);
+        goto release;
+    }
+    if (c->batch) {
+        dht_status bst = !success                                       ? DHT_ERR_SHUTDOWN
+                         : c->status == GRPC_STATUS_OK                  ? DHT_OK
+                         : c->status == GRPC_STATUS_UNAVAILABLE         ? DHT_ERR_UNAVAILABLE
+                         : c->status == GRPC_STATUS_DEADLINE_EXCEEDED   ? DHT_ERR_TIMEOUT
+                                                                        : DHT_ERR_REMOTE;
+        if (success)
+            set_peer_state(g, c->peer, c->status != GRPC_STATUS_UNAVAILABLE &&
+                                           c->status != GRPC_STATUS_DEADLINE_EXCEEDED);
+        batch_call_done(c, bst);
+        goto release;
+    }
     if (!success) {
         st = DHT_ERR_SHUTDOWN;
     } else if (c->status == GRPC_STATUS_OK) {
-        uint8_t buf[MAX_MSG];
-        long len = bb_read(c->recv_bb, buf, sizeof buf);
-        decoded = len >= 0 && dht_codec_decode_reply(c->type, buf, (size_t)len, &reply) == 0;
+        grpc_slice sl;
+        if (bb_slice(c->recv_bb, &sl)) {
+            decoded = dht_codec_decode_reply(c->type, GRPC_SLICE_START_PTR(sl),
+                                             GRPC_SLICE_LENGTH(sl), &reply) == 0;
+            grpc_slice_unref(sl);
+        }
         st = decoded ? DHT_OK : DHT_ERR_REMOTE;
         if (decoded && c->type == DHT_MSG_PUT) {
             const char *o = md_find(&c->trail_md, "dht-outcome");
@@ -317,7 +636,9 @@ static void client_call_done(ccall *c, int success)
         gpr_free(d);
     }
     c->cb(c->arg, st, decoded ? &reply : NULL);
-
+    if (decoded)
+        free(reply.entries);
+release:
     grpc_byte_buffer_destroy(c->send_bb);
     if (c->recv_bb)
         grpc_byte_buffer_destroy(c->recv_bb);
@@ -382,16 +703,16 @@ static void scall_free(scall *s)
 }
 
 /* Sends the response (message unless NULL, then status) and arranges for s
- * to be freed when the batch completes. */
-static void respond(scall *s, const uint8_t *msg, size_t len, grpc_status_code code,
-                    const char *details)
+ * to be freed when the batch completes; takes ownership of msg. */
+static void respond_bb(scall *s, grpc_byte_buffer *msg, grpc_status_code code,
+                       const char *details)
 {
     grpc_op ops[4];
     memset(ops, 0, sizeof ops);
     int n = 0;
     ops[n++].op = GRPC_OP_SEND_INITIAL_METADATA;
     if (msg != NULL) {
-        s->resp_bb = bb_from(msg, len);
+        s->resp_bb = msg;
         ops[n].op = GRPC_OP_SEND_MESSAGE;
         ops[n++].data.send_message.send_message = s->resp_bb;
     }
@@ -410,10 +731,25 @@ static void respond(scall *s, const uint8_t *msg, size_t len, grpc_status_code c
     }
 }
 
+static void respond(scall *s, const uint8_t *msg, size_t len, grpc_status_code code,
+                    const char *details)
+{
+    respond_bb(s, msg ? bb_from(msg, len) : NULL, code, details);
+}
+
+/* Replies with m encoded, or INTERNAL if it cannot be encoded. */
+static void respond_msg(scall *s, const dht_msg *m, const char *details)
+{
+    grpc_byte_buffer *bb = bb_encode(m, true);
+    if (bb == NULL)
+        respond(s, NULL, 0, GRPC_STATUS_INTERNAL, "reply too large or out of memory");
+    else
+        respond_bb(s, bb, GRPC_STATUS_OK, details);
+}
+
 static void public_done(void *arg, dht_status st, const dht_msg *reply, const char *reason)
 {
     scall *s = arg;
-    uint8_t buf[DHT_CODEC_MAX];
     if (st != DHT_OK || reply == NULL) {
         respond(s, NULL, 0, GRPC_STATUS_UNAVAILABLE, reason ? reason : "unavailable");
         return;
@@ -424,8 +760,65 @@ static void public_done(void *arg, dht_status st, const dht_msg *reply, const ch
         s->trailing[0].value = grpc_slice_from_static_string(outcome[reply->outcome % 3]);
         s->ntrailing = 1;
     }
-    size_t len = dht_codec_encode_reply(reply, buf);
-    respond(s, buf, len, GRPC_STATUS_OK, reason);
+    respond_msg(s, reply, reason);
+}
+
+typedef struct {
+    scall *s;
+    dht_msg *reqs, *reps;
+    size_t n;
+} batch_job;
+
+/* The service answered a batch (on any thread): encode and respond. */
+static void batch_answered(void *arg)
+{
+    batch_job *b = arg;
+    size_t need = dht_codec_encode_batch(b->reps, b->n, NULL, 0);
+    uint8_t *buf = need != SIZE_MAX ? malloc(need ? need : 1) : NULL;
+    if (buf == NULL) {
+        respond(b->s, NULL, 0, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+    } else {
+        dht_codec_encode_batch(b->reps, b->n, buf, need);
+        respond(b->s, buf, need, GRPC_STATUS_OK, NULL);
+        free(buf);
+    }
+    free(b->reqs);
+    free(b->reps);
+    free(b);
+}
+
+static void serve_batch(dht_grpc *g, scall *s)
+{
+    grpc_slice sl;
+    batch_job *b = calloc(1, sizeof *b);
+    bool ok = b != NULL && bb_slice(s->payload, &sl);
+    if (ok) {
+        ok = dht_codec_decode_batch(GRPC_SLICE_START_PTR(sl), GRPC_SLICE_LENGTH(sl), &b->reqs,
+                                    &b->n) == 0;
+        grpc_slice_unref(sl);
+    }
+    if (!ok) {
+        free(b);
+        DHT_WARN("malformed batch request rejected");
+        respond(s, NULL, 0, GRPC_STATUS_INVALID_ARGUMENT, "malformed batch message");
+        return;
+    }
+    b->s = s;
+    b->reps = calloc(b->n ? b->n : 1, sizeof *b->reps);
+    if (b->reps == NULL) {
+        free(b->reqs);
+        free(b);
+        respond(s, NULL, 0, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+        return;
+    }
+    DHT_DEBUG("batch of %zu replica requests", b->n);
+    if (g->svc.replica_batch) {
+        g->svc.replica_batch(g->svc.arg, b->reqs, b->reps, b->n, batch_answered, b);
+    } else {
+        for (size_t i = 0; i < b->n; i++)
+            g->svc.replica(g->svc.arg, &b->reqs[i], &b->reps[i]);
+        batch_answered(b);
+    }
 }
 
 static void server_call_arrived(scall *s, int success)
@@ -445,6 +838,10 @@ static void server_call_arrived(scall *s, int success)
         snprintf(why, sizeof why, "unknown method %s", m);
         gpr_free(m);
         respond(s, NULL, 0, GRPC_STATUS_UNIMPLEMENTED, why);
+        return;
+    }
+    if (s->method == M_BATCH) {
+        serve_batch(g, s);
         return;
     }
     if (s->method == M_HEALTH) {
@@ -475,9 +872,8 @@ static void server_call_arrived(scall *s, int success)
     DHT_DEBUG("%s key=%lld -> ok=%d v=(%llu,%llx)", dht_msg_type_name(req.type),
               (long long)req.key, reply.ok, (unsigned long long)reply.version.counter,
               (unsigned long long)reply.version.writer);
-    uint8_t out[DHT_CODEC_MAX];
-    size_t olen = dht_codec_encode_reply(&reply, out);
-    respond(s, out, olen, GRPC_STATUS_OK, NULL);
+    respond_msg(s, &reply, NULL);
+    free(reply.entries); /* the service's, for SCAN replies */
 }
 
 /* ---- workers --------------------------------------------------------------- */
@@ -551,6 +947,8 @@ static int start_server(dht_grpc *g, const char *addr, char *err, size_t errlen)
         g->methods[m] = grpc_server_register_method(g->server, dht_codec_method((dht_msg_type)m),
                                                     NULL, GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER,
                                                     0);
+    g->methods[M_BATCH] = grpc_server_register_method(
+        g->server, DHT_CODEC_BATCH_METHOD, NULL, GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER, 0);
     g->methods[M_HEALTH] = grpc_server_register_method(
         g->server, DHT_HEALTH_METHOD, NULL, GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER, 0);
     grpc_server_credentials *creds = grpc_insecure_server_credentials_create();
@@ -568,6 +966,15 @@ static int start_server(dht_grpc *g, const char *addr, char *err, size_t errlen)
             for (int k = 0; k < REQ_SLOTS; k++)
                 request_call(g, &g->workers[i], m);
     return 0;
+}
+
+static void free_queues(dht_grpc *g)
+{
+    for (int i = 0; i < g->base.npeers; i++) {
+        pthread_mutex_destroy(&g->queues[i].mu);
+        free(g->queues[i].items);
+    }
+    free(g->queues);
 }
 
 int dht_grpc_start(const dht_grpc_config *cfg, dht_grpc **out, char *err, size_t errlen)
@@ -601,6 +1008,9 @@ int dht_grpc_start(const dht_grpc_config *cfg, dht_grpc **out, char *err, size_t
     g->addrs = calloc((size_t)cfg->npeers + 1, sizeof *g->addrs);
     g->channels = calloc((size_t)cfg->npeers + 1, sizeof *g->channels);
     g->peer_up = calloc((size_t)cfg->npeers + 1, sizeof *g->peer_up);
+    g->queues = calloc((size_t)cfg->npeers + 1, sizeof *g->queues);
+    for (int i = 0; i < cfg->npeers; i++)
+        pthread_mutex_init(&g->queues[i].mu, NULL);
     g->workers = calloc((size_t)g->nworkers, sizeof *g->workers);
     grpc_channel_credentials *creds = grpc_insecure_credentials_create();
     for (int i = 0; i < cfg->npeers; i++) {
@@ -614,7 +1024,12 @@ int dht_grpc_start(const dht_grpc_config *cfg, dht_grpc **out, char *err, size_t
         g->workers[i].index = i;
         g->workers[i].cq = grpc_completion_queue_create_for_next(NULL);
     }
-    if (cfg->listen_addr && start_server(g, cfg->listen_addr, err, errlen) != 0) {
+    g->timers = dht_timers_start();
+    if (g->timers == NULL)
+        snprintf(err, errlen, "cannot start the timer thread");
+    if (g->timers == NULL ||
+        (cfg->listen_addr && start_server(g, cfg->listen_addr, err, errlen) != 0)) {
+        dht_timers_stop(g->timers);
         for (int i = 0; i < g->nworkers; i++) {
             grpc_completion_queue_shutdown(g->workers[i].cq);
             while (grpc_completion_queue_next(g->workers[i].cq,
@@ -630,12 +1045,12 @@ int dht_grpc_start(const dht_grpc_config *cfg, dht_grpc **out, char *err, size_t
         free(g->addrs);
         free(g->channels);
         free((void *)g->peer_up);
+        free_queues(g);
         free(g->workers);
         free(g);
         grpc_shutdown();
         return -1;
     }
-    g->timers = dht_timers_start();
     for (int i = 0; i < g->nworkers; i++)
         pthread_create(&g->workers[i].thread, NULL, worker_main, &g->workers[i]);
     *out = g;
@@ -681,6 +1096,7 @@ void dht_grpc_stop(dht_grpc *g)
     free(g->addrs);
     free(g->channels);
     free((void *)g->peer_up);
+    free_queues(g);
     free(g->workers);
     free(g);
     grpc_shutdown();

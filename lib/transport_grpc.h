@@ -40,6 +40,15 @@ dht_transport *dht_grpc_transport(dht_grpc *g);
  * then tears everything down and frees g. */
 void dht_grpc_stop(dht_grpc *g);
 
+/* An asynchronous unary call with raw request bytes to peer, for clients of
+ * other services (the benchmark's etcd client).  cb runs exactly once on a
+ * worker thread with the gRPC status code (or -1 when the transport is
+ * shutting down) and the reply bytes (valid during the callback).  Returns
+ * nonzero if the call could not be started (cb will not run). */
+typedef void (*dht_grpc_raw_cb)(void *arg, int status, const uint8_t *resp, size_t len);
+int dht_grpc_call_async(dht_grpc *g, int peer, const char *method, const void *req,
+                        size_t req_len, int64_t deadline_ns, dht_grpc_raw_cb cb, void *arg);
+
 /* One blocking unary call with raw request bytes: for tools and tests (bad
  * input, health probes).  Returns 0 when a gRPC status was received (in
  * *status, with details and the reply bytes, truncated to *resp_len), or -1

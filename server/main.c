@@ -18,9 +18,12 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "applier.h"
 #include "coordinator.h"
+#include "durable.h"
 #include "log.h"
 #include "replica.h"
+#include "sync.h"
 #include "transport_grpc.h"
 #include "util.h"
 
@@ -33,6 +36,9 @@ typedef struct {
     int64_t id; /* 1-based index into members; 0: find by address */
     int64_t deadline_ms, lease_ms, workers;
     dht_log_level level;
+    const char *data_dir; /* NULL: data/node<N> under the working directory */
+    dht_fsync_mode fsync;
+    int64_t ae_interval_ms;
 } options;
 
 static void usage(FILE *f)
@@ -48,6 +54,13 @@ static void usage(FILE *f)
             "  --deadline-ms MS  deadline of each coordinated put/get (default 2000)\n"
             "  --lease-ms MS     lock lease (default 500)\n"
             "  --workers N       completion-queue threads (default: number of cores)\n"
+            "  --data-dir DIR    write-ahead log and snapshots (env DATA_DIR;\n"
+            "                    default data/nodeN in the working directory)\n"
+            "  --fsync MODE      always|batch|never (env FSYNC; default always):\n"
+            "                    always = fsync each write before acking, batch = group\n"
+            "                    commit (one fsync for concurrent writes, ack after it),\n"
+            "                    never = no fsync (survives a process crash, not a power cut)\n"
+            "  --anti-entropy-ms MS  pause between background catch-up passes (default 1000)\n"
             "  --log-level L     error|warn|info|debug (default info; debug logs each request)\n"
             "  --help            this text\n"
             "Flags win over environment variables.\n");
@@ -69,12 +82,20 @@ static int parse_args(int argc, char **argv, options *o)
         {"members", required_argument, 0, 'm'},   {"id", required_argument, 0, 'n'},
         {"deadline-ms", required_argument, 0, 'd'}, {"lease-ms", required_argument, 0, 'l'},
         {"workers", required_argument, 0, 'w'},   {"log-level", required_argument, 0, 'v'},
+        {"data-dir", required_argument, 0, 'D'},  {"fsync", required_argument, 0, 'f'},
+        {"anti-entropy-ms", required_argument, 0, 'a'},
         {"help", no_argument, 0, 'h'},            {0, 0, 0, 0}};
     memset(o, 0, sizeof *o);
     o->deadline_ms = 2000;
     o->lease_ms = 500;
     o->level = DHT_LOG_INFO;
+    o->fsync = DHT_FSYNC_ALWAYS;
+    o->ae_interval_ms = 1000;
     const char *e;
+    if ((e = getenv("DATA_DIR")) != NULL && *e)
+        o->data_dir = e;
+    if ((e = getenv("FSYNC")) != NULL && *e && dht_fsync_mode_parse(e, &o->fsync) != 0)
+        return fail_usage("environment FSYNC='%s' must be always|batch|never", e);
     if ((e = getenv("PORT")) != NULL && *e && dht_parse_i64(e, 1, 65535, &o->port) != 0)
         return fail_usage("environment PORT='%s' is not a port number (1-65535)", e);
     if ((e = getenv("IP")) != NULL && *e)
@@ -114,6 +135,17 @@ static int parse_args(int argc, char **argv, options *o)
         case 'v':
             if (dht_log_level_parse(optarg, &o->level) != 0)
                 return fail_usage("--log-level '%s' must be error|warn|info|debug", optarg);
+            break;
+        case 'D':
+            o->data_dir = optarg;
+            break;
+        case 'f':
+            if (dht_fsync_mode_parse(optarg, &o->fsync) != 0)
+                return fail_usage("--fsync '%s' must be always|batch|never", optarg);
+            break;
+        case 'a':
+            if (dht_parse_i64(optarg, 10, 3600000, &o->ae_interval_ms) != 0)
+                return fail_usage("--anti-entropy-ms '%s' must be 10..3600000", optarg);
             break;
         case 'h':
             usage(stdout);
@@ -202,6 +234,8 @@ typedef struct {
     dht_coord *_Atomic coord; /* set once the transport exists */
     dht_replica *replica;
     dht_transport *transport;
+    dht_durable *durable;
+    dht_applier *applier;
 } node;
 
 typedef struct {
@@ -256,6 +290,34 @@ static void on_replica(void *arg, const dht_msg *req, dht_msg *reply)
     dht_replica_handle(nd->replica, dht_now_ns(), req, reply);
 }
 
+/* Batches with writes go to the applier thread (group commit, no fsync on
+ * a transport thread); the rest is answered at once. */
+static void on_replica_batch(void *arg, const dht_msg *reqs, dht_msg *reps, size_t n,
+                             void (*done)(void *), void *done_arg)
+{
+    node *nd = arg;
+    for (size_t i = 0; i < n; i++) {
+        if (reqs[i].type == DHT_MSG_WRITE &&
+            dht_applier_submit(nd->applier, reqs, reps, n, done, done_arg) == 0)
+            return;
+    }
+    dht_replica_handle_batch(nd->replica, dht_now_ns(), reqs, reps, n);
+    done(done_arg);
+}
+
+static int is_serving(void *arg)
+{
+    node *nd = arg;
+    return !dht_replica_recovering(nd->replica);
+}
+
+static void on_ready(void *arg, const char *why)
+{
+    node *nd = arg;
+    dht_durable_mark_initialized(nd->durable, why);
+    DHT_INFO("serving reads (%s)", why);
+}
+
 int main(int argc, char **argv)
 {
     options o;
@@ -306,21 +368,49 @@ int main(int argc, char **argv)
     sigaddset(&sigs, SIGTERM);
     pthread_sigmask(SIG_BLOCK, &sigs, NULL);
     signal(SIGPIPE, SIG_IGN);
+    /* A file-size limit must fail the write (EFBIG, a clean put failure)
+     * rather than kill the node. */
+    signal(SIGXFSZ, SIG_IGN);
 
     node nd = {0};
     nd.replica = dht_replica_new();
+    char data_dir[512];
+    if (o.data_dir)
+        snprintf(data_dir, sizeof data_dir, "%s", o.data_dir);
+    else
+        snprintf(data_dir, sizeof data_dir, "data/node%d", self + 1);
+    int64_t t0 = dht_now_ns();
+    if (nd.replica == NULL ||
+        dht_durable_open(data_dir, o.fsync, nd.replica, &nd.durable, err, sizeof err) != 0) {
+        fprintf(stderr, "server: %s\n", nd.replica ? err : "out of memory");
+        dht_replica_free(nd.replica);
+        return 1;
+    }
+    DHT_INFO("data directory %s (fsync %s): %zu keys loaded in %.1f ms%s", data_dir,
+             dht_fsync_mode_name(o.fsync), dht_replica_size(nd.replica),
+             (double)(dht_now_ns() - t0) / 1e6,
+             dht_durable_initialized(nd.durable) ? "" : ", not initialized: recovering");
+    nd.applier = dht_applier_start(nd.replica);
+    if (nd.applier == NULL) {
+        fprintf(stderr, "server: cannot start the applier thread\n");
+        return 1;
+    }
     const char *peers[DHT_MAX_MEMBERS];
     for (int i = 0; i < n; i++)
         peers[i] = members[i];
     char listen_addr[300];
     snprintf(listen_addr, sizeof listen_addr, strchr(listen_ip, ':') ? "[%s]:%lld" : "%s:%lld",
              listen_ip, (long long)o.port);
-    dht_service svc = {on_replica, on_public, &nd};
+    dht_service svc = {.replica = on_replica, .replica_batch = on_replica_batch,
+                       .client = on_public, .arg = &nd};
     dht_grpc_config gc = {.peers = peers, .npeers = n, .workers = (int)o.workers,
-                          .listen_addr = listen_addr, .service = &svc};
+                          .listen_addr = listen_addr, .service = &svc,
+                          .serving = is_serving, .serving_arg = &nd};
     dht_grpc *g;
-    if (nd.replica == NULL || dht_grpc_start(&gc, &g, err, sizeof err) != 0) {
-        fprintf(stderr, "server: %s\n", nd.replica ? err : "out of memory");
+    if (dht_grpc_start(&gc, &g, err, sizeof err) != 0) {
+        fprintf(stderr, "server: %s\n", err);
+        dht_applier_stop(nd.applier);
+        dht_durable_close(nd.durable);
         dht_replica_free(nd.replica);
         return 1;
     }
@@ -331,14 +421,25 @@ int main(int argc, char **argv)
     cc.lease_ms = (uint32_t)o.lease_ms;
     atomic_store(&nd.coord, dht_coord_new(nd.transport, &cc));
 
+    dht_sync_config sc;
+    dht_sync_config_default(&sc);
+    sc.self = self;
+    sc.ae_interval_ns = o.ae_interval_ms * DHT_NS_PER_MS;
+    sc.on_ready = on_ready;
+    sc.arg = &nd;
+    dht_sync *sync = dht_sync_start(nd.transport, nd.replica, &sc);
+
     DHT_INFO("serving on %s as member %d of %d (%s), quorum %d", listen_addr, self + 1, n,
              o.members ? o.members : DEFAULT_MEMBERS, n / 2 + 1);
 
     int sig = 0;
     sigwait(&sigs, &sig);
     DHT_INFO("%s received, shutting down", sig == SIGINT ? "SIGINT" : "SIGTERM");
+    dht_sync_stop(sync);
     dht_grpc_stop(g);
+    dht_applier_stop(nd.applier);
     dht_coord_free(atomic_load(&nd.coord));
+    dht_durable_close(nd.durable);
     dht_replica_free(nd.replica);
     DHT_INFO("stopped");
     return 0;

@@ -133,20 +133,22 @@ static void test_recovering_refuses_reads_accepts_writes(void)
     dht_replica_set_recovering(r, true);
     CHECK(!read_(r, 1).ok);
     CHECK(write_(r, 1, 5, 1, 1, 0).ok);
-    CHECK(lock(r, 0, 1, 9, 500).ok);
+    /* locks too: a grant's version could be older than what the node had
+     * acknowledged before it lost its state */
+    CHECK(!lock(r, 0, 1, 9, 500).ok);
     dht_replica_set_recovering(r, false);
+    CHECK(lock(r, 0, 1, 9, 500).ok);
     CHECK(read_(r, 1).ok);
     CHECK_EQ(read_(r, 1).value, 5);
     dht_replica_free(r);
 }
 
 static int persist_calls;
-static int failing_persist(void *arg, int64_t key, int64_t value, dht_version ver)
+static int failing_persist(void *arg, const dht_entry *w, size_t n)
 {
     (void)arg;
-    (void)key;
-    (void)value;
-    (void)ver;
+    (void)w;
+    (void)n;
     persist_calls++;
     return -ENOSPC;
 }
@@ -192,6 +194,40 @@ static void test_many_keys_grow_and_visit(void)
     dht_replica_free(r);
 }
 
+static void test_scan_pages_in_key_order(void)
+{
+    dht_replica *r = dht_replica_new();
+    for (int64_t k = 0; k < 1000; k++)
+        write_(r, (k * 7919) % 1000 - 500, k, 1, 1, 0); /* keys -500..499, shuffled */
+    lock(r, 0, 5000, 1, 10); /* touched, never written: not scanned */
+    int64_t after = 0, expect = -500;
+    bool from_start = true, more = true;
+    int pages = 0;
+    while (more) {
+        dht_entry *e;
+        int n = dht_replica_scan(r, after, from_start, 64, &e, &more);
+        CHECK(n >= 0 && n <= 64);
+        for (int i = 0; i < n; i++)
+            CHECK_EQ(e[i].key, expect++);
+        if (n)
+            after = e[n - 1].key;
+        from_start = false;
+        free(e);
+        pages++;
+    }
+    CHECK_EQ(expect, 500);
+    CHECK_EQ(pages, 16);
+    /* the replica message form; limit 0 only reports recovering */
+    dht_msg m = handle(r, 0, (dht_msg){.type = DHT_MSG_SCAN, .limit = 0});
+    CHECK(m.ok && !m.recovering && m.nentries == 0);
+    dht_replica_set_recovering(r, true);
+    m = handle(r, 0, (dht_msg){.type = DHT_MSG_SCAN, .key = 497, .limit = 10});
+    CHECK(m.ok && m.recovering && m.nentries == 2 && !m.more);
+    CHECK_EQ(m.entries[0].key, 498);
+    free(m.entries);
+    dht_replica_free(r);
+}
+
 static void test_non_replica_message_refused(void)
 {
     dht_replica *r = dht_replica_new();
@@ -211,6 +247,7 @@ static const test_case tests[] = {
     {"recovering_refuses_reads_accepts_writes", test_recovering_refuses_reads_accepts_writes},
     {"persist_failure_not_applied", test_persist_failure_not_applied},
     {"many_keys_grow_and_visit", test_many_keys_grow_and_visit},
+    {"scan_pages_in_key_order", test_scan_pages_in_key_order},
     {"non_replica_message_refused", test_non_replica_message_refused},
     {0, 0},
 };

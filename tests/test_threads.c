@@ -12,6 +12,7 @@
 #include "coordinator.h"
 #include "lincheck.h"
 #include "replica.h"
+#include "sync.h"
 #include "test.h"
 #include "timers.h"
 #include "util.h"
@@ -208,11 +209,7 @@ static void run_clients(tnet *n, int nclients, int ops, int64_t keys, bool kill_
     dht_lincheck_result_free(&res);
     CHECK_EQ(v, DHT_LIN_OK);
     free(all);
-    /* let late unlocks/write retries drain before the coordinator goes */
-    while (dht_timers_pending(n->timers) > 0)
-        usleep(1000);
-    usleep(20000);
-    dht_coord_free(shared);
+    dht_coord_free(shared); /* waits for late unlocks and retries */
 }
 
 static void test_concurrent_clients(void)
@@ -270,10 +267,148 @@ static void test_replica_parallel_writes_keep_max(void)
     dht_replica_free(r);
 }
 
+/* ---- state sync ---------------------------------------------------------- */
+
+static atomic_int ready_calls;
+
+static void count_ready(void *arg, const char *why)
+{
+    (void)arg;
+    (void)why;
+    atomic_fetch_add(&ready_calls, 1);
+}
+
+static dht_sync *sync_for(tnet *n, int self, int64_t ae_ms)
+{
+    dht_sync_config cfg;
+    dht_sync_config_default(&cfg);
+    cfg.self = self;
+    cfg.page = 7; /* many pages */
+    cfg.ae_interval_ns = ae_ms * DHT_NS_PER_MS;
+    cfg.page_pause_ns = 0;
+    cfg.retry_ns = 20 * DHT_NS_PER_MS;
+    cfg.on_ready = count_ready;
+    dht_sync *s = dht_sync_start(&n->base, n->replicas[self], &cfg);
+    CHECK(s != NULL);
+    return s;
+}
+
+static bool wait_serving(dht_replica *r, int ms)
+{
+    for (int i = 0; i < ms && dht_replica_recovering(r); i++)
+        usleep(1000);
+    return !dht_replica_recovering(r);
+}
+
+static void test_sync_empty_node_recovers_from_peers(void)
+{
+    tnet *n = tnet_new();
+    for (int64_t k = 0; k < 100; k++) {
+        /* replica 0 and 1 each hold the newest version of half the keys */
+        dht_replica_apply(n->replicas[0], k, k, (dht_version){k % 2 ? 2u : 1u, 1});
+        dht_replica_apply(n->replicas[1], k, -k, (dht_version){k % 2 ? 1u : 2u, 1});
+    }
+    dht_replica_set_recovering(n->replicas[2], true);
+    dht_sync *s = sync_for(n, 2, 1000);
+    CHECK(wait_serving(n->replicas[2], 5000));
+    CHECK_EQ(atomic_load(&ready_calls), 1);
+    for (int64_t k = 0; k < 100; k++) {
+        int64_t v;
+        dht_version ver;
+        dht_replica_lookup(n->replicas[2], k, &v, &ver);
+        CHECK_EQ(ver.counter, 2);
+        CHECK_EQ(v, k % 2 ? k : -k);
+    }
+    dht_sync_stop(s);
+    tnet_free(n);
+}
+
+static void test_sync_waits_for_enough_peers(void)
+{
+    tnet *n = tnet_new();
+    dht_replica_apply(n->replicas[0], 1, 10, (dht_version){1, 1});
+    atomic_store(&n->down[1], true);
+    dht_replica_set_recovering(n->replicas[2], true);
+    dht_sync *s = sync_for(n, 2, 1000);
+    usleep(300000);
+    /* one peer with data is not enough: it may lack a write that only the
+     * other peer and our lost disk had */
+    CHECK(dht_replica_recovering(n->replicas[2]));
+    atomic_store(&n->down[1], false);
+    CHECK(wait_serving(n->replicas[2], 5000));
+    int64_t v;
+    dht_version ver;
+    dht_replica_lookup(n->replicas[2], 1, &v, &ver);
+    CHECK_EQ(v, 10);
+    dht_sync_stop(s);
+    tnet_free(n);
+}
+
+static void test_sync_new_cluster_when_all_peers_empty(void)
+{
+    tnet *n = tnet_new();
+    dht_sync *s[REPLICAS];
+    for (int i = 0; i < REPLICAS; i++) {
+        dht_replica_set_recovering(n->replicas[i], true);
+        s[i] = sync_for(n, i, 1000);
+    }
+    for (int i = 0; i < REPLICAS; i++)
+        CHECK(wait_serving(n->replicas[i], 5000));
+    CHECK_EQ(atomic_load(&ready_calls), REPLICAS);
+    for (int i = 0; i < REPLICAS; i++)
+        dht_sync_stop(s[i]);
+    tnet_free(n);
+}
+
+static void test_sync_alone_keeps_waiting(void)
+{
+    tnet *n = tnet_new();
+    atomic_store(&n->down[0], true);
+    atomic_store(&n->down[1], true);
+    dht_replica_set_recovering(n->replicas[2], true);
+    dht_sync *s = sync_for(n, 2, 1000);
+    usleep(300000);
+    CHECK(dht_replica_recovering(n->replicas[2])); /* new cluster or lost disk? unknown */
+    dht_sync_stop(s);
+    tnet_free(n);
+}
+
+static void test_anti_entropy_catches_up(void)
+{
+    tnet *n = tnet_new();
+    for (int64_t k = 0; k < 50; k++) {
+        dht_replica_apply(n->replicas[0], k, k + 1000, (dht_version){5, 9});
+        dht_replica_apply(n->replicas[2], k, k, (dht_version){4, 9});
+    }
+    dht_sync *s = sync_for(n, 2, 20);
+    bool done = false;
+    for (int t = 0; t < 3000 && !done; t++) {
+        usleep(1000);
+        int64_t v;
+        dht_version ver;
+        dht_replica_lookup(n->replicas[2], 49, &v, &ver);
+        done = v == 1049;
+    }
+    CHECK(done);
+    for (int64_t k = 0; k < 50; k++) {
+        int64_t v;
+        dht_version ver;
+        dht_replica_lookup(n->replicas[2], k, &v, &ver);
+        CHECK_EQ(v, k + 1000);
+    }
+    dht_sync_stop(s);
+    tnet_free(n);
+}
+
 static const test_case tests[] = {
     {"concurrent_clients", test_concurrent_clients},
     {"concurrent_clients_replica_dies", test_concurrent_clients_replica_dies},
     {"replica_parallel_writes_keep_max", test_replica_parallel_writes_keep_max},
+    {"sync_empty_node_recovers_from_peers", test_sync_empty_node_recovers_from_peers},
+    {"sync_waits_for_enough_peers", test_sync_waits_for_enough_peers},
+    {"sync_new_cluster_when_all_peers_empty", test_sync_new_cluster_when_all_peers_empty},
+    {"sync_alone_keeps_waiting", test_sync_alone_keeps_waiting},
+    {"anti_entropy_catches_up", test_anti_entropy_catches_up},
     {0, 0},
 };
 

@@ -45,8 +45,8 @@ cli_err() { # cli_err PATTERN ARGS...
 }
 cli_err "put takes two integers" put abc 1
 cli_err "put takes two integers" put 1
-cli_err "get takes one integer" get 1 2
-cli_err "get takes one integer" get 99999999999999999999
+cli_err "get takes one integer KEY" get 1 2
+cli_err "get takes one integer KEY" get 99999999999999999999
 cli_err "unknown command" frobnicate
 cli_err "put-ratio" random --put-ratio 2
 cli_err "concurrency" random --concurrency 0

@@ -38,7 +38,8 @@ trap cleanup EXIT
 # start_node I: starts member I (1-based) with the current MEMBERS.
 start_node() {
     local i=$1
-    "$SERVER" --port "${PORTS[$i]}" --ip 127.0.0.1 --members "$MEMBERS" ${SERVER_ARGS:-} \
+    "$SERVER" --port "${PORTS[$i]}" --ip 127.0.0.1 --members "$MEMBERS" \
+        --data-dir "$WORK/data$i" ${SERVER_ARGS:-} \
         >>"$WORK/node$i.log" 2>&1 </dev/null &
     PIDS[$i]=$!
     disown "$!" # no "Killed" job notices from bash when tests kill it
@@ -74,7 +75,7 @@ start_cluster() {
             log "cluster up: $MEMBERS"
             return 0
         fi
-        for i in $(seq 1 "$N"); do kill_node "$i"; done
+        for i in $(seq 1 "$N"); do kill_node "$i"; wipe_node "$i"; done
         log "ports $base+ unusable, retrying"
     done
     fail "could not start a cluster"
@@ -92,6 +93,14 @@ kill_node() {
     PIDS[$1]=""
 }
 
+wipe_node() { rm -rf "$WORK/data$1"; }
+
+# restart_node I: starts node I again and waits until it serves reads.
+restart_node() {
+    start_node "$1"
+    wait_serving "$1" || fail "node $1 did not come back"
+}
+
 client() { "$CLIENT" --servers "$MEMBERS" "$@"; }
 via() { local i=$1; shift; "$CLIENT" --via "127.0.0.1:${PORTS[$i]}" "$@"; }
 
@@ -102,4 +111,13 @@ expect_eq() { # expect_eq ACTUAL EXPECTED WHAT
 # summary_field FILE NAME: a number from the client's summary line.
 summary_field() {
     grep -o "$2=[0-9.]*" "$1" | head -n 1 | cut -d= -f2
+}
+
+# final_reads FILE: reads every key 0..KEYS-1 through the fan-out client and
+# records them (history FILE), so the checker sees the final state too.
+final_reads() {
+    local out=$WORK/final.out
+    client random --keys "$KEYS" --put-ratio 0 --ops $((KEYS * 20)) --concurrency 2 --quiet \
+        --history "$1" >"$out" || fail "final reads failed"
+    grep -q "errors=0" "$out" || fail "final reads had errors: $(cat "$out")"
 }

@@ -1,5 +1,7 @@
 #include "kvclient.h"
 
+#include "transport_grpc.h"
+
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -13,6 +15,7 @@ typedef struct {
     bool done;
     dht_status st;
     dht_msg reply;
+    char error[256]; /* the node's gRPC status and details on failure */
 } via_wait;
 
 static void via_cb(void *arg, dht_status st, const dht_msg *reply)
@@ -20,6 +23,7 @@ static void via_cb(void *arg, dht_status st, const dht_msg *reply)
     via_wait *w = arg;
     pthread_mutex_lock(&w->mu);
     w->st = st;
+    snprintf(w->error, sizeof w->error, "%s", dht_grpc_last_error());
     if (reply)
         w->reply = *reply;
     w->done = true;
@@ -42,8 +46,10 @@ static void etcd_after(kvclient *c, int grpc_status)
         next_peer(c);
 }
 
-/* One public call to the --via node; returns the transport status. */
-static dht_status via_call(kvclient *c, const dht_msg *req, dht_msg *reply)
+/* One public call to the --via node; returns the transport status and, on
+ * failure, the node's gRPC status and details in err. */
+static dht_status via_call(kvclient *c, const dht_msg *req, dht_msg *reply, char *err,
+                           size_t errlen)
 {
     via_wait w = {.done = false};
     pthread_mutex_init(&w.mu, NULL);
@@ -60,6 +66,7 @@ static dht_status via_call(kvclient *c, const dht_msg *req, dht_msg *reply)
     pthread_mutex_destroy(&w.mu);
     pthread_cond_destroy(&w.cv);
     *reply = w.reply;
+    snprintf(err, errlen, "%s", w.error[0] ? w.error : dht_status_name(w.st));
     if (w.st == DHT_ERR_UNAVAILABLE || w.st == DHT_ERR_TIMEOUT)
         next_peer(c);
     return w.st;
@@ -77,14 +84,15 @@ dht_put_outcome kv_put(kvclient *c, int64_t key, int64_t value, char *reason, si
         return out;
     }
     dht_msg req = {.type = DHT_MSG_PUT, .key = key, .value = value}, rep;
-    dht_status st = via_call(c, &req, &rep);
+    char err[256];
+    dht_status st = via_call(c, &req, &rep, err, sizeof err);
     if (st == DHT_OK) {
         if (rep.outcome != DHT_PUT_APPLIED)
             snprintf(reason, len, "node answered %s", dht_put_outcome_name(rep.outcome));
         return (dht_put_outcome)rep.outcome;
     }
     /* The request may have reached the node before the failure. */
-    snprintf(reason, len, "node call failed (%s): outcome unknown", dht_status_name(st));
+    snprintf(reason, len, "node call failed (%s): outcome unknown", err);
     return DHT_PUT_UNKNOWN;
 }
 
@@ -99,9 +107,10 @@ int kv_get(kvclient *c, int64_t key, int64_t *value, char *reason, size_t len)
         return ok;
     }
     dht_msg req = {.type = DHT_MSG_GET, .key = key}, rep;
-    dht_status st = via_call(c, &req, &rep);
+    char err[256];
+    dht_status st = via_call(c, &req, &rep, err, sizeof err);
     if (st != DHT_OK) {
-        snprintf(reason, len, "node call failed (%s)", dht_status_name(st));
+        snprintf(reason, len, "node call failed (%s)", err);
         return 0;
     }
     *value = rep.value;
@@ -112,9 +121,10 @@ int kv_replica_read(kvclient *c, int64_t key, int64_t *value, dht_version *ver, 
                     size_t len)
 {
     dht_msg req = {.type = DHT_MSG_READ, .key = key}, rep;
-    dht_status st = via_call(c, &req, &rep);
+    char err[256];
+    dht_status st = via_call(c, &req, &rep, err, sizeof err);
     if (st != DHT_OK || !rep.ok) {
-        snprintf(reason, len, "%s", st != DHT_OK ? dht_status_name(st) : "replica is recovering");
+        snprintf(reason, len, "%s", st != DHT_OK ? err : "replica is recovering");
         return 0;
     }
     *value = rep.value;

@@ -411,8 +411,9 @@ static void abandon_lock_round(op *o)
     if (now + delay >= o->deadline || op_timer(o, -1, delay, on_backoff_done) != 0) {
         char why[128];
         if (unreachable)
-            snprintf(why, sizeof why, "unavailable: %d of %d replicas did not answer",
-                     o->failures, c->n);
+            snprintf(why, sizeof why,
+                     "unavailable: %d of %d replicas failed to answer, no majority of %d",
+                     o->failures, c->n, c->q);
         else
             snprintf(why, sizeof why, "lock not obtained before the deadline (contention)");
         finish_put(o, DHT_PUT_NOT_APPLIED, why);
@@ -550,8 +551,8 @@ static void read_settle(op *o)
             start_write(o, PH_WRITEBACK);
     } else if (o->replies + o->pending < c->q) {
         char why[128];
-        snprintf(why, sizeof why, "unavailable: %d of %d replicas did not answer", o->failures,
-                 c->n);
+        snprintf(why, sizeof why, "unavailable: %d of %d replicas failed to answer, no majority of %d",
+                 o->failures, c->n, c->q);
         o->round++;
         o->ph = PH_BACKOFF;
         int64_t now = dht_transport_now(c->t);

@@ -219,7 +219,8 @@ static bool try_recover(dht_sync *s, bool *announced)
         *announced = true;
         return false;
     }
-    DHT_INFO("recovering: copying every key from %d peers with data", need);
+    DHT_INFO("joining a cluster that holds data (this node is new or lost its disk): "
+             "copying every key from %d peers", need);
     int done = 0;
     long total = 0;
     for (int p = 0; p < n && done < need; p++) {

@@ -143,6 +143,21 @@ typedef struct scall {
 } scall;
 
 static _Thread_local worker *tl_worker;
+static _Thread_local char tl_last_error[256];
+
+const char *dht_grpc_last_error(void)
+{
+    return tl_last_error;
+}
+
+/* Records a failed call's status for dht_grpc_last_error. */
+static void note_error(grpc_status_code code, grpc_slice details)
+{
+    char *d = grpc_slice_to_c_string(details);
+    snprintf(tl_last_error, sizeof tl_last_error, "%s%s%s", dht_grpc_status_name((int)code),
+             *d ? ": " : "", d);
+    gpr_free(d);
+}
 
 /* ---- helpers ------------------------------------------------------------- */
 
@@ -389,7 +404,7 @@ static void send_batch(dht_grpc *g, int peer, qitem *items, size_t n)
     /* Items already past their deadline are failed apart, so they do not
      * doom the whole call to DEADLINE_EXCEEDED. */
     for (size_t i = 0; i < n; i++) {
-        if (items[i].deadline <= now + DHT_NS_PER_MS) {
+        if (items[i].deadline <= now + 20 * DHT_NS_PER_MS) {
             if (expired == NULL)
                 expired = malloc(n * sizeof *expired);
             if (expired != NULL) {
@@ -630,12 +645,12 @@ static void client_call_done(ccall *c, int success)
         set_peer_state(g, c->peer, up);
     }
     if (st != DHT_OK) {
-        char *d = grpc_slice_to_c_string(c->details);
-        DHT_DEBUG("%s to %s failed: %s %s", dht_msg_type_name(c->type), g->addrs[c->peer],
-                  dht_grpc_status_name((int)c->status), d);
-        gpr_free(d);
+        note_error(c->status, c->details);
+        DHT_DEBUG("%s to %s failed: %s", dht_msg_type_name(c->type), g->addrs[c->peer],
+                  tl_last_error);
     }
     c->cb(c->arg, st, decoded ? &reply : NULL);
+    tl_last_error[0] = '\0';
     if (decoded)
         free(reply.entries);
 release:

@@ -67,9 +67,10 @@ typedef struct {
     int inflight; /* batch calls on the wire */
 } peerq;
 
-/* Batch calls in flight per peer.  One would serialise everything behind a
- * single round trip; two keep the link busy while the next batch fills. */
-#define BATCH_INFLIGHT 2
+/* Batch calls in flight per queue.  One would serialise everything behind a
+ * single round trip; a few keep the link busy while the next batch fills.
+ * The replica merges concurrent write batches into one fsync anyway. */
+#define BATCH_INFLIGHT 4
 #define BATCH_MAX_ITEMS 512
 
 typedef struct worker {
@@ -86,7 +87,7 @@ struct dht_grpc {
     char **addrs;
     grpc_channel **channels;
     atomic_int *peer_up;
-    peerq *queues; /* one per peer */
+    peerq *queues; /* two per peer: see queue_of */
     atomic_uint rr;
     grpc_server *server;
     void *methods[M_COUNT];
@@ -122,6 +123,8 @@ typedef struct ccall {
     void *arg;
     qitem *batch; /* batch calls: the items, owned */
     size_t nbatch;
+    int64_t started; /* batch calls: for the debug log's round-trip time */
+    int queue;       /* batch calls: index into g->queues */
 } ccall;
 
 typedef struct scall {
@@ -363,7 +366,15 @@ static void fail_items_later(dht_grpc *g, qitem *items, size_t n, dht_status st)
     free(items);
 }
 
-static void flush_peer(dht_grpc *g, int peer);
+static void flush_queue(dht_grpc *g, int qi);
+
+/* Writes wait for the replica's fsync; locks and reads need none.  Each
+ * peer has a queue for each kind, so a lock never waits behind a write
+ * batch that waits for a disk. */
+static int queue_of(int peer, dht_msg_type t)
+{
+    return 2 * peer + (t == DHT_MSG_WRITE);
+}
 
 static int batch_inflight(void)
 {
@@ -395,9 +406,10 @@ static size_t take_batch(peerq *q, qitem **out)
     return n;
 }
 
-/* Sends one batch call with the given items (taken over). */
-static void send_batch(dht_grpc *g, int peer, qitem *items, size_t n)
+/* Sends one batch call with the given items (taken over) from queue qi. */
+static void send_batch(dht_grpc *g, int qi, qitem *items, size_t n)
 {
+    int peer = qi / 2;
     int64_t now = dht_now_ns(), deadline = INT64_MAX;
     size_t live = 0, nexp = 0;
     qitem *expired = NULL;
@@ -443,6 +455,8 @@ static void send_batch(dht_grpc *g, int peer, qitem *items, size_t n)
     if (c != NULL) {
         c->batch = items;
         c->nbatch = live;
+        c->started = now;
+        c->queue = qi;
         if (start_call(g, peer, DHT_CODEC_BATCH_METHOD, bb, deadline, c) == 0)
             return;
         bb = NULL; /* start_call released it and c */
@@ -453,27 +467,28 @@ static void send_batch(dht_grpc *g, int peer, qitem *items, size_t n)
         fail_items_later(g, items, live, DHT_ERR_SHUTDOWN);
     else
         free(items);
-    pthread_mutex_lock(&g->queues[peer].mu);
-    g->queues[peer].inflight--;
-    pthread_mutex_unlock(&g->queues[peer].mu);
-    flush_peer(g, peer);
+    pthread_mutex_lock(&g->queues[qi].mu);
+    g->queues[qi].inflight--;
+    pthread_mutex_unlock(&g->queues[qi].mu);
+    flush_queue(g, qi);
 }
 
-static void flush_peer(dht_grpc *g, int peer)
+static void flush_queue(dht_grpc *g, int qi)
 {
-    peerq *q = &g->queues[peer];
+    peerq *q = &g->queues[qi];
     qitem *items;
     pthread_mutex_lock(&q->mu);
     size_t n = take_batch(q, &items);
     pthread_mutex_unlock(&q->mu);
     if (n > 0)
-        send_batch(g, peer, items, n);
+        send_batch(g, qi, items, n);
 }
 
 static int enqueue(dht_grpc *g, int peer, const dht_msg *req, int64_t deadline,
                    dht_reply_cb cb, void *arg)
 {
-    peerq *q = &g->queues[peer];
+    int qi = queue_of(peer, req->type);
+    peerq *q = &g->queues[qi];
     pthread_mutex_lock(&q->mu);
     if (q->len == q->cap) {
         size_t ncap = q->cap ? q->cap * 2 : 64;
@@ -490,7 +505,7 @@ static int enqueue(dht_grpc *g, int peer, const dht_msg *req, int64_t deadline,
     size_t n = take_batch(q, &items);
     pthread_mutex_unlock(&q->mu);
     if (n > 0)
-        send_batch(g, peer, items, n);
+        send_batch(g, qi, items, n);
     return 0;
 }
 
@@ -501,6 +516,8 @@ static void batch_call_done(ccall *c, dht_status st)
     dht_grpc *g = c->g;
     dht_msg *reps = NULL;
     size_t n = 0;
+    DHT_DEBUG("batch of %zu to %s: %s in %.2f ms", c->nbatch, g->addrs[c->peer],
+              dht_status_name(st), (double)(dht_now_ns() - c->started) / 1e6);
     if (st == DHT_OK) {
         grpc_slice sl;
         st = DHT_ERR_REMOTE;
@@ -521,10 +538,10 @@ static void batch_call_done(ccall *c, dht_status st)
     }
     free(reps);
     free(c->batch);
-    pthread_mutex_lock(&g->queues[c->peer].mu);
-    g->queues[c->peer].inflight--;
-    pthread_mutex_unlock(&g->queues[c->peer].mu);
-    flush_peer(g, c->peer);
+    pthread_mutex_lock(&g->queues[c->queue].mu);
+    g->queues[c->queue].inflight--;
+    pthread_mutex_unlock(&g->queues[c->queue].mu);
+    flush_queue(g, c->queue);
 }
 
 static int grpc_send(dht_transport *t, int peer, const dht_msg *req, int64_t deadline_ns,
@@ -931,7 +948,10 @@ static const dht_transport_ops grpc_ops = {grpc_send, grpc_after, grpc_now};
 static grpc_channel_args *channel_args(void)
 {
     /* Reconnect quickly after a peer restarts: while a channel is in
-     * backoff, calls fail fast with UNAVAILABLE. */
+     * backoff, calls fail fast with UNAVAILABLE.  The "min reconnect
+     * backoff" is really gRPC's minimum connect timeout: set low, a
+     * handshake slowed by a busy machine is aborted ("tcp handshaker
+     * shutdown") and a live peer looks dead, so it stays at 5 s. */
     static grpc_arg args[4];
     static grpc_channel_args ca = {4, args};
     args[0].type = GRPC_ARG_INTEGER;
@@ -939,7 +959,7 @@ static grpc_channel_args *channel_args(void)
     args[0].value.integer = 100;
     args[1].type = GRPC_ARG_INTEGER;
     args[1].key = GRPC_ARG_MIN_RECONNECT_BACKOFF_MS;
-    args[1].value.integer = 100;
+    args[1].value.integer = 5000;
     args[2].type = GRPC_ARG_INTEGER;
     args[2].key = GRPC_ARG_MAX_RECONNECT_BACKOFF_MS;
     args[2].value.integer = 500;
@@ -985,7 +1005,7 @@ static int start_server(dht_grpc *g, const char *addr, char *err, size_t errlen)
 
 static void free_queues(dht_grpc *g)
 {
-    for (int i = 0; i < g->base.npeers; i++) {
+    for (int i = 0; i < 2 * g->base.npeers; i++) {
         pthread_mutex_destroy(&g->queues[i].mu);
         free(g->queues[i].items);
     }
@@ -1023,8 +1043,8 @@ int dht_grpc_start(const dht_grpc_config *cfg, dht_grpc **out, char *err, size_t
     g->addrs = calloc((size_t)cfg->npeers + 1, sizeof *g->addrs);
     g->channels = calloc((size_t)cfg->npeers + 1, sizeof *g->channels);
     g->peer_up = calloc((size_t)cfg->npeers + 1, sizeof *g->peer_up);
-    g->queues = calloc((size_t)cfg->npeers + 1, sizeof *g->queues);
-    for (int i = 0; i < cfg->npeers; i++)
+    g->queues = calloc(2 * (size_t)cfg->npeers + 1, sizeof *g->queues);
+    for (int i = 0; i < 2 * cfg->npeers; i++)
         pthread_mutex_init(&g->queues[i].mu, NULL);
     g->workers = calloc((size_t)g->nworkers, sizeof *g->workers);
     grpc_channel_credentials *creds = grpc_insecure_credentials_create();

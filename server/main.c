@@ -242,14 +242,16 @@ typedef struct {
     dht_done_fn done;
     void *done_arg;
     int64_t key, value;
+    int64_t start; /* for the debug log's latency */
 } pub_call;
 
 static void pub_put_done(void *arg, dht_put_outcome outcome, const char *reason)
 {
     pub_call *p = arg;
     dht_msg rep = {.type = DHT_MSG_PUT, .ok = outcome == DHT_PUT_APPLIED, .outcome = outcome};
-    DHT_DEBUG("put(%lld, %lld) -> %s%s%s", (long long)p->key, (long long)p->value,
-              dht_put_outcome_name(outcome), reason ? ": " : "", reason ? reason : "");
+    DHT_DEBUG("put(%lld, %lld) -> %s%s%s (%.2f ms)", (long long)p->key, (long long)p->value,
+              dht_put_outcome_name(outcome), reason ? ": " : "", reason ? reason : "",
+              (double)(dht_now_ns() - p->start) / 1e6);
     p->done(p->done_arg, DHT_OK, &rep, reason);
     free(p);
 }
@@ -258,7 +260,8 @@ static void pub_get_done(void *arg, int ok, int64_t value, const char *reason)
 {
     pub_call *p = arg;
     dht_msg rep = {.type = DHT_MSG_GET, .value = value, .ok = true};
-    DHT_DEBUG("get(%lld) -> %s %lld", (long long)p->key, ok ? "ok" : "failed", (long long)value);
+    DHT_DEBUG("get(%lld) -> %s %lld (%.2f ms)", (long long)p->key, ok ? "ok" : "failed",
+              (long long)value, (double)(dht_now_ns() - p->start) / 1e6);
     p->done(p->done_arg, ok ? DHT_OK : DHT_ERR_UNAVAILABLE, ok ? &rep : NULL, reason);
     free(p);
 }
@@ -274,7 +277,7 @@ static void on_public(void *arg, const dht_msg *req, dht_done_fn done, void *don
     pub_call *p = malloc(sizeof *p);
     int rc = -1;
     if (p != NULL) {
-        *p = (pub_call){done, done_arg, req->key, req->value};
+        *p = (pub_call){done, done_arg, req->key, req->value, dht_now_ns()};
         rc = req->type == DHT_MSG_PUT ? dht_coord_put(coord, req->key, req->value, pub_put_done, p)
                                       : dht_coord_get(coord, req->key, pub_get_done, p);
     }

@@ -90,6 +90,7 @@ size_t dht_codec_encode_request(const dht_msg *m, uint8_t *buf, size_t cap)
         r.after_key = m->key;
         r.from_start = m->from_start;
         r.limit = m->limit;
+        r.stripe = m->stripe;
         return PACK(r);
     }
     case DHT_MSG_PUT: {
@@ -113,6 +114,9 @@ static size_t encode_scan_reply(const dht_msg *m, uint8_t *buf, size_t cap)
     Dht__ScanReply r = DHT__SCAN_REPLY__INIT;
     r.more = m->more;
     r.recovering = m->recovering;
+    r.next_stripe = m->stripe;
+    r.next_after_key = m->key;
+    r.next_from_start = m->from_start;
     Dht__Entry *es = m->nentries ? calloc(m->nentries, sizeof *es) : NULL;
     Dht__Entry **ps = m->nentries ? calloc(m->nentries, sizeof *ps) : NULL;
     if (m->nentries && (es == NULL || ps == NULL)) {
@@ -233,6 +237,7 @@ int dht_codec_decode_request(dht_msg_type t, const uint8_t *buf, size_t len, dht
         out->key = r->after_key;
         out->from_start = r->from_start;
         out->limit = r->limit;
+        out->stripe = r->stripe;
         break;
     }
     case DHT_MSG_PUT:
@@ -288,6 +293,9 @@ int dht_codec_decode_reply(dht_msg_type t, const uint8_t *buf, size_t len, dht_m
         Dht__ScanReply *r = (Dht__ScanReply *)pm;
         out->more = r->more;
         out->recovering = r->recovering;
+        out->stripe = r->next_stripe;
+        out->key = r->next_after_key;
+        out->from_start = r->next_from_start;
         out->ok = true;
         if (r->n_entries > 0) {
             out->entries = malloc(r->n_entries * sizeof *out->entries);

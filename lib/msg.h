@@ -60,13 +60,15 @@ typedef struct dht_msg {
     uint32_t lease_ms; /* LOCK only                                         */
     bool ok;           /* reply: granted / stored / released / readable     */
     uint8_t outcome;   /* PUT reply: a dht_put_outcome                      */
-    /* SCAN: the request asks for keys > key (or all, from_start), at most
-     * limit; the reply carries entries, more, and recovering (state may be
-     * incomplete: new node or lost disk).  entries is owned by whoever filled the
+    /* SCAN: the request's cursor is (stripe, key, from_start) (see
+     * dht_scan_cursor), at most limit entries; the reply carries entries,
+     * more, the next page's cursor in the same fields, and recovering (state
+     * may be incomplete: new node or lost disk).  entries is owned by whoever filled the
      * message: a replica handler's reply is freed by the transport after
      * sending; a decoded reply is freed by the transport after the
      * callback returns. */
     uint32_t limit;
+    uint32_t stripe;
     bool from_start;
     bool more;
     bool recovering;

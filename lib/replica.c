@@ -242,12 +242,17 @@ static void do_scan(dht_replica *r, const dht_msg *req, dht_msg *rep)
     rep->ok = true;
     if (req->limit == 0)
         return;
-    int n = dht_replica_scan(r, req->key, req->from_start, req->limit, &rep->entries, &rep->more);
+    dht_scan_cursor cur = {req->stripe, req->key, req->from_start};
+    int n = dht_replica_scan(r, &cur, req->limit, &rep->entries, &rep->more);
     if (n < 0) {
         rep->ok = false;
         return;
     }
     rep->nentries = (uint32_t)n;
+    /* the reply carries the cursor of the next page */
+    rep->stripe = cur.stripe;
+    rep->key = cur.after;
+    rep->from_start = cur.from_start;
 }
 
 void dht_replica_handle(dht_replica *r, int64_t now_ns, const dht_msg *req, dht_msg *reply)
@@ -359,9 +364,12 @@ void dht_replica_quiesce_end(dht_replica *r)
     pthread_rwlock_unlock(&r->apply_lock);
 }
 
-/* ---- scan: the `limit` smallest keys above `after` ------------------------
- * A bounded max-heap over one pass of every stripe: O(n log limit) per page
- * and no ordered index to maintain on the write path. */
+/* ---- scan: pages of entries, stripe by stripe, in key order within each --
+ * A page walks stripes from the cursor's; within a stripe a bounded
+ * max-heap picks the smallest keys above the cursor.  Each page costs
+ * O(stripe size * log limit) rather than a pass over every key, so a full
+ * scan is O(n log n), and key order within a stripe makes the cursor immune
+ * to the table growing between pages (nothing is skipped). */
 
 typedef struct {
     dht_entry *heap; /* max-heap on key, at most cap entries */
@@ -388,12 +396,11 @@ static void heap_sift_down(dht_entry *h, uint32_t len, uint32_t i)
     }
 }
 
-static void scan_visit(void *arg, int64_t key, int64_t value, dht_version ver)
+static void scan_visit(scan_state *st, const entry *en)
 {
-    scan_state *st = arg;
-    if (!st->from_start && key <= st->after)
+    if (!st->from_start && en->key <= st->after)
         return;
-    dht_entry e = {key, value, ver};
+    dht_entry e = {en->key, en->value, en->ver};
     if (st->len < st->cap) {
         uint32_t i = st->len++;
         st->heap[i] = e;
@@ -406,7 +413,7 @@ static void scan_visit(void *arg, int64_t key, int64_t value, dht_version ver)
         return;
     }
     st->more = true; /* at least one key does not fit in this page */
-    if (key < st->heap[0].key) {
+    if (e.key < st->heap[0].key) {
         st->heap[0] = e;
         heap_sift_down(st->heap, st->len, 0);
     }
@@ -418,16 +425,41 @@ static int entry_key_cmp(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
-int dht_replica_scan(dht_replica *r, int64_t after, bool from_start, uint32_t limit,
-                     dht_entry **out, bool *more)
+int dht_replica_scan(dht_replica *r, dht_scan_cursor *cur, uint32_t limit, dht_entry **out,
+                     bool *more)
 {
-    scan_state st = {.cap = limit, .after = after, .from_start = from_start};
-    st.heap = malloc((size_t)(limit ? limit : 1) * sizeof *st.heap);
-    if (st.heap == NULL)
+    if (limit == 0)
+        limit = 1;
+    dht_entry *page = malloc((size_t)limit * sizeof *page);
+    if (page == NULL)
         return -1;
-    dht_replica_foreach(r, scan_visit, &st);
-    qsort(st.heap, st.len, sizeof *st.heap, entry_key_cmp);
-    *out = st.heap;
-    *more = st.more;
-    return (int)st.len;
+    uint32_t n = 0;
+    *more = false;
+    while (cur->stripe < STRIPES && n < limit) {
+        stripe *s = &r->stripes[cur->stripe];
+        scan_state st = {.heap = page + n, .cap = limit - n, .after = cur->after,
+                         .from_start = cur->from_start};
+        pthread_mutex_lock(&s->mu);
+        for (size_t j = 0; j < s->cap; j++) {
+            const entry *e = &s->slots[j];
+            if (e->used && (e->ver.counter | e->ver.writer) != 0)
+                scan_visit(&st, e);
+        }
+        pthread_mutex_unlock(&s->mu);
+        qsort(st.heap, st.len, sizeof *st.heap, entry_key_cmp);
+        n += st.len;
+        if (st.more) { /* this stripe continues on the next page */
+            cur->after = page[n - 1].key;
+            cur->from_start = false;
+            *more = true;
+            break;
+        }
+        cur->stripe++;
+        cur->after = 0;
+        cur->from_start = true;
+    }
+    if (cur->stripe < STRIPES)
+        *more = true;
+    *out = page;
+    return (int)n;
 }

@@ -64,11 +64,21 @@ typedef void (*dht_replica_visit_fn)(void *arg, int64_t key, int64_t value, dht_
 void dht_replica_foreach(dht_replica *r, dht_replica_visit_fn fn, void *arg);
 size_t dht_replica_size(dht_replica *r);
 
-/* Fills up to limit entries with key > after (any key when from_start), in
- * key order, into a malloc'd array the caller frees; *more tells whether
- * keys remain.  Returns the count, or -1 when out of memory. */
-int dht_replica_scan(dht_replica *r, int64_t after, bool from_start, uint32_t limit,
-                     dht_entry **out, bool *more);
+/* Where a scan goes on: the state is split into stripes, scanned in order,
+ * each in key order.  Start with {0, 0, true}. */
+typedef struct {
+    uint32_t stripe;
+    int64_t after;   /* within stripe: keys above this... */
+    bool from_start; /* ...unless from its first key */
+} dht_scan_cursor;
+
+/* Fills up to limit entries from *cur on into a malloc'd array the caller
+ * frees, and advances *cur; *more tells whether anything remains.  Every
+ * key written before the first page is returned exactly once by a full
+ * scan, whatever is written meanwhile.  Returns the count, or -1 when out
+ * of memory. */
+int dht_replica_scan(dht_replica *r, dht_scan_cursor *cur, uint32_t limit, dht_entry **out,
+                     bool *more);
 
 /* Blocks writes between their persist and apply steps, so that a storage
  * checkpoint sees every logged write already applied in memory. */

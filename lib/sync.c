@@ -91,15 +91,17 @@ static void scan_cb(void *arg, dht_status st, const dht_msg *rep)
     pthread_mutex_unlock(&w->mu);
 }
 
-/* Scans one page of peer; on DHT_OK *rep holds entries the caller frees. */
-static dht_status scan_page(dht_sync *s, int peer, int64_t after, bool from_start,
-                            uint32_t limit, dht_msg *rep)
+/* Scans one page of peer from cur; on DHT_OK *rep holds entries the caller
+ * frees and the next page's cursor. */
+static dht_status scan_page(dht_sync *s, int peer, const dht_scan_cursor *cur, uint32_t limit,
+                            dht_msg *rep)
 {
     waiter w;
     memset(&w, 0, sizeof w);
     pthread_mutex_init(&w.mu, NULL);
     pthread_cond_init(&w.cv, NULL);
-    dht_msg req = {.type = DHT_MSG_SCAN, .key = after, .from_start = from_start, .limit = limit};
+    dht_msg req = {.type = DHT_MSG_SCAN, .key = cur->after, .from_start = cur->from_start,
+                   .stripe = cur->stripe, .limit = limit};
     int64_t deadline = dht_transport_now(s->t) + s->cfg.rpc_timeout_ns;
     if (dht_transport_send(s->t, peer, &req, deadline, scan_cb, &w) != 0) {
         w.st = DHT_ERR_SHUTDOWN;
@@ -135,13 +137,12 @@ static int install(dht_sync *s, const dht_entry *e)
 static long pull_all(dht_sync *s, int peer, bool pace)
 {
     long installed = 0;
-    int64_t after = 0;
-    bool from_start = true;
+    dht_scan_cursor cur = {0, 0, true};
     for (;;) {
         if (stopping(s))
             return -1;
         dht_msg rep;
-        if (scan_page(s, peer, after, from_start, s->cfg.page, &rep) != DHT_OK || !rep.ok) {
+        if (scan_page(s, peer, &cur, s->cfg.page, &rep) != DHT_OK || !rep.ok) {
             free(rep.entries);
             return -1;
         }
@@ -153,13 +154,10 @@ static long pull_all(dht_sync *s, int peer, bool pace)
             }
             installed += rc;
         }
-        bool more = rep.more && rep.nentries > 0;
-        if (rep.nentries > 0)
-            after = rep.entries[rep.nentries - 1].key;
         free(rep.entries);
-        if (!more)
+        if (!rep.more)
             return installed;
-        from_start = false;
+        cur = (dht_scan_cursor){rep.stripe, rep.key, rep.from_start};
         if (pace && nap(s, s->cfg.page_pause_ns))
             return -1;
     }
@@ -172,7 +170,8 @@ typedef enum { PEER_SILENT, PEER_RECOVERING, PEER_READY } peer_state;
 static peer_state ask(dht_sync *s, int peer)
 {
     dht_msg rep;
-    dht_status st = scan_page(s, peer, 0, true, 0, &rep);
+    dht_scan_cursor start = {0, 0, true};
+    dht_status st = scan_page(s, peer, &start, 0, &rep);
     free(rep.entries);
     if (st != DHT_OK || !rep.ok)
         return PEER_SILENT;

@@ -33,3 +33,8 @@ add_test(NAME threads_stress COMMAND test_threads)
 
 set_tests_properties(replica_unit threads_stress PROPERTIES LABELS "unit;tsan")
 set_tests_properties(protocol_sim PROPERTIES LABELS "unit")
+
+add_executable(test_transport_grpc tests/test_transport_grpc.c)
+target_link_libraries(test_transport_grpc dht_net)
+add_test(NAME transport_grpc COMMAND test_transport_grpc)
+set_tests_properties(transport_grpc PROPERTIES LABELS "unit" TIMEOUT 60)

@@ -69,6 +69,7 @@ typedef struct op {
     /* current round's tallies */
     int pending, grants, refusals, failures;
     uint32_t granted;  /* peers holding our lock this round */
+    uint32_t refused;  /* peers that answered "held by another" this round */
     uint32_t holders;  /* peers known to hold (value, ver)  */
     int replies;       /* READ: ok answers this round       */
     int outstanding;   /* WRITE/WRITEBACK: RPCs + retry timers */
@@ -223,7 +224,7 @@ static int op_send(op *o, int peer, const dht_msg *req, dht_reply_cb cb)
         return -1;
     int64_t now = dht_transport_now(c->t);
     int64_t dl = now + c->cfg.rpc_timeout_ns;
-    if (dl > o->deadline)
+    if (dl > o->deadline && req->type != DHT_MSG_UNLOCK)
         dl = o->deadline;
     if (dht_transport_send(c->t, peer, req, dl, cb, x) != 0) {
         ctx_drop(x);
@@ -398,8 +399,11 @@ static void on_backoff_done(void *arg)
 static void abandon_lock_round(op *o)
 {
     dht_coord *c = o->c;
+    /* Release every peer that did not refuse, not only those whose grant
+     * arrived: with replies lost (one-way loss, a timeout) a grant may sit
+     * unseen and block the key for a lease.  Unlock frees only our own. */
     for (int p = 0; p < c->n; p++) {
-        if (o->granted & (1u << p))
+        if (!(o->refused & (1u << p)))
             send_unlock(o, p, o->owner);
     }
     bool unreachable = o->failures > c->n - c->q;
@@ -457,6 +461,7 @@ static void start_lock_round(op *o)
     o->pending = c->n;
     o->grants = o->refusals = o->failures = 0;
     o->granted = 0;
+    o->refused = 0;
     o->max_counter = 0;
     o->contention_armed = false;
     dht_msg m = {.type = DHT_MSG_LOCK, .key = o->key, .owner = o->owner,
@@ -492,6 +497,7 @@ static void on_lock_reply(void *arg, dht_status st, const dht_msg *rep)
                 o->max_counter = rep->version.counter;
         } else if (st == DHT_OK) {
             o->refusals++;
+            o->refused |= 1u << x->peer;
         } else {
             o->failures++;
         }
@@ -598,7 +604,8 @@ static void on_read_reply(void *arg, dht_status st, const dht_msg *rep)
 
 /* ---- entry points -------------------------------------------------------- */
 
-static op *op_new(dht_coord *c, bool is_put, int64_t key, int64_t value, void *arg)
+static op *op_new(dht_coord *c, bool is_put, int64_t key, int64_t value, int64_t deadline,
+                  void *arg)
 {
     op *o = calloc(1, sizeof *o);
     if (o == NULL)
@@ -611,6 +618,8 @@ static op *op_new(dht_coord *c, bool is_put, int64_t key, int64_t value, void *a
     o->key = key;
     o->value = value;
     o->deadline = dht_transport_now(c->t) + c->cfg.deadline_ns;
+    if (deadline < o->deadline)
+        o->deadline = deadline;
     o->backoff = c->cfg.backoff_min_ns;
     o->arg = arg;
     return o;
@@ -639,7 +648,18 @@ static void op_start_leave(op *o)
 
 int dht_coord_put(dht_coord *c, int64_t key, int64_t value, dht_put_cb cb, void *arg)
 {
-    op *o = op_new(c, true, key, value, arg);
+    return dht_coord_put_by(c, key, value, INT64_MAX, cb, arg);
+}
+
+int dht_coord_get(dht_coord *c, int64_t key, dht_get_cb cb, void *arg)
+{
+    return dht_coord_get_by(c, key, INT64_MAX, cb, arg);
+}
+
+int dht_coord_put_by(dht_coord *c, int64_t key, int64_t value, int64_t deadline_ns,
+                     dht_put_cb cb, void *arg)
+{
+    op *o = op_new(c, true, key, value, deadline_ns, arg);
     if (o == NULL)
         return -1;
     o->put_cb = cb;
@@ -649,9 +669,9 @@ int dht_coord_put(dht_coord *c, int64_t key, int64_t value, dht_put_cb cb, void 
     return 0;
 }
 
-int dht_coord_get(dht_coord *c, int64_t key, dht_get_cb cb, void *arg)
+int dht_coord_get_by(dht_coord *c, int64_t key, int64_t deadline_ns, dht_get_cb cb, void *arg)
 {
-    op *o = op_new(c, false, key, 0, arg);
+    op *o = op_new(c, false, key, 0, deadline_ns, arg);
     if (o == NULL)
         return -1;
     o->get_cb = cb;

@@ -51,6 +51,11 @@ typedef void (*dht_get_cb)(void *arg, int ok, int64_t value, const char *reason)
  * which case the callback never runs. */
 int dht_coord_put(dht_coord *c, int64_t key, int64_t value, dht_put_cb cb, void *arg);
 int dht_coord_get(dht_coord *c, int64_t key, dht_get_cb cb, void *arg);
+/* The same with an absolute deadline (transport clock), capped by the
+ * configured one: for a server acting for a caller who set its own. */
+int dht_coord_put_by(dht_coord *c, int64_t key, int64_t value, int64_t deadline_ns,
+                     dht_put_cb cb, void *arg);
+int dht_coord_get_by(dht_coord *c, int64_t key, int64_t deadline_ns, dht_get_cb cb, void *arg);
 
 /* Blocking forms.  reason (may be NULL) receives the failure text. */
 dht_put_outcome dht_coord_put_sync(dht_coord *c, int64_t key, int64_t value,

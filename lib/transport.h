@@ -79,8 +79,10 @@ typedef struct dht_service {
     void (*replica_batch)(void *arg, const dht_msg *reqs, dht_msg *reps, size_t n,
                           void (*done)(void *), void *done_arg);
     /* Public Put/Get are coordinated asynchronously; done runs exactly once,
-     * on any thread. */
-    void (*client)(void *arg, const dht_msg *req, dht_done_fn done, void *done_arg);
+     * on any thread.  deadline_ns is the caller's (monotonic; INT64_MAX if
+     * it set none): nothing should be started for it afterwards. */
+    void (*client)(void *arg, const dht_msg *req, int64_t deadline_ns, dht_done_fn done,
+                   void *done_arg);
     void *arg;
 } dht_service;
 

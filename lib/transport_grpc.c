@@ -484,6 +484,41 @@ static void flush_queue(dht_grpc *g, int qi)
         send_batch(g, qi, items, n);
 }
 
+/* Every SWEEP_NS, fails queued items whose deadline passed.  Without it an
+ * item queued behind batches to an unresponsive peer would learn its fate
+ * only when a slot frees, which can be several batch timeouts after its
+ * own deadline: the caller's deadline would not hold. */
+#define SWEEP_NS (20 * DHT_NS_PER_MS)
+
+static void sweep_queues(void *arg)
+{
+    dht_grpc *g = arg;
+    int64_t now = dht_now_ns();
+    for (int qi = 0; qi < 2 * g->base.npeers; qi++) {
+        peerq *q = &g->queues[qi];
+        qitem *expired = NULL;
+        size_t nexp = 0, keep = 0;
+        pthread_mutex_lock(&q->mu);
+        for (size_t i = 0; i < q->len; i++) {
+            if (q->items[i].deadline <= now) {
+                if (expired == NULL)
+                    expired = malloc(q->len * sizeof *expired);
+                if (expired != NULL) {
+                    expired[nexp++] = q->items[i];
+                    continue;
+                }
+            }
+            q->items[keep++] = q->items[i];
+        }
+        q->len = keep;
+        pthread_mutex_unlock(&q->mu);
+        fail_items_now(expired, nexp, DHT_ERR_TIMEOUT); /* timer thread: allowed */
+        free(expired);
+    }
+    if (!atomic_load(&g->stopping))
+        dht_timers_add(g->timers, SWEEP_NS, sweep_queues, g);
+}
+
 static int enqueue(dht_grpc *g, int peer, const dht_msg *req, int64_t deadline,
                    dht_reply_cb cb, void *arg)
 {
@@ -779,6 +814,20 @@ static void respond_msg(scall *s, const dht_msg *m, const char *details)
         respond_bb(s, bb, GRPC_STATUS_OK, details);
 }
 
+/* The caller's deadline on our monotonic clock (INT64_MAX if none), so the
+ * work done on its behalf stops when it stops waiting. */
+static int64_t call_deadline(const scall *s)
+{
+    gpr_timespec dl = gpr_convert_clock_type(s->deadline, GPR_CLOCK_MONOTONIC);
+    if (gpr_time_cmp(dl, gpr_inf_future(GPR_CLOCK_MONOTONIC)) == 0)
+        return INT64_MAX;
+    gpr_timespec left = gpr_time_sub(dl, gpr_now(GPR_CLOCK_MONOTONIC));
+    int64_t ns = (int64_t)left.tv_sec * DHT_NS_PER_SEC + left.tv_nsec;
+    if (ns > 3600 * DHT_NS_PER_SEC)
+        return INT64_MAX;
+    return dht_now_ns() + ns;
+}
+
 static void public_done(void *arg, dht_status st, const dht_msg *reply, const char *reason)
 {
     scall *s = arg;
@@ -821,6 +870,10 @@ static void batch_answered(void *arg)
 
 static void serve_batch(dht_grpc *g, scall *s)
 {
+    if (s->payload == NULL) { /* cancelled before it was read */
+        respond(s, NULL, 0, GRPC_STATUS_CANCELLED, "no request message");
+        return;
+    }
     grpc_slice sl;
     batch_job *b = calloc(1, sizeof *b);
     bool ok = b != NULL && bb_slice(s->payload, &sl);
@@ -884,6 +937,13 @@ static void server_call_arrived(scall *s, int success)
         return;
     }
 
+    if (s->payload == NULL) {
+        /* No message: the caller cancelled or its deadline passed before
+         * the request was read (common after a stall), not bad input. */
+        DHT_DEBUG("%s call without a message (cancelled)", dht_msg_type_name((dht_msg_type)s->method));
+        respond(s, NULL, 0, GRPC_STATUS_CANCELLED, "no request message");
+        return;
+    }
     dht_msg req;
     uint8_t buf[MAX_MSG];
     long len = bb_read(s->payload, buf, sizeof buf);
@@ -895,7 +955,7 @@ static void server_call_arrived(scall *s, int success)
     if (req.type == DHT_MSG_PUT || req.type == DHT_MSG_GET) {
         DHT_DEBUG("public %s key=%lld value=%lld", dht_msg_type_name(req.type),
                   (long long)req.key, (long long)req.value);
-        g->svc.client(g->svc.arg, &req, public_done, s);
+        g->svc.client(g->svc.arg, &req, call_deadline(s), public_done, s);
         return;
     }
     dht_msg reply;
@@ -951,21 +1011,30 @@ static grpc_channel_args *channel_args(void)
      * backoff, calls fail fast with UNAVAILABLE.  The "min reconnect
      * backoff" is really gRPC's minimum connect timeout: set low, a
      * handshake slowed by a busy machine is aborted ("tcp handshaker
-     * shutdown") and a live peer looks dead, so it stays at 5 s. */
-    static grpc_arg args[4];
-    static grpc_channel_args ca = {4, args};
-    args[0].type = GRPC_ARG_INTEGER;
-    args[0].key = GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS;
-    args[0].value.integer = 100;
-    args[1].type = GRPC_ARG_INTEGER;
-    args[1].key = GRPC_ARG_MIN_RECONNECT_BACKOFF_MS;
-    args[1].value.integer = 5000;
-    args[2].type = GRPC_ARG_INTEGER;
-    args[2].key = GRPC_ARG_MAX_RECONNECT_BACKOFF_MS;
-    args[2].value.integer = 500;
-    args[3].type = GRPC_ARG_INTEGER;
-    args[3].key = GRPC_ARG_ENABLE_RETRIES;
-    args[3].value.integer = 0;
+     * shutdown") and a live peer looks dead; 2 s is ample on a LAN.
+     * Keepalive pings every second detect a connection whose packets are
+     * silently dropped (a partition, a stalled peer) within about two
+     * seconds and reconnect, instead of waiting out TCP's retransmission
+     * backoff, which after a long partition took ~50 s to notice the heal. */
+    static grpc_arg args[7];
+    static grpc_channel_args ca = {7, args};
+    static const struct {
+        const char *key;
+        int value;
+    } ints[7] = {
+        {GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100},
+        {GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 2000},
+        {GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 500},
+        {GRPC_ARG_ENABLE_RETRIES, 0},
+        {GRPC_ARG_KEEPALIVE_TIME_MS, 1000},
+        {GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 1000},
+        {GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1},
+    };
+    for (int i = 0; i < 7; i++) {
+        args[i].type = GRPC_ARG_INTEGER;
+        args[i].key = (char *)ints[i].key;
+        args[i].value.integer = ints[i].value;
+    }
     return &ca;
 }
 
@@ -973,8 +1042,16 @@ static int start_server(dht_grpc *g, const char *addr, char *err, size_t errlen)
 {
     /* Without this gRPC sets SO_REUSEPORT and a second server on a busy
      * port would "succeed" and split the traffic. */
-    grpc_arg a = {.type = GRPC_ARG_INTEGER, .key = GRPC_ARG_ALLOW_REUSEPORT, .value.integer = 0};
-    grpc_channel_args sa = {1, &a};
+    grpc_arg a[4] = {
+        {.type = GRPC_ARG_INTEGER, .key = GRPC_ARG_ALLOW_REUSEPORT, .value.integer = 0},
+        /* accept our peers' one-second keepalive pings (see channel_args) */
+        {.type = GRPC_ARG_INTEGER, .key = GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS,
+         .value.integer = 500},
+        {.type = GRPC_ARG_INTEGER, .key = GRPC_ARG_HTTP2_MAX_PING_STRIKES, .value.integer = 0},
+        {.type = GRPC_ARG_INTEGER, .key = GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS,
+         .value.integer = 1},
+    };
+    grpc_channel_args sa = {4, a};
     g->server = grpc_server_create(&sa, NULL);
     for (int i = 0; i < g->nworkers; i++)
         grpc_server_register_completion_queue(g->server, g->workers[i].cq, NULL);
@@ -1088,6 +1165,8 @@ int dht_grpc_start(const dht_grpc_config *cfg, dht_grpc **out, char *err, size_t
     }
     for (int i = 0; i < g->nworkers; i++)
         pthread_create(&g->workers[i].thread, NULL, worker_main, &g->workers[i]);
+    if (g->base.npeers > 0)
+        dht_timers_add(g->timers, SWEEP_NS, sweep_queues, g);
     *out = g;
     return 0;
 }

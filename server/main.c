@@ -266,7 +266,8 @@ static void pub_get_done(void *arg, int ok, int64_t value, const char *reason)
     free(p);
 }
 
-static void on_public(void *arg, const dht_msg *req, dht_done_fn done, void *done_arg)
+static void on_public(void *arg, const dht_msg *req, int64_t deadline_ns, dht_done_fn done,
+                      void *done_arg)
 {
     node *nd = arg;
     dht_coord *coord = atomic_load(&nd->coord);
@@ -278,8 +279,12 @@ static void on_public(void *arg, const dht_msg *req, dht_done_fn done, void *don
     int rc = -1;
     if (p != NULL) {
         *p = (pub_call){done, done_arg, req->key, req->value, dht_now_ns()};
-        rc = req->type == DHT_MSG_PUT ? dht_coord_put(coord, req->key, req->value, pub_put_done, p)
-                                      : dht_coord_get(coord, req->key, pub_get_done, p);
+        /* Finish a little before the caller gives up, so that it hears
+         * the outcome rather than a timeout. */
+        int64_t dl = deadline_ns == INT64_MAX ? INT64_MAX : deadline_ns - 5 * DHT_NS_PER_MS;
+        rc = req->type == DHT_MSG_PUT
+                 ? dht_coord_put_by(coord, req->key, req->value, dl, pub_put_done, p)
+                 : dht_coord_get_by(coord, req->key, dl, pub_get_done, p);
     }
     if (rc != 0) {
         free(p);

@@ -78,6 +78,7 @@ typedef struct op {
     int64_t backoff;
     bool contention_armed;
     bool notified;
+    void *deadline_timer; /* cancelable transports: ends the op on time */
     dht_put_outcome outcome;
     int get_ok;
     char reason[160];
@@ -266,6 +267,13 @@ static void op_leave(op *o)
 {
     bool notify = o->ph == PH_DONE && !o->notified;
     o->notified |= notify;
+    if (notify && o->deadline_timer != NULL) {
+        /* Done before the deadline: revoke the timer and its reference
+         * (ours keeps refs above zero here). */
+        if (o->c->t->ops->cancel(o->c->t, o->deadline_timer))
+            o->refs--;
+        o->deadline_timer = NULL;
+    }
     dht_put_outcome outcome = o->outcome;
     int get_ok = o->get_ok;
     int64_t value = o->value;
@@ -625,6 +633,47 @@ static op *op_new(dht_coord *c, bool is_put, int64_t key, int64_t value, int64_t
     return o;
 }
 
+/* The deadline passed and the op is still waiting (for replies delayed in
+ * the network or the transport's queues): end it now.  Without a Write sent
+ * a put is definitely not applied; with one it is unknown. */
+static void on_op_deadline(void *arg)
+{
+    op *o = arg;
+    pthread_mutex_lock(&o->mu);
+    o->deadline_timer = NULL;
+    if (o->ph != PH_DONE) {
+        char why[128];
+        if (o->ph == PH_WRITE || o->ph == PH_WRITEBACK)
+            snprintf(why, sizeof why, "deadline passed with %d of %d write acks",
+                     popcount(o->holders), o->c->q);
+        else
+            snprintf(why, sizeof why, "deadline passed before a majority answered");
+        if (o->is_put && o->ph == PH_LOCK) {
+            for (int p = 0; p < o->c->n; p++)
+                if (o->granted & (1u << p))
+                    send_unlock(o, p, o->owner);
+        }
+        if (o->is_put)
+            finish_put(o, o->ph == PH_WRITE ? DHT_PUT_UNKNOWN : DHT_PUT_NOT_APPLIED, why);
+        else
+            finish_get(o, 0, why);
+        o->round++; /* replies still on their way are stragglers now */
+    }
+    op_leave(o);
+}
+
+static void arm_deadline(op *o)
+{
+    dht_transport *t = o->c->t;
+    if (t->ops->after_cancelable == NULL)
+        return;
+    o->refs++;
+    o->deadline_timer = t->ops->after_cancelable(t, o->deadline - dht_transport_now(t),
+                                                 on_op_deadline, o);
+    if (o->deadline_timer == NULL)
+        o->refs--;
+}
+
 /* The starter's reference must not deliver the result from inside the
  * caller's stack (the callback contract), so if the op somehow completed
  * synchronously we defer delivery to a zero timer. */
@@ -664,6 +713,7 @@ int dht_coord_put_by(dht_coord *c, int64_t key, int64_t value, int64_t deadline_
         return -1;
     o->put_cb = cb;
     pthread_mutex_lock(&o->mu);
+    arm_deadline(o);
     start_lock_round(o);
     op_start_leave(o);
     return 0;
@@ -676,6 +726,7 @@ int dht_coord_get_by(dht_coord *c, int64_t key, int64_t deadline_ns, dht_get_cb 
         return -1;
     o->get_cb = cb;
     pthread_mutex_lock(&o->mu);
+    arm_deadline(o);
     start_read_round(o);
     op_start_leave(o);
     return 0;

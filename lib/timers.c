@@ -10,11 +10,16 @@
 
 #include "util.h"
 
+/* State of a cancelable timer, shared by the heap and the canceller; freed
+ * by the timer thread once the timer is skipped or has run. */
+typedef enum { TOKEN_PENDING, TOKEN_RUNNING, TOKEN_CANCELLED } token;
+
 typedef struct {
     int64_t when;
     uint64_t seq;
     void (*cb)(void *);
     void *arg;
+    token *tok; /* NULL for plain timers */
 } timer;
 
 struct dht_timers {
@@ -73,9 +78,16 @@ static void *timer_main(void *arg)
             continue;
         }
         timer tm = pop(t);
+        if (tm.tok != NULL && *tm.tok == TOKEN_CANCELLED) {
+            free(tm.tok);
+            continue;
+        }
+        if (tm.tok != NULL)
+            *tm.tok = TOKEN_RUNNING;
         pthread_mutex_unlock(&t->mu);
         tm.cb(tm.arg);
         pthread_mutex_lock(&t->mu);
+        free(tm.tok);
     }
     pthread_mutex_unlock(&t->mu);
     return NULL;
@@ -97,7 +109,7 @@ dht_timers *dht_timers_start(void)
     return t;
 }
 
-int dht_timers_add(dht_timers *t, int64_t delay_ns, void (*cb)(void *), void *arg)
+static int add(dht_timers *t, int64_t delay_ns, void (*cb)(void *), void *arg, token *tok)
 {
     pthread_mutex_lock(&t->mu);
     if (t->stop) {
@@ -114,7 +126,7 @@ int dht_timers_add(dht_timers *t, int64_t delay_ns, void (*cb)(void *), void *ar
         t->heap = n;
         t->cap = ncap;
     }
-    timer tm = {dht_now_ns() + (delay_ns > 0 ? delay_ns : 0), t->seq++, cb, arg};
+    timer tm = {dht_now_ns() + (delay_ns > 0 ? delay_ns : 0), t->seq++, cb, arg, tok};
     size_t i = t->len++;
     while (i > 0 && less(&tm, &t->heap[(i - 1) / 2])) {
         t->heap[i] = t->heap[(i - 1) / 2];
@@ -125,6 +137,35 @@ int dht_timers_add(dht_timers *t, int64_t delay_ns, void (*cb)(void *), void *ar
         pthread_cond_signal(&t->cv);
     pthread_mutex_unlock(&t->mu);
     return 0;
+}
+
+int dht_timers_add(dht_timers *t, int64_t delay_ns, void (*cb)(void *), void *arg)
+{
+    return add(t, delay_ns, cb, arg, NULL);
+}
+
+void *dht_timers_add_cancelable(dht_timers *t, int64_t delay_ns, void (*cb)(void *), void *arg)
+{
+    token *tok = malloc(sizeof *tok);
+    if (tok == NULL)
+        return NULL;
+    *tok = TOKEN_PENDING;
+    if (add(t, delay_ns, cb, arg, tok) != 0) {
+        free(tok);
+        return NULL;
+    }
+    return tok;
+}
+
+int dht_timers_cancel(dht_timers *t, void *handle)
+{
+    token *tok = handle;
+    pthread_mutex_lock(&t->mu);
+    int revoked = *tok == TOKEN_PENDING;
+    if (revoked)
+        *tok = TOKEN_CANCELLED; /* the timer thread frees it when it pops */
+    pthread_mutex_unlock(&t->mu);
+    return revoked;
 }
 
 size_t dht_timers_pending(dht_timers *t)

@@ -40,6 +40,12 @@ typedef struct dht_transport_ops {
                 int64_t deadline_ns, dht_reply_cb cb, void *arg);
     int (*after)(dht_transport *t, int64_t delay_ns, dht_timer_cb cb, void *arg);
     int64_t (*now)(dht_transport *t);
+    /* Optional (NULL where the transport cannot): a timer that cancel()
+     * can revoke; cancel returns 1 if cb will never run, 0 if it runs or
+     * ran.  The coordinator uses them to end every operation at its
+     * deadline whatever the network does. */
+    void *(*after_cancelable)(dht_transport *t, int64_t delay_ns, dht_timer_cb cb, void *arg);
+    int (*cancel)(dht_transport *t, void *handle);
 } dht_transport_ops;
 
 struct dht_transport {

@@ -1003,7 +1003,19 @@ static void *worker_main(void *arg)
     return NULL;
 }
 
-static const dht_transport_ops grpc_ops = {grpc_send, grpc_after, grpc_now};
+static void *grpc_after_cancelable(dht_transport *t, int64_t delay_ns, dht_timer_cb cb,
+                                   void *arg)
+{
+    return dht_timers_add_cancelable(((dht_grpc *)t)->timers, delay_ns, cb, arg);
+}
+
+static int grpc_cancel(dht_transport *t, void *handle)
+{
+    return dht_timers_cancel(((dht_grpc *)t)->timers, handle);
+}
+
+static const dht_transport_ops grpc_ops = {grpc_send, grpc_after, grpc_now,
+                                           grpc_after_cancelable, grpc_cancel};
 
 static grpc_channel_args *channel_args(void)
 {

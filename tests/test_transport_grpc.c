@@ -11,6 +11,7 @@
 #include <stdatomic.h>
 #include <sys/socket.h>
 
+#include "coordinator.h"
 #include "test.h"
 #include "transport_grpc.h"
 #include "util.h"
@@ -110,9 +111,71 @@ static void test_unknown_peer_fails_fast(void)
     dht_grpc_stop(g);
 }
 
+typedef struct {
+    int64_t deadline;
+    atomic_int *done;
+    atomic_long *late_max;
+    atomic_int *wrong;
+} put_wait;
+
+static void on_put(void *arg, dht_put_outcome o, const char *reason)
+{
+    (void)reason;
+    put_wait *w = arg;
+    int64_t late = dht_now_ns() - w->deadline;
+    long cur = atomic_load(w->late_max);
+    while (late > cur && !atomic_compare_exchange_weak(w->late_max, &cur, late)) {
+    }
+    if (o != DHT_PUT_NOT_APPLIED)
+        atomic_fetch_add(w->wrong, 1);
+    atomic_fetch_add(w->done, 1);
+}
+
+static void test_coordinator_ends_at_deadline_without_quorum(void)
+{
+    /* Three replicas that never answer: every put must end as "not
+     * applied" at its deadline, not when the network finally gives up. */
+    char addrs[3][64];
+    int fds[3];
+    const char *peers[3];
+    for (int i = 0; i < 3; i++) {
+        fds[i] = blackhole(addrs[i], sizeof addrs[i]);
+        peers[i] = addrs[i];
+    }
+    dht_grpc_config cfg = {.peers = peers, .npeers = 3, .workers = 2};
+    dht_grpc *g;
+    char err[256];
+    CHECK(dht_grpc_start(&cfg, &g, err, sizeof err) == 0);
+    dht_coord_config cc;
+    dht_coord_config_default(&cc);
+    cc.deadline_ns = 300 * MS;
+    cc.rpc_timeout_ns = 5000 * MS; /* replica calls alone would outlast the deadline */
+    dht_coord *c = dht_coord_new(dht_grpc_transport(g), &cc);
+    enum { N = 200 };
+    static put_wait w[N];
+    atomic_int done = 0, wrong = 0;
+    atomic_long late_max = 0;
+    for (int i = 0; i < N; i++) {
+        w[i] = (put_wait){dht_now_ns() + 300 * MS, &done, &late_max, &wrong};
+        CHECK(dht_coord_put(c, i % 7, i, on_put, &w[i]) == 0);
+    }
+    for (int i = 0; i < 300 && atomic_load(&done) < N; i++)
+        usleep(10000);
+    CHECK_EQ(atomic_load(&done), N);
+    CHECK_EQ(atomic_load(&wrong), 0);
+    fprintf(stderr, "latest put: %.1f ms after its deadline\n", (double)atomic_load(&late_max) / 1e6);
+    CHECK(atomic_load(&late_max) < 150 * MS);
+    dht_grpc_stop(g);
+    dht_coord_free(c);
+    for (int i = 0; i < 3; i++)
+        close(fds[i]);
+}
+
 static const test_case tests[] = {
     {"deadlines_hold_against_a_silent_peer", test_deadlines_hold_against_a_silent_peer},
     {"unknown_peer_fails_fast", test_unknown_peer_fails_fast},
+    {"coordinator_ends_at_deadline_without_quorum",
+     test_coordinator_ends_at_deadline_without_quorum},
     {0, 0},
 };
 

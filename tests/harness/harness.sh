@@ -1,0 +1,1271 @@
+#!/usr/bin/env bash
+# harness.sh - Jepsen-style fault harness for the replicated key-value store.
+#
+# Starts N real server processes (through docker/entrypoint.sh, configured by
+# env IP, PORT, MEMBERS exactly as in a container), each in its own network
+# namespace on a private bridge, runs concurrent clients (fan-out library and
+# the public service of the nodes) in namespaces of their own, injects faults
+# (kill -9 + restart, wipe + restart, SIGSTOP, nft partitions), heals them,
+# and checks every recorded operation for linearizability, the replicas for
+# convergence, the processes for crashes and the calls for hangs.
+#
+# Usage: see usage() below or tests/harness/README.md.
+# Exit status: 0 pass, 1 a check failed, 2 usage or setup error,
+#              77 skipped (not root, no ip/nft, namespaces not permitted).
+set -uo pipefail
+shopt -s nullglob
+exec 3>&2   # the terminal's stderr, kept when stderr goes to harness.log
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+ROOT=$(cd "$HERE/../.." && pwd)
+ENTRYPOINT=$ROOT/docker/entrypoint.sh
+STATS_AWK=$HERE/stats.awk
+EX_SKIP=77
+PFX=dhth            # namespace prefix; names are $PFX<pid>-<role>
+PORT=50051          # the same port on every host, like the containers
+NET=198.18.0        # RFC 2544 benchmarking range, only inside our namespaces
+
+usage() {
+    cat <<'EOF'
+usage: harness.sh --bin DIR [options]
+  --bin DIR          directory with server, client, lincheck (and rawcall)
+  --nodes N          number of nodes, 3..5 (default 3)
+  --schedule S       short: every nemesis once, about two minutes (default)
+                     random: a seeded random mix of faults for --duration
+                     soak: the short walk, then the random mix up to --duration
+  --duration S       length of the random/soak schedule in seconds
+                     (default 120 for random, 600 for soak; ignored by short)
+  --seed N           seed of the schedule and of the clients (0..4294967295;
+                     default random, always printed so a run can be replayed)
+  --faults LIST      comma-separated subset of
+                     kill,wipe,pause,isolate,split,bridge,oneway,clientcut
+                     (default all; wipe needs a server with --data-dir)
+  --out DIR          where to write histories, logs and the report
+                     (default a new temp dir, removed after a pass unless --keep)
+  --keep             keep the output directory after a pass
+  --install          apt-get install missing ip/nft (root only; also when CI is set)
+  --dry-run          print the schedule of this seed and exit
+  --keys N           key space of the workload (default 8: keys really conflict)
+  --fanout N         fan-out client processes (default 2)
+  --concurrency N    threads per fan-out client (default 2)
+  --pace-ms MS       pause between one client thread's operations (default 2)
+  --margin-ms MS     slack over a deadline before a call counts as hung (default 1000)
+  --fsync MODE       FSYNC of the nodes when the server has --fsync
+  --log-level L      LOG_LEVEL of the nodes (default info)
+  --lincheck PATH    checker binary (default BIN/lincheck)
+  --budget N         lincheck search budget per key
+  --help             this text
+exit status: 0 pass, 1 a check failed, 2 usage/setup error, 77 skipped
+EOF
+}
+
+# ---- options -----------------------------------------------------------------
+DRY_RUN=0 BIN="" NODES=3 DURATION="" SEED="" SCHEDULE=short FAULTS_ARG="" OUT="" KEEP=0 INSTALL=0
+KEYS=8 FANOUT=2 CONC=2 PACE_MS=2 MARGIN_MS=1000 FSYNC="" NODE_LOG_LEVEL=info LINCHECK="" BUDGET=""
+ALL_FAULTS=(kill wipe pause isolate split bridge oneway clientcut)
+
+die_usage() { echo "harness: $*" >&2; echo "(harness.sh --help for usage)" >&2; exit 2; }
+is_uint() { [[ $1 =~ ^[0-9]+$ ]] && ((${#1} <= 10)); }
+
+while (($#)); do
+    opt=$1
+    case $opt in
+    --help | -h) usage; exit 0 ;;
+    --keep) KEEP=1; shift; continue ;;
+    --install) INSTALL=1; shift; continue ;;
+    --dry-run) DRY_RUN=1; shift; continue ;;
+    esac
+    (($# >= 2)) || die_usage "$opt needs a value"
+    val=$2
+    shift 2
+    # numbers in base 10 even with leading zeros
+    [[ $val =~ ^[0-9]{1,10}$ ]] && val=$((10#$val))
+    case $opt in
+    --bin) BIN=$val ;;
+    --nodes) is_uint "$val" && ((val >= 3 && val <= 5)) || die_usage "--nodes must be 3..5"; NODES=$val ;;
+    --duration) is_uint "$val" && ((val >= 10 && val <= 86400)) || die_usage "--duration must be 10..86400 s"; DURATION=$val ;;
+    --seed) is_uint "$val" && ((val <= 4294967295)) || die_usage "--seed must be 0..4294967295"; SEED=$val ;;
+    --schedule) [[ $val =~ ^(short|random|soak)$ ]] || die_usage "--schedule must be short, random or soak"; SCHEDULE=$val ;;
+    --faults) FAULTS_ARG=$val ;;
+    --out) OUT=$val ;;
+    --keys) is_uint "$val" && ((val >= 1 && val <= 1000)) || die_usage "--keys must be 1..1000"; KEYS=$val ;;
+    --fanout) is_uint "$val" && ((val >= 1 && val <= 8)) || die_usage "--fanout must be 1..8"; FANOUT=$val ;;
+    --concurrency) is_uint "$val" && ((val >= 1 && val <= 16)) || die_usage "--concurrency must be 1..16"; CONC=$val ;;
+    --pace-ms) is_uint "$val" && ((val <= 1000)) || die_usage "--pace-ms must be 0..1000"; PACE_MS=$val ;;
+    --margin-ms) is_uint "$val" && ((val >= 100 && val <= 60000)) || die_usage "--margin-ms must be 100..60000"; MARGIN_MS=$val ;;
+    --fsync) [[ $val =~ ^(always|batch|never)$ ]] || die_usage "--fsync must be always, batch or never"; FSYNC=$val ;;
+    --log-level) [[ $val =~ ^(error|warn|info|debug)$ ]] || die_usage "--log-level must be error|warn|info|debug"; NODE_LOG_LEVEL=$val ;;
+    --lincheck) LINCHECK=$val ;;
+    --budget) is_uint "$val" && ((val >= 1)) || die_usage "--budget must be a positive number"; BUDGET=$val ;;
+    *) die_usage "unknown option '$opt'" ;;
+    esac
+done
+[[ -n $BIN ]] || die_usage "--bin DIR is required"
+
+FAULTS=()
+if [[ -z $FAULTS_ARG ]]; then
+    FAULTS=("${ALL_FAULTS[@]}")
+else
+    IFS=, read -r -a req <<<"$FAULTS_ARG"
+    for f in "${req[@]}"; do
+        [[ " ${ALL_FAULTS[*]} " == *" $f "* ]] || die_usage "unknown fault '$f' (known: ${ALL_FAULTS[*]})"
+        [[ " ${FAULTS[*]-} " == *" $f "* ]] || FAULTS+=("$f")
+    done
+    ((${#FAULTS[@]})) || die_usage "--faults lists no fault"
+fi
+if [[ -z $DURATION ]]; then
+    case $SCHEDULE in random) DURATION=120 ;; soak) DURATION=600 ;; *) DURATION=0 ;; esac
+fi
+if [[ -z $SEED ]]; then
+    SEED=$(((${SRANDOM:-$RANDOM} ^ (RANDOM << 15) ^ $$) & 0xffffffff))
+fi
+
+skip() {
+    echo "SKIP: fault harness: $*"
+    SKIPPED=1
+    exit $EX_SKIP
+}
+
+BIN=$(cd "$BIN" 2>/dev/null && pwd) || die_usage "--bin: no such directory"
+SERVER=$BIN/server CLIENT=$BIN/client RAWCALL=$BIN/rawcall
+LINCHECK=${LINCHECK:-$BIN/lincheck}
+for b in "$SERVER" "$CLIENT"; do [[ -x $b ]] || die_usage "$b is missing (build the project first)"; done
+[[ -x $LINCHECK ]] || die_usage "$LINCHECK is missing: the history checker is required (build target lincheck or pass --lincheck)"
+[[ -x $RAWCALL ]] || RAWCALL=""
+[[ -r $ENTRYPOINT ]] || die_usage "$ENTRYPOINT is missing"
+[[ -r $STATS_AWK ]] || die_usage "$STATS_AWK is missing"
+
+SERVER_HELP=$("$SERVER" --help 2>&1)
+HAS_DATADIR=0 HAS_FSYNC=0
+[[ $SERVER_HELP == *--data-dir* ]] && HAS_DATADIR=1
+[[ $SERVER_HELP == *--fsync* ]] && HAS_FSYNC=1
+# The nodes are configured by env only (like the containers), so they run
+# with the server's default deadline and lease; read them from --help.
+SERVER_DEADLINE_MS=$(grep -o -- '--deadline-ms.*(default [0-9]*' <<<"$SERVER_HELP" | grep -o '[0-9]*$')
+LEASE_MS=$(grep -o -- '--lease-ms.*(default [0-9]*' <<<"$SERVER_HELP" | grep -o '[0-9]*$')
+SERVER_DEADLINE_MS=${SERVER_DEADLINE_MS:-2000} LEASE_MS=${LEASE_MS:-500}
+FAN_DEADLINE_MS=$SERVER_DEADLINE_MS
+# A via client waits longer than the server's own deadline, so "the node
+# answered false within its deadline" and "the node hung until the client
+# gave up" are told apart by the latency.
+VIA_DEADLINE_MS=$((SERVER_DEADLINE_MS + MARGIN_MS + 500))
+GRACE_MS=$((SERVER_DEADLINE_MS + LEASE_MS))
+PAUSE_MIN_MS=$((2 * SERVER_DEADLINE_MS + 1000))
+
+if ((!HAS_DATADIR)); then
+    for i in "${!FAULTS[@]}"; do [[ ${FAULTS[i]} == wipe ]] && unset 'FAULTS[i]'; done
+    FAULTS=("${FAULTS[@]}")
+    ((${#FAULTS[@]})) || die_usage "only wipe was asked for, and this server has no --data-dir"
+fi
+
+# ---- requirements (skip, never pass, when they are missing) -------------------
+check_requirements() {
+[[ $(id -u) == 0 ]] || skip "needs root (creates network namespaces, veth pairs and nft rules); run it as root"
+missing=()
+command -v ip >/dev/null 2>&1 || missing+=(iproute2)
+command -v nft >/dev/null 2>&1 || missing+=(nftables)
+command -v pgrep >/dev/null 2>&1 || missing+=(procps)
+if ((${#missing[@]})); then
+    if ((INSTALL)) || [[ -n ${CI:-} ]]; then
+        echo "harness: installing ${missing[*]}"
+        export DEBIAN_FRONTEND=noninteractive
+        if ! { apt-get update -qq && apt-get install -y -qq --no-install-recommends "${missing[@]}"; } >/dev/null 2>&1; then
+            skip "missing ${missing[*]} and apt-get install failed"
+        fi
+    else
+        skip "missing ${missing[*]} (ip/nft/pgrep); install them, or run with --install (or CI=1) as root"
+    fi
+fi
+for t in awk sort timeout; do command -v $t >/dev/null 2>&1 || skip "missing $t"; done
+}
+
+# ---- output ------------------------------------------------------------------
+OUT_GIVEN=0 SKIPPED=0 OUT_READY=0
+[[ -n $OUT ]] && OUT_GIVEN=1
+HLOG=/dev/null
+setup_out() {
+    if ((OUT_GIVEN)); then
+        mkdir -p "$OUT" || die_usage "cannot create $OUT"
+        OUT=$(cd "$OUT" && pwd)
+        [[ -z $(ls -A "$OUT") ]] || die_usage "--out $OUT is not empty"
+    else
+        OUT=$(mktemp -d "${TMPDIR:-/tmp}/dht-harness.XXXXXX") || die_usage "mktemp failed"
+    fi
+    mkdir -p "$OUT/history" "$OUT/logs" "$OUT/clients" "$OUT/data" "$OUT/tmp"
+    HLOG=$OUT/harness.log
+    SIDES=$OUT/sides.tsv WINDOWS=$OUT/windows.tsv TIMELINE=$OUT/timeline.jsonl
+    FINAL_HIST=$OUT/history/final.jsonl REPORT=$OUT/report.txt GROUPS_TSV=$OUT/stats.tsv
+    OUT_READY=1
+}
+
+# ---- clock: CLOCK_MONOTONIC ns, the clock of the histories --------------------
+# /proc/timer_list (root only) prints ktime_get(), i.e. CLOCK_MONOTONIC, as
+# "now at N nsecs".  Reading it with bash builtins costs no fork.  Fallback:
+# /proc/uptime (CLOCK_BOOTTIME, 10 ms resolution; equal to CLOCK_MONOTONIC
+# unless the machine was suspended), good enough for windows of seconds.
+CLOCK_SRC=uptime
+if [[ -r /proc/timer_list ]] && grep -q -m1 '^now at [0-9]* nsecs' /proc/timer_list 2>/dev/null; then
+    CLOCK_SRC=timer_list
+fi
+NOW=0
+mono_now() {
+    local line
+    if [[ $CLOCK_SRC == timer_list ]]; then
+        while IFS= read -r line; do
+            if [[ $line == "now at "* ]]; then
+                line=${line#now at }
+                NOW=${line%% *}
+                return 0
+            fi
+        done </proc/timer_list
+    fi
+    read -r line _ </proc/uptime
+    NOW=$((${line%.*} * 1000000000 + 10#${line#*.} * 10000000))
+}
+mono_now
+T0=$NOW
+rel() { # rel NS -> seconds since start, one decimal
+    local ms=$((($1 - T0) / 1000000))
+    printf '%d.%d' $((ms / 1000)) $((ms % 1000 / 100))
+}
+log() {
+    mono_now
+    local m
+    m="[+$(rel "$NOW")s] $*"
+    echo "$m"
+    echo "$m" >>"$HLOG"
+}
+
+# ---- seeded generator (the same schedule for the same seed on any bash) ---------
+RNG=0 R=0
+rng_seed() { # splitmix64 finaliser of the seed, then a 64-bit LCG (high bits used)
+    local z=$((($1 + 1) * 0x9E3779B97F4A7C15))
+    z=$(((z ^ ((z >> 30) & 0x3ffffffff)) * 0xBF58476D1CE4E5B9))
+    z=$(((z ^ ((z >> 27) & 0x1fffffffff)) * 0x94D049BB133111EB))
+    RNG=$((z ^ ((z >> 31) & 0x1ffffffff)))
+    rng_next
+}
+rng_next() { RNG=$((RNG * 6364136223846793005 + 1442695040888963407)); R=$(((RNG >> 33) & 0x7fffffff)); }
+rand_below() { rng_next; R=$((R % $1)); }        # R in 0..$1-1
+rand_range() { rng_next; R=$(($1 + R % ($2 - $1 + 1))); } # R in $1..$2
+PERM=()
+rand_perm() { # PERM = a permutation of 1..$1
+    local n=$1 i j t
+    PERM=()
+    for ((i = 1; i <= n; i++)); do PERM+=("$i"); done
+    for ((i = n - 1; i > 0; i--)); do
+        rand_below $((i + 1)); j=$R
+        t=${PERM[i]}; PERM[i]=${PERM[j]}; PERM[j]=$t
+    done
+}
+
+# ---- namespaces, processes and the cleanup trap ---------------------------------
+RUN=$PFX$$
+NS_SW=$RUN-sw
+NS_LIST=()          # every namespace we created, deleted on exit
+declare -A NODE_PID NODE_STATE   # NODE_STATE: up | down | paused
+declare -A CL_PID CL_NS CL_IP CL_KIND CL_TARGET CL_RUNNING
+CLIENTS=()          # long-running client names
+ROAMER_PID="" ROAMER_NAME=""
+CLEANED=0
+PASSED=0
+
+ns_of_node() { echo "$RUN-n$1"; }
+node_ip() { echo "$NET.$((10 + $1))"; }
+
+cleanup() {
+    ((CLEANED)) && return
+    CLEANED=1
+    local p ns
+    for i in "${!NODE_PID[@]}"; do
+        p=${NODE_PID[$i]}
+        [[ -n $p ]] && kill -CONT "$p" 2>/dev/null
+    done
+    for p in "${CL_PID[@]}" $ROAMER_PID; do [[ -n $p ]] && kill -9 "$p" 2>/dev/null; done
+    for i in "${!NODE_PID[@]}"; do
+        p=${NODE_PID[$i]}
+        [[ -n $p ]] && kill -9 "$p" 2>/dev/null
+    done
+    # Anything else still inside our own namespaces was started by us too
+    # (e.g. a health probe that a Ctrl+C interrupted).
+    for ns in "${NS_LIST[@]}"; do
+        for p in $(ip netns pids "$ns" 2>/dev/null); do kill -9 "$p" 2>/dev/null; done
+    done
+    wait 2>/dev/null
+    for ns in "${NS_LIST[@]}"; do ip netns del "$ns" 2>/dev/null; done
+    if ((OUT_READY)) && [[ -n $OUT && -d $OUT ]]; then
+        if (((PASSED || SKIPPED) && !KEEP && !OUT_GIVEN)); then
+            rm -rf -- "$OUT"
+        elif [[ -d $OUT/tmp ]]; then
+            rm -rf -- "$OUT/tmp"
+        fi
+    fi
+}
+on_signal() {
+    echo "harness: interrupted (signal $1); cleaning up" >&3
+    exit $((128 + $1))
+}
+trap cleanup EXIT
+trap 'on_signal 2' INT
+trap 'on_signal 15' TERM
+trap 'on_signal 1' HUP
+
+# Namespaces of dead runs (their harness pid is gone): kill what runs in
+# them (started by that run) and delete them.
+sweep_leftovers() {
+    local ns rest pid p
+    while read -r ns rest; do
+        [[ $ns =~ ^$PFX([0-9]+)- ]] || continue
+        pid=${BASH_REMATCH[1]}
+        [[ $pid == "$$" ]] && continue
+        kill -0 "$pid" 2>/dev/null && continue
+        echo "harness: removing namespace $ns left by dead run $pid"
+        for p in $(ip netns pids "$ns" 2>/dev/null); do
+            kill -CONT "$p" 2>/dev/null
+            kill -9 "$p" 2>/dev/null
+        done
+        ip netns del "$ns" 2>/dev/null
+    done < <(ip netns list 2>/dev/null)
+}
+
+add_ns() {
+    NS_LIST+=("$1")
+    ip netns add "$1"
+}
+
+probe_capabilities() {
+    local ns=$RUN-probe err=$OUT/tmp/probe.err
+    NS_LIST+=("$ns")
+    ip netns add "$ns" 2>"$err" || skip "cannot create network namespaces: $(head -c 300 "$err")"
+    ip -n "$ns" link add hbr0 type bridge 2>"$err" || skip "cannot create a bridge in a namespace: $(head -c 300 "$err")"
+    ip -n "$ns" link add hva type veth peer name hvb 2>"$err" || skip "cannot create veth pairs: $(head -c 300 "$err")"
+    ip netns exec "$ns" nft add table inet hprobe 2>"$err" ||
+        skip "nft does not work inside a network namespace (nf_tables missing?): $(head -c 300 "$err")"
+    ip netns del "$ns"
+}
+
+# add_host IFNAME NS IP: a namespace plugged into the switch with one address
+# and an empty nft table whose chains the nemesis fills and flushes.
+add_host() {
+    local ifn=$1 ns=$2 ip=$3
+    add_ns "$ns" &&
+        ip -n "$NS_SW" link add "$ifn" type veth peer name eth0 netns "$ns" &&
+        ip -n "$NS_SW" link set "$ifn" master br0 up &&
+        ip -n "$ns" link set lo up &&
+        ip -n "$ns" addr add "$ip/24" dev eth0 &&
+        ip -n "$ns" link set eth0 up &&
+        ip netns exec "$ns" nft -f - <<'EOF'
+table inet harness {
+    chain input { type filter hook input priority 0; policy accept; }
+    chain output { type filter hook output priority 0; policy accept; }
+}
+EOF
+}
+
+net_up() {
+    add_ns "$NS_SW" &&
+        ip -n "$NS_SW" link set lo up &&
+        ip -n "$NS_SW" link add br0 type bridge &&
+        ip -n "$NS_SW" link set br0 up || return 1
+    local i
+    for ((i = 1; i <= NODES; i++)); do
+        add_host "n$i" "$(ns_of_node $i)" "$(node_ip $i)" || return 1
+    done
+    for c in "${CLIENTS[@]}" R ctl; do
+        add_host "$c" "${CL_NS[$c]}" "${CL_IP[$c]}" || return 1
+    done
+}
+
+# ---- nodes ---------------------------------------------------------------------
+MEMBERS=""
+for ((i = 1; i <= NODES; i++)); do MEMBERS+="${MEMBERS:+,}$(node_ip $i):$PORT"; done
+
+start_node() {
+    local i=$1 ns
+    ns=$(ns_of_node "$i")
+    local envs=(IP="$(node_ip "$i")" PORT="$PORT" MEMBERS="$MEMBERS" SERVER_BIN="$SERVER" LOG_LEVEL="$NODE_LOG_LEVEL")
+    ((HAS_DATADIR)) && envs+=(DATA_DIR="$OUT/data/node$i")
+    ((HAS_FSYNC)) && [[ -n $FSYNC ]] && envs+=(FSYNC="$FSYNC")
+    echo "----- $(date -u +%FT%T.%3NZ) harness: starting node $i" >>"$OUT/logs/node$i.log"
+    # The subshell, ip netns exec, env and the entrypoint all exec: $! is the
+    # server itself.  The working directory is ours, in case the server puts
+    # anything relative to it.
+    (cd "$OUT/data" && exec ip netns exec "$ns" env -u ID -u DATA_DIR -u FSYNC "${envs[@]}" bash "$ENTRYPOINT") \
+        >>"$OUT/logs/node$i.log" 2>&1 </dev/null &
+    NODE_PID[$i]=$!
+    NODE_STATE[$i]=up
+}
+
+alive() { # alive PID: running or stopped, not gone or a zombie
+    local s
+    [[ -n $1 ]] || return 1
+    { read -r s <"/proc/$1/stat"; } 2>/dev/null || return 1
+    s=${s##*) }
+    [[ ${s:0:1} != Z ]]
+}
+
+# health I [DEADLINE_MS]: node I answers its health check (from the control ns)
+health() {
+    ip netns exec "${CL_NS[ctl]}" "$CLIENT" --via "$(node_ip "$1"):$PORT" --deadline-ms "${2:-500}" health \
+        >/dev/null 2>&1
+}
+
+# wait_serving I SECONDS: bounded wait until node I is serving
+wait_serving() {
+    local i=$1 limit=$2 end
+    mono_now
+    end=$((NOW + limit * 1000000000))
+    while :; do
+        health "$i" 500 && return 0
+        alive "${NODE_PID[$i]}" || return 1
+        mono_now
+        ((NOW < end)) || return 1
+        sleep 0.2
+    done
+}
+
+FAILURES=()      # reasons the run fails
+NOTES=()         # informational lines for the report
+CRASHES=()
+fail_check() { FAILURES+=("$*"); log "CHECK FAILED: $*"; }
+
+ensure_all_serving() {
+    local i t0
+    for ((i = 1; i <= NODES; i++)); do
+        [[ ${NODE_STATE[$i]} == up ]] || continue
+        mono_now; t0=$NOW
+        if ! wait_serving "$i" "${1:-20}"; then
+            fail_check "node $i is not serving ${1:-20} s after the faults were healed (hang or failed recovery; see logs/node$i.log)"
+            return 1
+        fi
+        mono_now
+        (((NOW - t0) > 2000000000)) && log "node $i serving again after $(((NOW - t0) / 1000000)) ms"
+    done
+    return 0
+}
+
+kill_node() { # kill_node I: kill -9 and wait until it is gone (bounded)
+    local i=$1 p=${NODE_PID[$1]} k
+    NODE_STATE[$i]=down
+    kill -9 "$p" 2>/dev/null
+    for ((k = 0; k < 100; k++)); do alive "$p" || break; sleep 0.05; done
+    wait "$p" 2>/dev/null
+}
+
+# ---- clients -------------------------------------------------------------------
+# F1..Ff: fan-out clients (the client coordinates on all replicas)
+# V1..VN: via clients, Vi uses node i's public service for the whole run
+# R: a via client restarted every window on a node chosen by the seed
+# ctl: the control namespace (health checks, final reads); never cut off
+for ((j = 1; j <= FANOUT; j++)); do
+    c=F$j; CLIENTS+=("$c"); CL_KIND[$c]=fan; CL_TARGET[$c]=0; CL_IP[$c]=$NET.$((100 + j))
+done
+for ((i = 1; i <= NODES; i++)); do
+    c=V$i; CLIENTS+=("$c"); CL_KIND[$c]=via; CL_TARGET[$c]=$i; CL_IP[$c]=$NET.$((120 + i))
+done
+CL_KIND[R]=via CL_IP[R]=$NET.140 CL_TARGET[R]=0 CL_KIND[ctl]=ctl CL_IP[ctl]=$NET.200 CL_TARGET[ctl]=0
+for c in "${CLIENTS[@]}" R ctl; do CL_NS[$c]=$RUN-${c,,}; done
+
+client_seed() { echo $((SEED * 1000 + $1)); }
+
+start_client() { # start_client NAME INDEX
+    local c=$1 idx=$2 args
+    if [[ ${CL_KIND[$c]} == fan ]]; then
+        args=(--servers "$MEMBERS" --deadline-ms "$FAN_DEADLINE_MS")
+        set -- random --concurrency "$CONC"
+    else
+        args=(--via "$(node_ip "${CL_TARGET[$c]}"):$PORT" --deadline-ms "$VIA_DEADLINE_MS")
+        set -- random --concurrency 1
+    fi
+    ip netns exec "${CL_NS[$c]}" "$CLIENT" "${args[@]}" "$@" --keys "$KEYS" --put-ratio 0.5 \
+        --interval-ms "$PACE_MS" --duration 100000 --seed "$(client_seed "$idx")" --json \
+        --history "$OUT/history/$c.jsonl" >"$OUT/clients/$c.out" 2>"$OUT/clients/$c.err" </dev/null &
+    CL_PID[$c]=$!
+    CL_RUNNING[$c]=1
+}
+
+start_roamer() { # start_roamer WINDOW NODE
+    local w=$1 name
+    name=$(printf 'R-w%03d' "$w")
+    ip netns exec "${CL_NS[R]}" "$CLIENT" --via "$(node_ip "$2"):$PORT" --deadline-ms "$VIA_DEADLINE_MS" \
+        random --concurrency 1 --keys "$KEYS" --put-ratio 0.5 --interval-ms "$PACE_MS" --duration 100000 \
+        --seed "$(client_seed $((500 + w)))" --json --history "$OUT/history/$name.jsonl" \
+        >"$OUT/clients/$name.out" 2>"$OUT/clients/$name.err" </dev/null &
+    ROAMER_PID=$!
+    ROAMER_NAME=$name
+}
+
+# stop_pid PID WHAT: SIGTERM, bounded wait (a client finishes its in-flight
+# operations within its deadline), SIGKILL and a failed check if it hangs.
+stop_pid() {
+    local p=$1 what=$2 limit_ms=$3 k n rc
+    [[ -n $p ]] || return 0
+    kill -TERM "$p" 2>/dev/null
+    n=$((limit_ms / 50))
+    for ((k = 0; k < n; k++)); do alive "$p" || break; sleep 0.05; done
+    if alive "$p"; then
+        fail_check "$what did not stop within $limit_ms ms of SIGTERM (hung); killed"
+        kill -9 "$p" 2>/dev/null
+    fi
+    wait "$p" 2>/dev/null
+    rc=$?
+    if ((rc != 0 && rc != 137)); then
+        fail_check "$what exited with status $rc"
+    fi
+}
+
+stop_roamer() {
+    [[ -n $ROAMER_PID ]] || return 0
+    stop_pid "$ROAMER_PID" "client $ROAMER_NAME" $((VIA_DEADLINE_MS + MARGIN_MS + 2000))
+    ROAMER_PID=""
+}
+
+# check_procs: a node or client that died without being killed by us.
+check_procs() {
+    local i p rc c
+    for ((i = 1; i <= NODES; i++)); do
+        [[ ${NODE_STATE[$i]} == down ]] && continue
+        p=${NODE_PID[$i]}
+        alive "$p" && continue
+        wait "$p" 2>/dev/null
+        rc=$?
+        local why=""
+        ((rc > 128)) && why=" (signal $((rc - 128)))"
+        ((rc == 0)) && why=" (a clean exit: SIGTERM/SIGINT from outside the harness?)"
+        CRASHES+=("node $i (pid $p) died on its own in window $CUR_W ($CUR_LABEL) at +$(rel "$NOW")s, status $rc$why; see logs/node$i.log")
+        fail_check "node $i crashed (status $rc) in window $CUR_W; restarting it"
+        tail -n 20 "$OUT/logs/node$i.log" | sed 's/^/    | /'
+        start_node "$i"
+    done
+    for c in "${CLIENTS[@]}"; do
+        ((${CL_RUNNING[$c]:-0})) || continue
+        alive "${CL_PID[$c]}" && continue
+        wait "${CL_PID[$c]}" 2>/dev/null
+        rc=$?
+        CL_RUNNING[$c]=0
+        fail_check "client $c (pid ${CL_PID[$c]}) exited during the run with status $rc; see clients/$c.err"
+    done
+    if [[ -n $ROAMER_PID ]] && ! alive "$ROAMER_PID"; then
+        wait "$ROAMER_PID" 2>/dev/null
+        fail_check "client $ROAMER_NAME exited during the run with status $?"
+        ROAMER_PID=""
+    fi
+}
+
+# monitor_sleep MS: sleep, watching the processes every 200 ms
+monitor_sleep() {
+    local end
+    mono_now
+    end=$((NOW + $1 * 1000000))
+    while mono_now && ((NOW < end)); do
+        check_procs
+        if (((end - NOW) > 200000000)); then sleep 0.2; else sleep "0.$(printf '%03d' $(((end - NOW) / 1000000)))"; fi
+    done
+}
+
+# ---- nemesis -------------------------------------------------------------------
+nft_in() { ip netns exec "$1" nft "${@:2}"; }
+declare -A DIRTY    # namespaces holding nemesis rules
+# nft_rules NS RULE...: adds the rules to NS's table in one nft transaction
+nft_rules() {
+    local ns=$1 r txt=""
+    shift
+    for r in "$@"; do txt+="add rule inet harness $r"$'\n'; done
+    DIRTY[$ns]=1
+    ip netns exec "$ns" nft -f - <<<"$txt"
+}
+ipset() { # ipset NODE... -> "{ a, b }"
+    local s="" n
+    for n in "$@"; do s+="${s:+, }$(node_ip "$n")"; done
+    echo "{ $s }"
+}
+# drop between node namespace A and nodes B... in both directions
+block() {
+    local a=$1 set
+    shift
+    (($#)) || return 0
+    set=$(ipset "$@")
+    nft_rules "$(ns_of_node "$a")" "input ip saddr $set drop" "output ip daddr $set drop"
+}
+# client namespace C may talk only to nodes ALLOWED...
+client_only() {
+    local c=$1 others=() n set
+    shift
+    for ((n = 1; n <= NODES; n++)); do [[ " $* " == *" $n "* ]] || others+=("$n"); done
+    ((${#others[@]})) || return 0
+    set=$(ipset "${others[@]}")
+    nft_rules "${CL_NS[$c]}" "input ip saddr $set drop" "output ip daddr $set drop"
+}
+# heal_network [all]: flushes the nemesis rules (of every namespace with all)
+heal_network() {
+    local ns ok=0 list=("${!DIRTY[@]}")
+    [[ ${1:-} == all ]] && list=("${NS_LIST[@]}")
+    for ns in "${list[@]}"; do
+        [[ $ns == "$NS_SW" || $ns == *-probe ]] && continue
+        nft_in "$ns" flush table inet harness || ok=1
+    done
+    DIRTY=()
+    return $ok
+}
+
+# ---- schedule ----------------------------------------------------------------
+# PLAN_*: one entry per window.  Kinds: baseline, heal, and the faults.
+PLAN_KIND=() PLAN_MS=() PLAN_ARG=() PLAN_ROAM=()
+plan_add() { PLAN_KIND+=("$1"); PLAN_MS+=("$2"); PLAN_ARG+=("$3"); rand_below "$NODES"; PLAN_ROAM+=($((R + 1))); }
+
+# fault_args KIND LONG: the seeded targets of one fault, as a string
+FARGS=""
+fault_args() {
+    local kind=$1 long=$2 q=$((NODES / 2 + 1)) pct
+    case $kind in
+    kill | wipe | pause | isolate) rand_below "$NODES"; FARGS=$((R + 1)) ;;
+    split)
+        rand_perm "$NODES"
+        # minority = the first N-Q nodes of the permutation, the rest majority
+        FARGS="${PERM[*]:0:NODES-q}|${PERM[*]:NODES-q}"
+        ;;
+    bridge)
+        rand_perm "$NODES"
+        local rest=("${PERM[@]:1}") h=$(((NODES - 1) / 2))
+        FARGS="${PERM[0]}|${rest[*]:0:h}|${rest[*]:h}"
+        ;;
+    oneway)
+        rand_below "$NODES"
+        local t=$((R + 1))
+        pct=100
+        if ((long)); then rand_below 2; ((R)) && pct=60; fi
+        FARGS="$t|$pct"
+        ;;
+    clientcut)
+        rand_below "$NODES"
+        local k=$((R + 1)) j=1
+        if ((long)); then rand_below "$FANOUT"; j=$((R + 1)); fi
+        FARGS="$k|F$j"
+        ;;
+    esac
+}
+
+fault_ms() { # default length of a fault in the short walk
+    case $1 in
+    kill | wipe) echo 6000 ;;
+    pause) echo $((PAUSE_MIN_MS > 5000 ? PAUSE_MIN_MS : 5000)) ;;
+    *) echo 7000 ;;
+    esac
+}
+
+build_plan() {
+    rng_seed "$SEED"
+    local f total=0 heal_ms=5000 ms
+    plan_add baseline 4000 ""
+    if [[ $SCHEDULE == short || $SCHEDULE == soak ]]; then
+        for f in "${FAULTS[@]}"; do
+            fault_args "$f" 0
+            ms=$(fault_ms "$f")
+            plan_add "$f" "$ms" "$FARGS"
+            plan_add heal "$heal_ms" ""
+        done
+    fi
+    if [[ $SCHEDULE == random || $SCHEDULE == soak ]]; then
+        local i
+        for i in "${PLAN_MS[@]}"; do total=$((total + i)); done
+        local k=0
+        while ((total < DURATION * 1000 && k < 10000)); do
+            k=$((k + 1))
+            rand_below ${#FAULTS[@]}
+            f=${FAULTS[R]}
+            fault_args "$f" 1
+            rand_range 3 12; ms=$((R * 1000))
+            [[ $f == pause ]] && ((ms < PAUSE_MIN_MS)) && ms=$PAUSE_MIN_MS
+            plan_add "$f" "$ms" "$FARGS"
+            rand_range 2 6; heal_ms=$((R * 1000))
+            plan_add heal "$heal_ms" ""
+            total=$((total + ms + heal_ms))
+        done
+    fi
+}
+
+nodes_except() { local n out=""; for ((n = 1; n <= NODES; n++)); do [[ " $* " == *" $n "* ]] || out+="${out:+ }$n"; done; echo "$out"; }
+commas() { local IFS=,; echo "$*"; }
+
+# describe KIND ARG -> LABEL
+describe() {
+    local kind=$1 arg=$2 a b c
+    case $kind in
+    baseline) LABEL="baseline (no fault)" ;;
+    heal) LABEL="healed (no fault)" ;;
+    kill) LABEL="kill -9 node $arg, restart $( ((HAS_DATADIR)) && echo "with its data dir" || echo "(no --data-dir: empty replica)")" ;;
+    wipe) LABEL="kill -9 node $arg, wipe its data dir, restart (recovers from peers)" ;;
+    pause) LABEL="SIGSTOP node $arg (longer than the deadlines), SIGCONT" ;;
+    isolate) LABEL="isolate node $arg from the other nodes (clients still reach it)" ;;
+    split)
+        IFS='|' read -r a b <<<"$arg"
+        LABEL="split: minority {$(commas $a)} | majority {$(commas $b)}, clients split too (F1 minority, F2.. majority)"
+        ;;
+    bridge)
+        IFS='|' read -r a b c <<<"$arg"
+        LABEL="bridge: {$(commas $b)} <-> node $a <-> {$(commas $c)}; the two sides cannot see each other"
+        ;;
+    oneway)
+        IFS='|' read -r a b <<<"$arg"
+        LABEL="one-way loss: ${b}% of node $a's packets to the other nodes dropped (it still receives)"
+        ;;
+    clientcut)
+        IFS='|' read -r a b <<<"$arg"
+        LABEL="client cut off: $b (fan-out) and R reach only node $a"
+        ;;
+    esac
+}
+
+# ---- sides: who is on which side in a window ---------------------------------------
+# sides.tsv: window client side expect limit_ms
+#   expect live:     must keep answering (after at most deadline + lease)
+#   expect fastfail: cut from a quorum; must answer (false) within the deadline
+#   expect down:     talks to a killed/stopped node; must give up by its own deadline
+#   expect any:      heal windows: only the deadline bound is checked
+side_row() { # side_row W CLIENT SIDE EXPECT
+    local w=$1 c=$2 lim
+    if [[ ${CL_KIND[$c]:-via} == fan ]]; then
+        lim=$((FAN_DEADLINE_MS + MARGIN_MS))
+    elif [[ $4 == down ]]; then
+        lim=$((VIA_DEADLINE_MS + MARGIN_MS))
+    else
+        lim=$((SERVER_DEADLINE_MS + MARGIN_MS))
+    fi
+    printf '%s\t%s\t%s\t%s\t%s\n' "$w" "$c" "$3" "$4" "$lim" >>"$SIDES"
+    SIDE_JSON+="${SIDE_JSON:+,}\"$c\":\"$3\""
+}
+# assign_sides W KIND ARG ROAMNODE
+assign_sides() {
+    local w=$1 kind=$2 arg=$3 rn=$4 c n a b x minority="" majority="" exp
+    SIDE_JSON=""
+    case $kind in
+    baseline | heal)
+        exp=live; [[ $kind == heal ]] && exp=any
+        for c in "${CLIENTS[@]}" R; do
+            [[ ${CL_KIND[$c]} == fan ]] && side_row "$w" "$c" fan-out $exp || side_row "$w" "$c" via $exp
+        done
+        ;;
+    kill | wipe | pause)
+        local what=down; [[ $kind == pause ]] && what=paused
+        for c in "${CLIENTS[@]}" R; do
+            n=${CL_TARGET[$c]}; [[ $c == R ]] && n=$rn
+            if [[ ${CL_KIND[$c]} == fan ]]; then side_row "$w" "$c" fan-out live
+            elif ((n == arg)); then side_row "$w" "$c" "via node $arg ($what)" down
+            else side_row "$w" "$c" "via other nodes" live; fi
+        done
+        ;;
+    isolate | split | oneway)
+        if [[ $kind == isolate ]]; then minority=$arg; majority=$(nodes_except "$arg")
+        elif [[ $kind == split ]]; then IFS='|' read -r minority majority <<<"$arg"
+        else IFS='|' read -r minority x <<<"$arg"; majority=$(nodes_except "$minority"); fi
+        local j=0
+        for c in "${CLIENTS[@]}" R; do
+            if [[ ${CL_KIND[$c]} == fan ]]; then
+                j=$((j + 1))
+                if [[ $kind == split ]]; then
+                    ((j == 1)) && side_row "$w" "$c" "minority {$(commas $minority)}" fastfail ||
+                        side_row "$w" "$c" "majority {$(commas $majority)}" live
+                else
+                    side_row "$w" "$c" fan-out live
+                fi
+                continue
+            fi
+            n=${CL_TARGET[$c]}; [[ $c == R ]] && n=$rn
+            if [[ " $minority " == *" $n "* ]]; then
+                # A lossy node (one-way loss) may still reach a quorum when
+                # the loss is partial; either way it must answer in time.
+                if [[ $kind == oneway ]]; then side_row "$w" "$c" "lossy node $minority ($x% out)" fastfail
+                else side_row "$w" "$c" "minority {$(commas $minority)}" fastfail; fi
+            else
+                side_row "$w" "$c" "majority {$(commas $majority)}" live
+            fi
+        done
+        ;;
+    bridge)
+        IFS='|' read -r a b x <<<"$arg"
+        for c in "${CLIENTS[@]}" R; do
+            n=${CL_TARGET[$c]}; [[ $c == R ]] && n=$rn
+            if [[ ${CL_KIND[$c]} == fan ]]; then side_row "$w" "$c" fan-out live
+            elif ((n == a)); then side_row "$w" "$c" "bridge node $a" live
+            else side_row "$w" "$c" "edge nodes" live; fi
+        done
+        ;;
+    clientcut)
+        IFS='|' read -r a x <<<"$arg"
+        for c in "${CLIENTS[@]}" R; do
+            if [[ $c == "$x" ]]; then side_row "$w" "$c" "cut-off fan-out (sees node $a only)" fastfail
+            elif [[ $c == R ]]; then side_row "$w" "$c" "cut-off via node $a" live
+            elif [[ ${CL_KIND[$c]} == fan ]]; then side_row "$w" "$c" fan-out live
+            else side_row "$w" "$c" via live; fi
+        done
+        ;;
+    esac
+}
+
+# apply_fault KIND ARG / end_fault KIND ARG
+apply_fault() {
+    local kind=$1 arg=$2 a b c x n ok=0
+    case $kind in
+    baseline | heal) ;;
+    kill) kill_node "$arg" ;;
+    wipe) kill_node "$arg"; rm -rf "$OUT/data/node$arg" ;;
+    pause) kill -STOP "${NODE_PID[$arg]}"; NODE_STATE[$arg]=paused ;;
+    isolate)
+        block "$arg" $(nodes_except "$arg") || ok=1
+        for n in $(nodes_except "$arg"); do block "$n" "$arg" || ok=1; done
+        ;;
+    split)
+        IFS='|' read -r a b <<<"$arg"
+        for n in $a; do block "$n" $b || ok=1; done
+        for n in $b; do block "$n" $a || ok=1; done
+        local j=0
+        for c in "${CLIENTS[@]}"; do
+            [[ ${CL_KIND[$c]} == fan ]] || continue
+            j=$((j + 1))
+            if ((j == 1)); then client_only "$c" $a || ok=1; else client_only "$c" $b || ok=1; fi
+        done
+        # R and the via clients talk to one node only; they follow its side.
+        ;;
+    bridge)
+        IFS='|' read -r a b c <<<"$arg"
+        for n in $b; do block "$n" $c || ok=1; done
+        for n in $c; do block "$n" $b || ok=1; done
+        ;;
+    oneway)
+        IFS='|' read -r a b <<<"$arg"
+        x=$(ipset $(nodes_except "$a"))
+        if ((b >= 100)); then
+            nft_rules "$(ns_of_node "$a")" "output ip daddr $x drop" || ok=1
+        else
+            nft_rules "$(ns_of_node "$a")" "output ip daddr $x numgen random mod 100 < $b drop" || ok=1
+        fi
+        ;;
+    clientcut)
+        IFS='|' read -r a x <<<"$arg"
+        client_only "$x" "$a" || ok=1
+        client_only R "$a" || ok=1
+        ;;
+    esac
+    ((ok == 0)) || fail_check "could not install the nft rules of $kind ($arg)"
+}
+
+end_fault() {
+    local kind=$1 arg=$2
+    case $kind in
+    baseline | heal) ;;
+    kill | wipe) start_node "$arg" ;;
+    pause) kill -CONT "${NODE_PID[$arg]}"; NODE_STATE[$arg]=up ;;
+    *) heal_network || fail_check "could not remove the nft rules (heal)" ;;
+    esac
+}
+
+# ---- run -----------------------------------------------------------------------
+CUR_W=0 CUR_LABEL=""
+
+# Windows are contiguous: a fault window ends when its fault is healed, and
+# the heal window after it lasts until the next fault is applied (including
+# the wait for every node to serve again), so every operation of the run
+# falls into the window whose conditions it saw when it was called.
+write_window() { # W START END KIND LABEL ROAMER_NODE SIDE_JSON
+    printf '%s\t%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "$4" "$5" >>"$WINDOWS"
+    printf '{"window":%d,"fault":"%s","args":"%s","label":"%s","start":%s,"end":%s,"roamer_node":%d,"sides":{%s}}\n' \
+        "$1" "$4" "${PLAN_ARG[$1]}" "$5" "$2" "$3" "$6" "$7" >>"$TIMELINE"
+}
+run_schedule() {
+    local w kind arg ms start rn prev_end=0 pend=()
+    : >"$WINDOWS"; : >"$SIDES"; : >"$TIMELINE"
+    for ((w = 0; w < ${#PLAN_KIND[@]}; w++)); do
+        kind=${PLAN_KIND[w]} ms=${PLAN_MS[w]} arg=${PLAN_ARG[w]} rn=${PLAN_ROAM[w]}
+        describe "$kind" "$arg"
+        # Every fault starts from a healthy cluster (bounded wait).
+        [[ $kind != heal ]] && ensure_all_serving 20
+        [[ $kind == clientcut ]] && rn=${arg%%|*}
+        stop_roamer
+        CUR_W=$w CUR_LABEL=$LABEL
+        log "window $w: $LABEL for $((ms / 1000)).$((ms % 1000 / 100)) s (R via node $rn)"
+        # The window starts once the fault is in effect (nft rules installed,
+        # node killed or stopped).
+        apply_fault "$kind" "$arg"
+        mono_now
+        start=$NOW
+        if ((${#pend[@]})); then
+            write_window "${pend[@]:0:2}" "$start" "${pend[@]:2}"
+            pend=()
+        elif ((prev_end)); then
+            start=$prev_end
+        fi
+        assign_sides "$w" "$kind" "$arg" "$rn"
+        start_roamer "$w" "$rn"
+        monitor_sleep "$ms"
+        if [[ $kind == heal || $kind == baseline ]]; then
+            pend=("$w" "$start" "$kind" "$LABEL" "$rn" "$SIDE_JSON")
+            prev_end=0
+        else
+            # The window ends when healing begins; calls made while the
+            # nemesis undoes the fault belong to the heal window.
+            stop_roamer
+            mono_now
+            prev_end=$NOW
+            write_window "$w" "$start" "$NOW" "$kind" "$LABEL" "$rn" "$SIDE_JSON"
+            end_fault "$kind" "$arg"
+        fi
+        if ((NOW - T0 > HARD_LIMIT_NS)); then
+            fail_check "the run exceeded its time bound ($((HARD_LIMIT_NS / 1000000000)) s); schedule cut short"
+            break
+        fi
+    done
+    stop_roamer
+    if ((${#pend[@]})); then
+        mono_now
+        write_window "${pend[@]:0:2}" "$NOW" "${pend[@]:2}"
+    fi
+}
+
+# ---- final checks ------------------------------------------------------------------
+# Reads every key through every node's public service (from the control
+# namespace, sequentially, after all clients stopped); records the reads in
+# the history format so the checker covers them too.
+CONVERGED=1
+final_reads() {
+    local k i v rc t1 try out
+    : >"$FINAL_HIST"
+    declare -gA FINAL
+    for ((k = 0; k < KEYS; k++)); do
+        for ((i = 1; i <= NODES; i++)); do
+            v=""
+            for ((try = 1; try <= 10; try++)); do
+                mono_now; t1=$NOW
+                out=$(ip netns exec "${CL_NS[ctl]}" "$CLIENT" --via "$(node_ip "$i"):$PORT" \
+                    --deadline-ms "$VIA_DEADLINE_MS" get "$k" 2>>"$OUT/tmp/final.err")
+                rc=$?
+                mono_now
+                if ((rc == 0)) && [[ $out =~ ^-?[0-9]+$ ]]; then
+                    printf '{"client":%d,"op":"get","key":%d,"value":%s,"call":%s,"return":%s,"ok":true}\n' \
+                        "$i" "$k" "$out" "$t1" "$NOW" >>"$FINAL_HIST"
+                    v=$out
+                    break
+                fi
+                printf '{"client":%d,"op":"get","key":%d,"value":0,"call":%s,"return":%s,"ok":false}\n' \
+                    "$i" "$k" "$t1" "$NOW" >>"$FINAL_HIST"
+                sleep 1
+            done
+            FINAL[$k,$i]=$v
+            if [[ -z $v ]]; then
+                fail_check "after healing, node $i could not answer get($k) in 10 tries"
+                CONVERGED=0
+            fi
+        done
+    done
+    local diff=0 line
+    for ((k = 0; k < KEYS; k++)); do
+        line=""
+        for ((i = 1; i <= NODES; i++)); do line+=" node$i=${FINAL[$k,$i]:-?}"; done
+        for ((i = 2; i <= NODES; i++)); do
+            if [[ ${FINAL[$k,$i]} != "${FINAL[$k,1]}" ]]; then
+                diff=$((diff + 1))
+                CONVERGED=0
+                fail_check "replicas disagree after healing: key $k:$line"
+                break
+            fi
+        done
+    done
+}
+
+# Raw replica state: dht.Replica/Read on each replica (its local value and
+# version, no quorum).  Replicas that missed writes while cut off may lag
+# behind until a later read or write repairs them; that is legal.  Two
+# replicas holding different values under the same version is not.
+pb_varint() { # decodes the varint at HEX[POS..]; sets PBV and POS
+    local b shift=0
+    PBV=0
+    while ((POS + 2 <= ${#HEX})); do
+        b=$((16#${HEX:POS:2}))
+        POS=$((POS + 2))
+        PBV=$((PBV | ((b & 127) << shift)))
+        shift=$((shift + 7))
+        ((b & 128)) || return 0
+    done
+    return 1
+}
+key_hex() { # protobuf ReadRequest{key=K}
+    local k=$1 out="" b
+    ((k == 0)) && { echo ""; return; }
+    out="08"
+    while :; do
+        b=$((k & 127))
+        k=$(((k >> 7) & 0x01ffffffffffffff))
+        if ((k)); then out+=$(printf '%02x' $((b | 128))); else out+=$(printf '%02x' $b); break; fi
+    done
+    echo "$out"
+}
+RAW_SUMMARY=""
+raw_replica_state() {
+    [[ -n $RAWCALL ]] || { RAW_SUMMARY="not checked (no rawcall binary)"; return; }
+    local k i out status f wt lag=0 same=0 bad=0 unread=0
+    local -A val ver
+    for ((k = 0; k < KEYS; k++)); do
+        for ((i = 1; i <= NODES; i++)); do
+            out=$(ip netns exec "${CL_NS[ctl]}" "$RAWCALL" "$(node_ip "$i"):$PORT" /dht.Replica/Read "$(key_hex "$k")" 2000 2>/dev/null)
+            status=${out%% *}
+            HEX=$(sed -n 2p <<<"$out")
+            if [[ $status != OK ]]; then unread=$((unread + 1)); continue; fi
+            local okf=0 value=0 counter=0 writer=0
+            POS=0
+            while ((POS < ${#HEX})); do
+                pb_varint || break
+                f=$((PBV >> 3)) wt=$((PBV & 7))
+                ((wt == 0)) || break
+                pb_varint || break
+                case $f in 1) okf=$PBV ;; 2) value=$PBV ;; 3) counter=$PBV ;; 4) writer=$PBV ;; esac
+            done
+            if ((okf == 0)); then # ok=false: the replica is still recovering
+                unread=$((unread + 1))
+                continue
+            fi
+            val[$k,$i]=$value
+            ver[$k,$i]="$counter.$writer"
+        done
+        local i2 j2 agree=1
+        for ((i2 = 1; i2 <= NODES; i2++)); do
+            for ((j2 = i2 + 1; j2 <= NODES; j2++)); do
+                [[ -n ${ver[$k,$i2]:-} && -n ${ver[$k,$j2]:-} ]] || continue
+                if [[ ${ver[$k,$i2]} == "${ver[$k,$j2]}" ]]; then
+                    if [[ ${val[$k,$i2]} != "${val[$k,$j2]}" ]]; then
+                        bad=$((bad + 1))
+                        fail_check "replicas $i2 and $j2 hold different values (${val[$k,$i2]} vs ${val[$k,$j2]}) under the same version ${ver[$k,$i2]} for key $k"
+                    fi
+                else
+                    agree=0
+                fi
+            done
+        done
+        ((agree)) && same=$((same + 1)) || lag=$((lag + 1))
+    done
+    RAW_SUMMARY="$same of $KEYS keys identical (value and version) on every replica; $lag keys where some replica still lags (legal: repaired by the next read or write of the key)"
+    ((unread)) && RAW_SUMMARY+="; $unread replica reads failed or found the replica recovering"
+    ((bad)) && RAW_SUMMARY+="; $bad CONFLICTS (same version, different values)"
+}
+
+# ---- report --------------------------------------------------------------------
+compute_stats() {
+    local ops=$OUT/tmp/ops.tsv stall=$OUT/tmp/stall.tsv h hist=()
+    for h in "$OUT"/history/*.jsonl; do [[ $h == "$FINAL_HIST" ]] || hist+=("$h"); done
+    awk -v mode=classify -f "$STATS_AWK" "$WINDOWS" "$SIDES" "${hist[@]}" >"$ops" 2>"$OUT/tmp/stats.err" &&
+        LC_ALL=C sort -t $'\t' -k1,1n -k2,2 -k8,8n "$ops" | awk -v mode=stall -f "$STATS_AWK" "$WINDOWS" - >"$stall" 2>>"$OUT/tmp/stats.err" &&
+        LC_ALL=C sort -t $'\t' -k1,1n -k2,2 -k7,7n "$ops" | awk -v mode=groups -f "$STATS_AWK" "$stall" - >"$OUT/tmp/groups.out" 2>>"$OUT/tmp/stats.err" ||
+        fail_check "computing the statistics failed: $(head -c 500 "$OUT/tmp/stats.err")"
+    grep -v '^LATE' "$OUT/tmp/groups.out" >"$GROUPS_TSV"
+    grep '^LATE' "$OUT/tmp/groups.out" >"$OUT/tmp/late.tsv"
+    rm -f "$ops"
+}
+write_report() {
+    local groups=$GROUPS_TSV stall_limit_ms=$((GRACE_MS + MARGIN_MS))
+    {
+        echo "================ fault harness report ================"
+        echo "date:      $(date -u '+%F %T UTC')   host: $(hostname)   cores: $(nproc)   kernel: $(uname -r)"
+        echo "seed:      $SEED   schedule: $SCHEDULE   nodes: $NODES   faults: ${FAULTS[*]}"
+        echo "replay:    tests/harness/harness.sh --bin $BIN --schedule $SCHEDULE --seed $SEED --nodes $NODES$( [[ $SCHEDULE != short ]] && echo " --duration $DURATION")$( [[ -n $FAULTS_ARG ]] && echo " --faults $FAULTS_ARG")"
+        echo "workload:  keys 0..$((KEYS - 1)), put ratio 0.5; fan-out clients F1..F$FANOUT x$CONC threads; via clients V1..V$NODES (Vi -> node i); R: via a node drawn per window; pace ${PACE_MS} ms"
+        echo "deadlines: server $SERVER_DEADLINE_MS ms (lease $LEASE_MS ms); fan-out client $FAN_DEADLINE_MS ms; via client $VIA_DEADLINE_MS ms; margin $MARGIN_MS ms"
+        echo "durability: $( ((HAS_DATADIR)) && echo "server has --data-dir: nodes restart with their WAL; wipe = empty dir" || echo "server has NO --data-dir: a killed node restarts EMPTY; wipe nemesis not run")"
+        echo "clock:     CLOCK_MONOTONIC from /proc/$CLOCK_SRC"
+        echo
+        echo "Per fault window and side: ops called in the window; ok / fail (false or error) / unk (outcome"
+        echo "unknown); latency percentiles in ms; stall = longest time (s) a 'live' side went without any ok"
+        echo "answer; late = calls slower than their deadline + margin. expect: live = must keep answering,"
+        echo "fastfail = no quorum reachable, must answer false/unavailable within the deadline,"
+        echo "down = talks to a killed/stopped node, any = healing."
+        echo
+        awk -F '\t' -v t0="$T0" '
+            BEGIN { last = "none" }
+            FILENAME ~ /windows\.tsv$/ { ws[$1] = $2; we[$1] = $3; lab[$1] = $5; next }
+            {
+                if ($1 "" != last) {
+                    last = $1 ""
+                    printf "[%d] +%.1fs %5.1fs  %s\n", $1, (ws[$1] - t0) / 1e9, (we[$1] - ws[$1]) / 1e9, lab[$1]
+                }
+                st = ($13 == "-" ? "-" : ($13 == "nook" ? "NO-OK" : sprintf("%.1f", $13 / 1000)))
+                printf "      %-34s %-14s %7d %7d %6d %5d %8.1f %8.1f %8.1f %6s %4d  %s\n", substr($2, 1, 34), substr($4, 1, 14), $5, $6, $7, $8, $9, $10, $11, st, $12, $3
+            }' "$WINDOWS" "$groups" | sed '1i\      side                               clients            ops      ok   fail   unk   p50 ms   p99 ms   max ms  stall late  expect'
+        echo
+        awk -F '\t' '{ n += $5; ok += $6; f += $7; u += $8 } END { printf "total: %d operations: %d ok, %d failed, %d unknown\n", n, ok, f, u }' "$groups"
+        echo
+        echo "checks:"
+        echo "  linearizability: $LIN_VERDICT"
+        if ((LIN_RC == 1)); then
+            echo "    smallest failing key's sub-history (lincheck.txt; '#' = op index in the merged"
+            echo "    history, clients: pid*1000+thread of each history/*.jsonl, 1..N = final reads via node N):"
+            head -n 200 "$OUT/lincheck.txt" | sed 's/^/    | /'
+            (($(wc -l <"$OUT/lincheck.txt") > 200)) && echo "    | ... (truncated; see lincheck.txt)"
+        fi
+        echo "  convergence (every key read through every node's public service after healing): $( ((CONVERGED)) && echo "all $NODES nodes return the same value for all $KEYS keys" || echo "FAILED (see below)")"
+        echo "  replica state (raw dht.Replica/Read on each replica): $RAW_SUMMARY"
+        if ((${#CRASHES[@]})); then
+            echo "  node crashes: ${#CRASHES[@]}"
+            printf '    %s\n' "${CRASHES[@]}"
+        else
+            echo "  node crashes: none (no node exited except by the nemesis' kill -9; shutdown: $SHUTDOWN_NOTE)"
+        fi
+        local nlate
+        nlate=$(awk -F '\t' '{ n += $12 } END { print n + 0 }' "$groups")
+        echo "  deadlines: $nlate calls slower than their deadline + $MARGIN_MS ms margin"
+        awk -F '\t' '{ printf "    late: window %s client %s %s %s after %s ms (limit %s ms)\n", $2, $3, $4, $5, $6, $7 }' "$OUT/tmp/late.tsv"
+        local stalls
+        stalls=$(awk -F '\t' -v lim="$stall_limit_ms" '$3 == "live" && ($13 == "nook" || $13 + 0 > lim) { printf "window %s side %s: %s\n", $1, $2, ($13 == "nook" ? "no ok answer at all" : sprintf("%.1f s without an ok answer", $13 / 1000)) }' "$groups")
+        echo "  liveness of 'live' sides (longest stall <= deadline + lease + margin = $stall_limit_ms ms): $([[ -z $stalls ]] && echo ok || echo FAILED)"
+        [[ -n $stalls ]] && sed 's/^/    /' <<<"$stalls"
+        ((${#NOTES[@]})) && printf '  note: %s\n' "${NOTES[@]}"
+        echo
+        if ((${#FAILURES[@]})); then
+            echo "VERDICT: FAIL"
+            printf '  - %s\n' "${FAILURES[@]}"
+        else
+            echo "VERDICT: PASS (linearizable, converged, no crash, no hang)"
+        fi
+        echo
+        echo "files (in $OUT):"
+        echo "  report.txt, timeline.jsonl (nemesis windows, CLOCK_MONOTONIC ns), plan.txt (the schedule),"
+        echo "  history/*.jsonl (every operation; F*/V* whole run, R-wNNN per window, final.jsonl = final reads),"
+        echo "  lincheck.txt, stats.tsv, logs/node*.log (through docker/entrypoint.sh), clients/*.out|err, harness.log"
+        ((PASSED_PENDING && !KEEP && !OUT_GIVEN)) && echo "  (this directory is removed on exit because the run passed; use --keep or --out to keep it)"
+    } >"$REPORT"
+}
+
+# ---- main ----------------------------------------------------------------------
+HARD_LIMIT_NS=0
+SHUTDOWN_NOTE="not reached"
+LIN_VERDICT="not run" LIN_RC=-1
+PASSED_PENDING=0
+
+build_plan
+planned_ms=0
+for ms in "${PLAN_MS[@]}"; do planned_ms=$((planned_ms + ms)); done
+HARD_LIMIT_NS=$(((planned_ms + 120000) * 1000000 + planned_ms * 300000))
+print_plan() {
+    echo "seed $SEED schedule $SCHEDULE nodes $NODES faults ${FAULTS[*]}"
+    for ((w = 0; w < ${#PLAN_KIND[@]}; w++)); do
+        describe "${PLAN_KIND[w]}" "${PLAN_ARG[w]}"
+        local rn=${PLAN_ROAM[w]}
+        [[ ${PLAN_KIND[w]} == clientcut ]] && rn=${PLAN_ARG[w]%%|*}
+        printf '%3d %5d.%ds  %s   [R via node %s]\n' "$w" $((PLAN_MS[w] / 1000)) $((PLAN_MS[w] % 1000 / 100)) "$LABEL" "$rn"
+    done
+}
+if ((DRY_RUN)); then
+    print_plan
+    exit 0
+fi
+check_requirements
+setup_out
+sweep_leftovers
+probe_capabilities
+print_plan >"$OUT/plan.txt"
+
+log "fault harness: seed $SEED, schedule $SCHEDULE, $NODES nodes, ${#PLAN_KIND[@]} windows, about $((planned_ms / 1000)) s of faults and heals"
+log "replay with: $0 --bin $BIN --schedule $SCHEDULE --seed $SEED --nodes $NODES$( [[ $SCHEDULE != short ]] && echo " --duration $DURATION")$( [[ -n $FAULTS_ARG ]] && echo " --faults $FAULTS_ARG")"
+log "output: $OUT"
+((HAS_DATADIR)) || NOTES+=("the server has no --data-dir: kill -9 restarts a node with an empty replica, and the wipe nemesis was not run")
+[[ $CLOCK_SRC == uptime ]] && NOTES+=("/proc/timer_list unreadable: window boundaries from /proc/uptime (10 ms, CLOCK_BOOTTIME)")
+
+# From here on, stderr of the harness itself (bash job notices such as
+# "Killed" for the nemesis' kill -9, ip/nft diagnostics) goes to
+# harness.log; everything a person needs is logged on stdout.
+exec 2>>"$HLOG"
+net_up || { echo "harness: network setup failed (see $HLOG)" >&3; exit 2; }
+log "network: switch namespace $NS_SW, nodes $MEMBERS, clients ${CLIENTS[*]} R ctl on $NET.0/24"
+
+for ((i = 1; i <= NODES; i++)); do start_node "$i"; done
+for ((i = 1; i <= NODES; i++)); do
+    if ! wait_serving "$i" 20; then
+        tail -n 20 "$OUT/logs/node$i.log" >&3
+        echo "harness: node $i did not start (see $OUT/logs/node$i.log)" >&3
+        exit 2
+    fi
+done
+log "all $NODES nodes serving (started through docker/entrypoint.sh with env IP, PORT=$PORT, MEMBERS)"
+
+idx=0
+for c in "${CLIENTS[@]}"; do idx=$((idx + 1)); start_client "$c" "$idx"; done
+run_schedule
+
+# ---- stop, check, report ------------------------------------------------------------
+stop_roamer
+for c in "${CLIENTS[@]}"; do
+    ((${CL_RUNNING[$c]:-0})) || continue
+    CL_RUNNING[$c]=0
+    stop_pid "${CL_PID[$c]}" "client $c" $((VIA_DEADLINE_MS + MARGIN_MS + 3000))
+    CL_PID[$c]=""
+done
+log "clients stopped; waiting until every node serves, then reading every key through every node"
+heal_network all
+for ((i = 1; i <= NODES; i++)); do
+    [[ ${NODE_STATE[$i]} == up ]] || { NODE_STATE[$i]=up; kill -CONT "${NODE_PID[$i]}" 2>/dev/null; }
+done
+ensure_all_serving 30
+check_procs
+final_reads
+raw_replica_state
+
+log "checking $(cat "$OUT"/history/*.jsonl | wc -l) operations with lincheck"
+lin_args=()
+[[ -n $BUDGET ]] && lin_args+=(--budget "$BUDGET")
+timeout 300 "$LINCHECK" "${lin_args[@]}" "$OUT"/history/*.jsonl >"$OUT/lincheck.txt" 2>&1
+lrc=$?
+LIN_RC=$lrc
+case $lrc in
+0) LIN_VERDICT="linearizable ($(head -n 1 "$OUT/lincheck.txt"))" ;;
+1) LIN_VERDICT="$(head -n 1 "$OUT/lincheck.txt")"
+   fail_check "history is not linearizable: $(head -n 1 "$OUT/lincheck.txt")" ;;
+3) LIN_VERDICT="INCONCLUSIVE (search budget exhausted): $(head -n 1 "$OUT/lincheck.txt")"
+   fail_check "lincheck inconclusive: zero violations not shown (raise --budget)" ;;
+124) LIN_VERDICT="lincheck timed out after 300 s"; fail_check "lincheck timed out" ;;
+*) LIN_VERDICT="lincheck error $lrc: $(head -n 3 "$OUT/lincheck.txt")"; fail_check "lincheck failed with status $lrc" ;;
+esac
+
+# Graceful stop: every node must exit 0 on SIGTERM.
+bad_stop=()
+for ((i = 1; i <= NODES; i++)); do
+    p=${NODE_PID[$i]}
+    kill -TERM "$p" 2>/dev/null
+done
+for ((i = 1; i <= NODES; i++)); do
+    p=${NODE_PID[$i]}
+    for ((k = 0; k < 100; k++)); do alive "$p" || break; sleep 0.05; done
+    if alive "$p"; then
+        bad_stop+=("node $i hung on SIGTERM")
+        kill -9 "$p" 2>/dev/null
+    fi
+    wait "$p" 2>/dev/null
+    rc=$?
+    ((rc == 0)) || bad_stop+=("node $i exited with status $rc on SIGTERM")
+    NODE_PID[$i]=""
+done
+if ((${#bad_stop[@]})); then
+    SHUTDOWN_NOTE="${bad_stop[*]}"
+    fail_check "clean shutdown: ${bad_stop[*]}"
+else
+    SHUTDOWN_NOTE="all nodes exited 0 on SIGTERM"
+fi
+for ((i = 1; i <= NODES; i++)); do
+    if grep -qE 'AddressSanitizer|runtime error:|ThreadSanitizer|Assertion .* failed' "$OUT/logs/node$i.log"; then
+        fail_check "node $i log reports a sanitizer error or failed assertion (logs/node$i.log)"
+    fi
+done
+
+# Latency and liveness checks come from the statistics.
+log "computing per-window statistics"
+compute_stats
+nlate=$(awk -F '\t' '{ n += $12 } END { print n + 0 }' "$GROUPS_TSV")
+((nlate > 0)) && fail_check "$nlate calls took longer than their deadline + $MARGIN_MS ms (hung instead of failing fast)"
+stalls=$(awk -F '\t' -v lim=$((GRACE_MS + MARGIN_MS)) '$3 == "live" && ($13 == "nook" || $13 + 0 > lim)' "$GROUPS_TSV" | wc -l)
+((stalls > 0)) && fail_check "$stalls live sides stopped answering for longer than deadline + lease + margin"
+slow_heals=$(awk -F '\t' -v lim=$((GRACE_MS + MARGIN_MS)) '$3 == "any" && ($13 == "nook" || $13 + 0 > lim) { printf "%s%s/%s %s", sep, $1, $2, ($13 == "nook" ? "no ok" : sprintf("%.1fs", $13 / 1000)); sep = ", " }' "$GROUPS_TSV")
+[[ -n $slow_heals ]] && NOTES+=("slow recovery after healing (longest time without an ok answer in a heal window > $((GRACE_MS + MARGIN_MS)) ms; not a failure): $slow_heals")
+[[ -s $OUT/tmp/stats.err ]] && NOTES+=("$(cat "$OUT/tmp/stats.err")")
+((${#FAILURES[@]})) || PASSED_PENDING=1
+write_report
+cat "$REPORT"
+if ((${#FAILURES[@]})); then
+    exit 1
+fi
+PASSED=1
+exit 0

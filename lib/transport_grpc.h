@@ -20,6 +20,8 @@ typedef struct dht_grpc_config {
     const char *const *peers; /* HOST:PORT of each replica; copied */
     int npeers;
     int workers;              /* completion-queue threads; <=0: number of cores */
+    int self;                 /* peer index served by `service` in this process, or -1:
+                                 its replica requests skip gRPC (see local_main) */
     const char *listen_addr;  /* NULL: client only */
     const dht_service *service;   /* required with listen_addr; copied */
     /* Health check answer: 1 serving, 0 not serving.  NULL: always serving. */

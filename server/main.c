@@ -411,7 +411,7 @@ int main(int argc, char **argv)
              listen_ip, (long long)o.port);
     dht_service svc = {.replica = on_replica, .replica_batch = on_replica_batch,
                        .client = on_public, .arg = &nd};
-    dht_grpc_config gc = {.peers = peers, .npeers = n, .workers = (int)o.workers,
+    dht_grpc_config gc = {.peers = peers, .npeers = n, .workers = (int)o.workers, .self = self,
                           .listen_addr = listen_addr, .service = &svc,
                           .serving = is_serving, .serving_arg = &nd};
     dht_grpc *g;

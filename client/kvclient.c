@@ -1,35 +1,12 @@
 #include "kvclient.h"
 
-#include "transport_grpc.h"
+#include "call_sync.h"
 
-#include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "etcd.h"
-
-typedef struct {
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    bool done;
-    dht_status st;
-    dht_msg reply;
-    char error[256]; /* the node's gRPC status and details on failure */
-} via_wait;
-
-static void via_cb(void *arg, dht_status st, const dht_msg *reply)
-{
-    via_wait *w = arg;
-    pthread_mutex_lock(&w->mu);
-    w->st = st;
-    snprintf(w->error, sizeof w->error, "%s", dht_grpc_last_error());
-    if (reply)
-        w->reply = *reply;
-    w->done = true;
-    pthread_cond_signal(&w->cv);
-    pthread_mutex_unlock(&w->mu);
-}
 
 /* After a failed call: the next call goes to the next listed node. */
 static void next_peer(kvclient *c)
@@ -51,25 +28,11 @@ static void etcd_after(kvclient *c, int grpc_status)
 static dht_status via_call(kvclient *c, const dht_msg *req, dht_msg *reply, char *err,
                            size_t errlen)
 {
-    via_wait w = {.done = false};
-    pthread_mutex_init(&w.mu, NULL);
-    pthread_cond_init(&w.cv, NULL);
     int64_t deadline = dht_transport_now(c->t) + c->deadline_ns;
-    if (dht_transport_send(c->t, c->peer, req, deadline, via_cb, &w) != 0) {
-        w.st = DHT_ERR_SHUTDOWN;
-    } else {
-        pthread_mutex_lock(&w.mu);
-        while (!w.done)
-            pthread_cond_wait(&w.cv, &w.mu);
-        pthread_mutex_unlock(&w.mu);
-    }
-    pthread_mutex_destroy(&w.mu);
-    pthread_cond_destroy(&w.cv);
-    *reply = w.reply;
-    snprintf(err, errlen, "%s", w.error[0] ? w.error : dht_status_name(w.st));
-    if (w.st == DHT_ERR_UNAVAILABLE || w.st == DHT_ERR_TIMEOUT)
+    dht_status st = dht_call_sync(c->t, c->peer, req, deadline, reply, err, errlen);
+    if (st == DHT_ERR_UNAVAILABLE || st == DHT_ERR_TIMEOUT)
         next_peer(c);
-    return w.st;
+    return st;
 }
 
 dht_put_outcome kv_put(kvclient *c, int64_t key, int64_t value, char *reason, size_t len)

@@ -11,6 +11,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "call_sync.h"
 #include "log.h"
 #include "util.h"
 
@@ -59,62 +60,15 @@ static bool stopping(dht_sync *s)
     return stop;
 }
 
-/* ---- one blocking Scan --------------------------------------------------- */
-
-typedef struct {
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    bool done;
-    dht_status st;
-    dht_msg reply; /* entries: our own copy */
-} waiter;
-
-static void scan_cb(void *arg, dht_status st, const dht_msg *rep)
-{
-    waiter *w = arg;
-    pthread_mutex_lock(&w->mu);
-    w->st = st;
-    if (st == DHT_OK && rep) {
-        w->reply = *rep;
-        w->reply.entries = NULL;
-        if (rep->nentries) {
-            /* The transport frees its copy after we return. */
-            w->reply.entries = malloc(rep->nentries * sizeof *rep->entries);
-            if (w->reply.entries)
-                memcpy(w->reply.entries, rep->entries, rep->nentries * sizeof *rep->entries);
-            else
-                w->st = DHT_ERR_REMOTE;
-        }
-    }
-    w->done = true;
-    pthread_cond_signal(&w->cv);
-    pthread_mutex_unlock(&w->mu);
-}
-
 /* Scans one page of peer from cur; on DHT_OK *rep holds entries the caller
  * frees and the next page's cursor. */
 static dht_status scan_page(dht_sync *s, int peer, const dht_scan_cursor *cur, uint32_t limit,
                             dht_msg *rep)
 {
-    waiter w;
-    memset(&w, 0, sizeof w);
-    pthread_mutex_init(&w.mu, NULL);
-    pthread_cond_init(&w.cv, NULL);
     dht_msg req = {.type = DHT_MSG_SCAN, .key = cur->after, .from_start = cur->from_start,
                    .stripe = cur->stripe, .limit = limit};
     int64_t deadline = dht_transport_now(s->t) + s->cfg.rpc_timeout_ns;
-    if (dht_transport_send(s->t, peer, &req, deadline, scan_cb, &w) != 0) {
-        w.st = DHT_ERR_SHUTDOWN;
-    } else {
-        pthread_mutex_lock(&w.mu);
-        while (!w.done)
-            pthread_cond_wait(&w.cv, &w.mu);
-        pthread_mutex_unlock(&w.mu);
-    }
-    pthread_mutex_destroy(&w.mu);
-    pthread_cond_destroy(&w.cv);
-    *rep = w.reply;
-    return w.st;
+    return dht_call_sync(s->t, peer, &req, deadline, rep, NULL, 0);
 }
 
 /* Installs one entry through the write path (so it is logged); returns 1

@@ -46,6 +46,9 @@ typedef struct dht_transport_ops {
      * deadline whatever the network does. */
     void *(*after_cancelable)(dht_transport *t, int64_t delay_ns, dht_timer_cb cb, void *arg);
     int (*cancel)(dht_transport *t, void *handle);
+    /* Optional: during an error callback, a description of the failure
+     * (e.g. the peer's status and details), for messages. */
+    const char *(*last_error)(dht_transport *t);
 } dht_transport_ops;
 
 struct dht_transport {

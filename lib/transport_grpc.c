@@ -1115,8 +1115,15 @@ static int grpc_cancel(dht_transport *t, void *handle)
     return dht_timers_cancel(((dht_grpc *)t)->timers, handle);
 }
 
-static const dht_transport_ops grpc_ops = {grpc_send, grpc_after, grpc_now,
-                                           grpc_after_cancelable, grpc_cancel};
+static const char *grpc_last_error(dht_transport *t)
+{
+    (void)t;
+    return tl_last_error;
+}
+
+static const dht_transport_ops grpc_ops = {grpc_send,   grpc_after,  grpc_now,
+                                           grpc_after_cancelable, grpc_cancel,
+                                           grpc_last_error};
 
 static grpc_channel_args *channel_args(void)
 {

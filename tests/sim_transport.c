@@ -180,7 +180,7 @@ static int64_t sim_now_ep(dht_transport *t)
     return ((endpoint *)t)->w->now;
 }
 
-static const dht_transport_ops sim_ops = {sim_send, sim_after, sim_now_ep, NULL, NULL};
+static const dht_transport_ops sim_ops = {sim_send, sim_after, sim_now_ep, NULL, NULL, NULL};
 
 /* ---- event processing ------------------------------------------------------- */
 

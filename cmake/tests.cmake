@@ -38,3 +38,7 @@ add_executable(test_transport_grpc tests/test_transport_grpc.c)
 target_link_libraries(test_transport_grpc dht_net)
 add_test(NAME transport_grpc COMMAND test_transport_grpc)
 set_tests_properties(transport_grpc PROPERTIES LABELS "unit" TIMEOUT 60)
+
+# Coverage-guided fuzzing of the log replay parser (clang + libFuzzer), 10 s.
+add_test(NAME wal_libfuzzer_short COMMAND bash ${CMAKE_SOURCE_DIR}/tests/fuzz_libfuzzer.sh 10)
+set_tests_properties(wal_libfuzzer_short PROPERTIES SKIP_RETURN_CODE 77 TIMEOUT 120 LABELS "unit")

@@ -110,6 +110,8 @@
 
 #include "wal.h"
 
+#include "le.h"
+
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -400,31 +402,6 @@ static int mkdir_p(const char *path, bool *created)
 
 /* ================================================================ snapshot parse */
 
-static uint64_t le64(const uint8_t *p)
-{
-    uint64_t v = 0;
-    for (int i = 7; i >= 0; i--)
-        v = (v << 8) | p[i];
-    return v;
-}
-
-static uint32_t le32(const uint8_t *p)
-{
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
-static void put_le64(uint8_t *p, uint64_t v)
-{
-    for (int i = 0; i < 8; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static void put_le32(uint8_t *p, uint32_t v)
-{
-    for (int i = 0; i < 4; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
 /* Validate (apply == NULL) or replay a snapshot image.  0 or -1 with *bad_off
  * and why set. */
 static int snap_parse(const uint8_t *b, size_t n, uint64_t expect_no, dht_wal_apply_fn apply,
@@ -440,16 +417,16 @@ static int snap_parse(const uint8_t *b, size_t n, uint64_t expect_no, dht_wal_ap
         snprintf(why, whylen, "bad header magic");
         return -1;
     }
-    if (le32(b + 8) != 1 || le32(b + 12) != SNAP_REC) {
+    if (dht_le_get32(b + 8) != 1 || dht_le_get32(b + 12) != SNAP_REC) {
         *bad_off = 8;
-        snprintf(why, whylen, "unsupported version %u / record size %u", (unsigned)le32(b + 8),
-                 (unsigned)le32(b + 12));
+        snprintf(why, whylen, "unsupported version %u / record size %u", (unsigned)dht_le_get32(b + 8),
+                 (unsigned)dht_le_get32(b + 12));
         return -1;
     }
-    if (le64(b + 16) != expect_no) {
+    if (dht_le_get64(b + 16) != expect_no) {
         *bad_off = 16;
         snprintf(why, whylen, "covers segment %" PRIu64 " but is named for %" PRIu64,
-                 le64(b + 16), expect_no);
+                 dht_le_get64(b + 16), expect_no);
         return -1;
     }
     const uint8_t *t = b + n - SNAP_TRAILER;
@@ -459,16 +436,16 @@ static int snap_parse(const uint8_t *b, size_t n, uint64_t expect_no, dht_wal_ap
         return -1;
     }
     size_t body = n - SNAP_HDR - SNAP_TRAILER;
-    uint64_t count = le64(t + 8);
+    uint64_t count = dht_le_get64(t + 8);
     if (body % SNAP_REC != 0 || count != body / SNAP_REC) {
         *bad_off = n - SNAP_TRAILER + 8;
         snprintf(why, whylen, "record count %" PRIu64 " does not match file size %zu", count, n);
         return -1;
     }
-    uint32_t stored = le32(t + 16);
+    uint32_t stored = dht_le_get32(t + 16);
     if (!apply) {
         uint32_t computed = dht_crc32c(0, b, n - 8);
-        if (stored != computed || le32(t + 20) != 0) {
+        if (stored != computed || dht_le_get32(t + 20) != 0) {
             *bad_off = n - 8;
             snprintf(why, whylen,
                      "checksum mismatch: stored 0x%08x, computed 0x%08x over bytes 0..%zu "
@@ -479,7 +456,7 @@ static int snap_parse(const uint8_t *b, size_t n, uint64_t expect_no, dht_wal_ap
         return 0;
     }
     for (const uint8_t *p = b + SNAP_HDR; p < t; p += SNAP_REC)
-        apply(arg, (int64_t)le64(p), (int64_t)le64(p + 8), le64(p + 16), le64(p + 24));
+        apply(arg, (int64_t)dht_le_get64(p), (int64_t)dht_le_get64(p + 8), dht_le_get64(p + 16), dht_le_get64(p + 24));
     return 0;
 }
 
@@ -1223,10 +1200,10 @@ static void snap_emit(void *arg, int64_t key, int64_t value, uint64_t counter, u
     if (sw->used + SNAP_REC > sizeof sw->buf)
         snap_flush(sw);
     uint8_t *p = sw->buf + sw->used;
-    put_le64(p, (uint64_t)key);
-    put_le64(p + 8, (uint64_t)value);
-    put_le64(p + 16, counter);
-    put_le64(p + 24, writer);
+    dht_le_put64(p, (uint64_t)key);
+    dht_le_put64(p + 8, (uint64_t)value);
+    dht_le_put64(p + 16, counter);
+    dht_le_put64(p + 24, writer);
     sw->used += SNAP_REC;
     sw->count++;
 }
@@ -1249,9 +1226,9 @@ static int write_snapshot(dht_wal *w, uint64_t no, dht_wal_iter_fn iter, void *i
         return -e;
     }
     memcpy(sw->buf, "DHTSNAP1", 8);
-    put_le32(sw->buf + 8, 1);
-    put_le32(sw->buf + 12, SNAP_REC);
-    put_le64(sw->buf + 16, no);
+    dht_le_put32(sw->buf + 8, 1);
+    dht_le_put32(sw->buf + 12, SNAP_REC);
+    dht_le_put64(sw->buf + 16, no);
     sw->used = SNAP_HDR;
 
     int r = iter ? iter(iter_arg, snap_emit, sw) : 0;
@@ -1260,10 +1237,10 @@ static int write_snapshot(dht_wal *w, uint64_t no, dht_wal_iter_fn iter, void *i
     if (r == 0) {
         snap_flush(sw);
         memcpy(sw->buf, "DHTSEND1", 8);
-        put_le64(sw->buf + 8, sw->count);
+        dht_le_put64(sw->buf + 8, sw->count);
         uint32_t crc = dht_crc32c(sw->crc, sw->buf, 16);
-        put_le32(sw->buf + 16, crc);
-        put_le32(sw->buf + 20, 0);
+        dht_le_put32(sw->buf + 16, crc);
+        dht_le_put32(sw->buf + 20, 0);
         if (sw->err == 0)
             sw->err = write_all(sw->fd, sw->buf, SNAP_TRAILER);
         r = sw->err;

@@ -5,6 +5,8 @@
  */
 #include "wal.h"
 
+#include "le.h"
+
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -66,47 +68,6 @@ uint32_t dht_crc32c(uint32_t crc, const void *buf, size_t len)
     return ~crc;
 }
 
-/* ---- little-endian helpers (the format is LE whatever the host is) ---- */
-
-static void put_u16(uint8_t *p, uint16_t v)
-{
-    p[0] = (uint8_t)v;
-    p[1] = (uint8_t)(v >> 8);
-}
-
-static void put_u32(uint8_t *p, uint32_t v)
-{
-    for (int i = 0; i < 4; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static void put_u64(uint8_t *p, uint64_t v)
-{
-    for (int i = 0; i < 8; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint16_t get_u16(const uint8_t *p)
-{
-    return (uint16_t)(p[0] | (p[1] << 8));
-}
-
-static uint32_t get_u32(const uint8_t *p)
-{
-    uint32_t v = 0;
-    for (int i = 3; i >= 0; i--)
-        v = (v << 8) | p[i];
-    return v;
-}
-
-static uint64_t get_u64(const uint8_t *p)
-{
-    uint64_t v = 0;
-    for (int i = 7; i >= 0; i--)
-        v = (v << 8) | p[i];
-    return v;
-}
-
 /* ---- record layout (see wal.c) ---- */
 
 #define REC_MAGIC 0x4c415744u /* bytes "DWAL" */
@@ -117,23 +78,23 @@ static uint64_t get_u64(const uint8_t *p)
 void dht_wal_encode(uint8_t out[DHT_WAL_RECORD_SIZE], int64_t key, int64_t value,
                     uint64_t counter, uint64_t writer)
 {
-    put_u32(out + 0, REC_MAGIC);
+    dht_le_put32(out + 0, REC_MAGIC);
     out[4] = REC_TYPE_PUT;
     out[5] = 0; /* flags, reserved */
-    put_u16(out + 6, REC_PAYLOAD);
-    put_u64(out + 8, (uint64_t)key);
-    put_u64(out + 16, (uint64_t)value);
-    put_u64(out + 24, counter);
-    put_u64(out + 32, writer);
-    put_u32(out + REC_CRC_OFF, dht_crc32c(0, out, REC_CRC_OFF));
+    dht_le_put16(out + 6, REC_PAYLOAD);
+    dht_le_put64(out + 8, (uint64_t)key);
+    dht_le_put64(out + 16, (uint64_t)value);
+    dht_le_put64(out + 24, counter);
+    dht_le_put64(out + 32, writer);
+    dht_le_put32(out + REC_CRC_OFF, dht_crc32c(0, out, REC_CRC_OFF));
 }
 
 /* Returns NULL if p[0..DHT_WAL_RECORD_SIZE) is a valid record, else a reason
  * (written into why). */
 static const char *check_record(const uint8_t *p, char *why, size_t whylen)
 {
-    if (get_u32(p) != REC_MAGIC) {
-        snprintf(why, whylen, "bad magic 0x%08x", (unsigned)get_u32(p));
+    if (dht_le_get32(p) != REC_MAGIC) {
+        snprintf(why, whylen, "bad magic 0x%08x", (unsigned)dht_le_get32(p));
         return why;
     }
     if (p[4] != REC_TYPE_PUT) {
@@ -144,11 +105,11 @@ static const char *check_record(const uint8_t *p, char *why, size_t whylen)
         snprintf(why, whylen, "bad flags 0x%02x", (unsigned)p[5]);
         return why;
     }
-    if (get_u16(p + 6) != REC_PAYLOAD) {
-        snprintf(why, whylen, "bad payload length %u", (unsigned)get_u16(p + 6));
+    if (dht_le_get16(p + 6) != REC_PAYLOAD) {
+        snprintf(why, whylen, "bad payload length %u", (unsigned)dht_le_get16(p + 6));
         return why;
     }
-    uint32_t stored = get_u32(p + REC_CRC_OFF);
+    uint32_t stored = dht_le_get32(p + REC_CRC_OFF);
     uint32_t computed = dht_crc32c(0, p, REC_CRC_OFF);
     if (stored != computed) {
         snprintf(why, whylen, "checksum mismatch (stored 0x%08x, computed 0x%08x)",
@@ -162,7 +123,7 @@ static bool record_valid(const uint8_t *p)
 {
     char why[96];
     /* cheap magic test first: this runs at every byte offset of a bad tail */
-    if (get_u32(p) != REC_MAGIC)
+    if (dht_le_get32(p) != REC_MAGIC)
         return false;
     return check_record(p, why, sizeof why) == NULL;
 }
@@ -196,8 +157,8 @@ int dht_wal_parse(const uint8_t *buf, size_t len, dht_wal_apply_fn apply, void *
         if (reason)
             break;
         if (apply)
-            apply(arg, (int64_t)get_u64(p + 8), (int64_t)get_u64(p + 16), get_u64(p + 24),
-                  get_u64(p + 32));
+            apply(arg, (int64_t)dht_le_get64(p + 8), (int64_t)dht_le_get64(p + 16), dht_le_get64(p + 24),
+                  dht_le_get64(p + 32));
         off += DHT_WAL_RECORD_SIZE;
     }
     *valid_len = off;

@@ -28,6 +28,7 @@ struct dht_timers {
     timer *heap; /* owned */
     size_t len, cap;
     uint64_t seq;
+    size_t cancelled; /* heap entries revoked but not yet popped */
     bool stop;
     pthread_t thread;
 };
@@ -61,7 +62,7 @@ static void *timer_main(void *arg)
 {
     dht_timers *t = arg;
     pthread_mutex_lock(&t->mu);
-    while (!(t->stop && t->len == 0)) {
+    while (!(t->stop && t->len == t->cancelled)) {
         if (t->len == 0) {
             pthread_cond_wait(&t->cv, &t->mu);
             continue;
@@ -80,6 +81,7 @@ static void *timer_main(void *arg)
         timer tm = pop(t);
         if (tm.tok != NULL && *tm.tok == TOKEN_CANCELLED) {
             free(tm.tok);
+            t->cancelled--;
             continue;
         }
         if (tm.tok != NULL)
@@ -162,8 +164,10 @@ int dht_timers_cancel(dht_timers *t, void *handle)
     token *tok = handle;
     pthread_mutex_lock(&t->mu);
     int revoked = *tok == TOKEN_PENDING;
-    if (revoked)
+    if (revoked) {
         *tok = TOKEN_CANCELLED; /* the timer thread frees it when it pops */
+        t->cancelled++;
+    }
     pthread_mutex_unlock(&t->mu);
     return revoked;
 }
@@ -171,7 +175,7 @@ int dht_timers_cancel(dht_timers *t, void *handle)
 size_t dht_timers_pending(dht_timers *t)
 {
     pthread_mutex_lock(&t->mu);
-    size_t n = t->len;
+    size_t n = t->len - t->cancelled; /* revoked ones will never run */
     pthread_mutex_unlock(&t->mu);
     return n;
 }
@@ -185,6 +189,8 @@ void dht_timers_stop(dht_timers *t)
     pthread_cond_signal(&t->cv);
     pthread_mutex_unlock(&t->mu);
     pthread_join(t->thread, NULL);
+    for (size_t i = 0; i < t->len; i++) /* only revoked timers are left */
+        free(t->heap[i].tok);
     pthread_mutex_destroy(&t->mu);
     pthread_cond_destroy(&t->cv);
     free(t->heap);

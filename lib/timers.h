@@ -18,8 +18,10 @@ void *dht_timers_add_cancelable(dht_timers *t, int64_t delay_ns, void (*cb)(void
  * started (cb will never run), 0 if cb is running or has run.  Call it at
  * most once per handle, and not after cb has returned. */
 int dht_timers_cancel(dht_timers *t, void *handle);
+/* Timers that will still run (revoked ones do not count). */
 size_t dht_timers_pending(dht_timers *t);
-/* Refuses new timers, runs the pending ones when due, joins and frees. */
+/* Refuses new timers, runs the pending ones when due (revoked ones are
+ * dropped without waiting for their time), joins and frees. */
 void dht_timers_stop(dht_timers *t);
 
 #endif

@@ -403,6 +403,30 @@ static void test_anti_entropy_catches_up(void)
     tnet_free(n);
 }
 
+static atomic_int timer_runs;
+
+static void count_timer(void *arg)
+{
+    (void)arg;
+    atomic_fetch_add(&timer_runs, 1);
+}
+
+static void test_timers_cancel(void)
+{
+    dht_timers *t = dht_timers_start();
+    void *far = dht_timers_add_cancelable(t, 60 * DHT_NS_PER_SEC, count_timer, NULL);
+    CHECK(far != NULL);
+    CHECK_EQ(dht_timers_add(t, 0, count_timer, NULL), 0);
+    while (atomic_load(&timer_runs) == 0)
+        usleep(1000);
+    CHECK_EQ(dht_timers_cancel(t, far), 1); /* revoked: it never runs */
+    /* A revoked timer is not pending, and stop does not wait for its time
+     * (it did: every client command lingered for its 2 s deadline). */
+    CHECK_EQ(dht_timers_pending(t), 0);
+    dht_timers_stop(t);
+    CHECK_EQ(atomic_load(&timer_runs), 1);
+}
+
 static const test_case tests[] = {
     {"concurrent_clients", test_concurrent_clients},
     {"concurrent_clients_replica_dies", test_concurrent_clients_replica_dies},
@@ -412,6 +436,7 @@ static const test_case tests[] = {
     {"sync_new_cluster_when_all_peers_empty", test_sync_new_cluster_when_all_peers_empty},
     {"sync_alone_keeps_waiting", test_sync_alone_keeps_waiting},
     {"anti_entropy_catches_up", test_anti_entropy_catches_up},
+    {"timers_cancel", test_timers_cancel},
     {0, 0},
 };
 

@@ -157,12 +157,8 @@ typedef struct scall {
 static _Thread_local worker *tl_worker;
 static _Thread_local char tl_last_error[256];
 
-const char *dht_grpc_last_error(void)
-{
-    return tl_last_error;
-}
-
-/* Records a failed call's status for dht_grpc_last_error. */
+/* Records a failed call's status for grpc_last_error (the transport's
+ * last_error op), read by callbacks on this thread. */
 static void note_error(grpc_status_code code, grpc_slice details)
 {
     char *d = grpc_slice_to_c_string(details);
@@ -385,23 +381,11 @@ static int queue_of(int peer, dht_msg_type t)
     return 2 * peer + (t == DHT_MSG_WRITE);
 }
 
-static int batch_inflight(void)
-{
-    static int v;
-    if (v == 0) {
-        const char *e = getenv("DHT_BATCH_INFLIGHT");
-        v = e ? atoi(e) : BATCH_INFLIGHT;
-        if (v < 1)
-            v = 1;
-    }
-    return v;
-}
-
 /* Takes up to BATCH_MAX_ITEMS queued items of peer when a batch slot is
  * free (q->mu held); returns how many, with the array in *out. */
 static size_t take_batch(peerq *q, qitem **out)
 {
-    if (q->len == 0 || q->inflight >= batch_inflight())
+    if (q->len == 0 || q->inflight >= BATCH_INFLIGHT)
         return 0;
     size_t n = q->len < BATCH_MAX_ITEMS ? q->len : BATCH_MAX_ITEMS;
     qitem *items = malloc(n * sizeof *items);

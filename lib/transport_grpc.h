@@ -59,11 +59,6 @@ int dht_grpc_call_raw(const char *addr, const char *method, const void *req, siz
                       int64_t timeout_ns, int *status, char *details, size_t details_len,
                       uint8_t *resp, size_t *resp_len);
 
-/* During a dht_transport callback that reports an error: the peer's gRPC
- * status name and details ("UNAVAILABLE: failed to connect ..."), for
- * messages.  Thread-local; "" otherwise. */
-const char *dht_grpc_last_error(void);
-
 /* Name of a numeric gRPC status code, e.g. "UNAVAILABLE". */
 const char *dht_grpc_status_name(int code);
 

@@ -287,12 +287,6 @@ static void test_message_loss(void)
         run_scenario("loss", base_seed() + s, 0.10, 6, 200, 4, NULL, NULL, false);
 }
 
-static void wide_delays(sim_world *w, void *arg)
-{
-    (void)w;
-    (void)arg;
-}
-
 static void test_delay_and_reordering(void)
 {
     /* delays from 10 us to 80 ms: replies overtake each other constantly */
@@ -302,7 +296,6 @@ static void test_delay_and_reordering(void)
         sim_world *w = sim_new(&cfg);
         workload wl;
         workload_init(&wl, w, 6, 150, 3, cfg.seed);
-        wide_delays(w, NULL);
         sim_run(w);
         expect_total(&wl, 6 * 150);
         check_linearizable(&wl, cfg.seed);

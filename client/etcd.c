@@ -1,12 +1,12 @@
 #include "etcd.h"
 
-#include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "etcd_kv.pb-c.h"
+#include "le.h"
 #include "transport_grpc.h"
 #include "util.h"
 
@@ -14,30 +14,13 @@
 #define ETCD_RANGE_METHOD "/etcdserverpb.KV/Range"
 
 typedef struct {
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    bool done;
+    dht_latch latch;
     bool is_get;
     int status;     /* gRPC status, -1 on transport shutdown */
     int decoded;    /* 1: reply parsed */
     int64_t value;  /* get: the value read */
     char why[96];   /* decode problem, if any */
 } etcd_wait;
-
-static int64_t le64_decode(const uint8_t *p)
-{
-    uint64_t v = 0;
-    for (int i = 7; i >= 0; i--)
-        v = v << 8 | p[i];
-    return (int64_t)v;
-}
-
-static void le64_encode(int64_t v, uint8_t *p)
-{
-    uint64_t u = (uint64_t)v;
-    for (int i = 0; i < 8; i++)
-        p[i] = (uint8_t)(u >> (8 * i));
-}
 
 /* Runs on a transport worker: decode while the reply bytes are valid. */
 static void etcd_cb(void *arg, int status, const uint8_t *resp, size_t len)
@@ -54,7 +37,7 @@ static void etcd_cb(void *arg, int status, const uint8_t *resp, size_t len)
             if (r->n_kvs == 0) {
                 decoded = 1; /* never written: 0, as in our store */
             } else if (r->kvs[0]->value.len == 8) {
-                value = le64_decode(r->kvs[0]->value.data);
+                value = (int64_t)dht_le_get64(r->kvs[0]->value.data);
                 decoded = 1;
             } else {
                 snprintf(why, sizeof why, "value of %zu bytes, expected 8",
@@ -71,34 +54,24 @@ static void etcd_cb(void *arg, int status, const uint8_t *resp, size_t len)
             etcdserverpb__put_response__free_unpacked(r, NULL);
         }
     }
-    pthread_mutex_lock(&w->mu);
     w->status = status;
     w->decoded = decoded;
     w->value = value;
     memcpy(w->why, why, sizeof why);
-    w->done = true;
-    pthread_cond_signal(&w->cv);
-    pthread_mutex_unlock(&w->mu);
+    dht_latch_open(&w->latch);
 }
 
 /* One call; fills w.  Returns 0 when the call ran (see w->status). */
 static int etcd_call(struct dht_grpc *g, int peer, const char *method, const uint8_t *req,
                      size_t len, int64_t timeout_ns, etcd_wait *w)
 {
-    pthread_mutex_init(&w->mu, NULL);
-    pthread_cond_init(&w->cv, NULL);
-    w->done = false;
+    dht_latch_init(&w->latch);
     w->status = -1;
     int rc = dht_grpc_call_async(g, peer, method, req, len, dht_now_ns() + timeout_ns, etcd_cb,
                                  w);
-    if (rc == 0) {
-        pthread_mutex_lock(&w->mu);
-        while (!w->done)
-            pthread_cond_wait(&w->cv, &w->mu);
-        pthread_mutex_unlock(&w->mu);
-    }
-    pthread_mutex_destroy(&w->mu);
-    pthread_cond_destroy(&w->cv);
+    if (rc == 0)
+        dht_latch_wait(&w->latch);
+    dht_latch_destroy(&w->latch);
     return rc;
 }
 
@@ -112,7 +85,7 @@ dht_put_outcome etcd_put(struct dht_grpc *g, int peer, int64_t timeout_ns, int64
 {
     char k[24];
     uint8_t v[8], buf[64];
-    le64_encode(value, v);
+    dht_le_put64(v, (uint64_t)value);
     Etcdserverpb__PutRequest req = ETCDSERVERPB__PUT_REQUEST__INIT;
     req.key.data = (uint8_t *)k;
     req.key.len = key_text(key, k, sizeof k);

@@ -1,16 +1,14 @@
 #include "call_sync.h"
 
-#include <pthread.h>
-#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "util.h"
+
 typedef struct {
     dht_transport *t;
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    bool done;
+    dht_latch latch;
     dht_status st;
     dht_msg reply; /* entries: our own copy */
     char error[256];
@@ -19,7 +17,6 @@ typedef struct {
 static void on_reply(void *arg, dht_status st, const dht_msg *rep)
 {
     waiter *w = arg;
-    pthread_mutex_lock(&w->mu);
     w->st = st;
     if (st != DHT_OK && w->t->ops->last_error != NULL)
         snprintf(w->error, sizeof w->error, "%s", w->t->ops->last_error(w->t));
@@ -35,9 +32,7 @@ static void on_reply(void *arg, dht_status st, const dht_msg *rep)
                 w->st = DHT_ERR_REMOTE;
         }
     }
-    w->done = true;
-    pthread_cond_signal(&w->cv);
-    pthread_mutex_unlock(&w->mu);
+    dht_latch_open(&w->latch);
 }
 
 dht_status dht_call_sync(dht_transport *t, int peer, const dht_msg *req, int64_t deadline_ns,
@@ -46,18 +41,12 @@ dht_status dht_call_sync(dht_transport *t, int peer, const dht_msg *req, int64_t
     waiter w;
     memset(&w, 0, sizeof w);
     w.t = t;
-    pthread_mutex_init(&w.mu, NULL);
-    pthread_cond_init(&w.cv, NULL);
-    if (dht_transport_send(t, peer, req, deadline_ns, on_reply, &w) != 0) {
+    dht_latch_init(&w.latch);
+    if (dht_transport_send(t, peer, req, deadline_ns, on_reply, &w) != 0)
         w.st = DHT_ERR_SHUTDOWN;
-    } else {
-        pthread_mutex_lock(&w.mu);
-        while (!w.done)
-            pthread_cond_wait(&w.cv, &w.mu);
-        pthread_mutex_unlock(&w.mu);
-    }
-    pthread_mutex_destroy(&w.mu);
-    pthread_cond_destroy(&w.cv);
+    else
+        dht_latch_wait(&w.latch);
+    dht_latch_destroy(&w.latch);
     *reply = w.reply;
     if (err != NULL && errlen > 0)
         snprintf(err, errlen, "%s", w.error[0] ? w.error : dht_status_name(w.st));

@@ -735,39 +735,17 @@ int dht_coord_get_by(dht_coord *c, int64_t key, int64_t deadline_ns, dht_get_cb 
 /* ---- blocking wrappers ----------------------------------------------------- */
 
 typedef struct {
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    bool done;
+    dht_latch latch;
     dht_put_outcome outcome;
     int ok;
     int64_t value;
     char reason[160];
 } waiter;
 
-static void waiter_init(waiter *w)
-{
-    memset(w, 0, sizeof *w);
-    pthread_mutex_init(&w->mu, NULL);
-    pthread_cond_init(&w->cv, NULL);
-}
-
-static void waiter_wait(waiter *w)
-{
-    pthread_mutex_lock(&w->mu);
-    while (!w->done)
-        pthread_cond_wait(&w->cv, &w->mu);
-    pthread_mutex_unlock(&w->mu);
-    pthread_mutex_destroy(&w->mu);
-    pthread_cond_destroy(&w->cv);
-}
-
 static void waiter_wake(waiter *w, const char *reason)
 {
-    pthread_mutex_lock(&w->mu);
     snprintf(w->reason, sizeof w->reason, "%s", reason ? reason : "");
-    w->done = true;
-    pthread_cond_signal(&w->cv);
-    pthread_mutex_unlock(&w->mu);
+    dht_latch_open(&w->latch);
 }
 
 static void put_sync_cb(void *arg, dht_put_outcome outcome, const char *reason)
@@ -788,14 +766,16 @@ static void get_sync_cb(void *arg, int ok, int64_t value, const char *reason)
 dht_put_outcome dht_coord_put_sync(dht_coord *c, int64_t key, int64_t value, char *reason,
                                    size_t reason_len)
 {
-    waiter w;
-    waiter_init(&w);
+    waiter w = {.outcome = DHT_PUT_NOT_APPLIED};
+    dht_latch_init(&w.latch);
     if (dht_coord_put(c, key, value, put_sync_cb, &w) != 0) {
+        dht_latch_destroy(&w.latch);
         if (reason)
             snprintf(reason, reason_len, "out of memory");
         return DHT_PUT_NOT_APPLIED;
     }
-    waiter_wait(&w);
+    dht_latch_wait(&w.latch);
+    dht_latch_destroy(&w.latch);
     if (reason)
         snprintf(reason, reason_len, "%s", w.reason);
     return w.outcome;
@@ -804,14 +784,16 @@ dht_put_outcome dht_coord_put_sync(dht_coord *c, int64_t key, int64_t value, cha
 int dht_coord_get_sync(dht_coord *c, int64_t key, int64_t *value, char *reason,
                        size_t reason_len)
 {
-    waiter w;
-    waiter_init(&w);
+    waiter w = {.ok = 0};
+    dht_latch_init(&w.latch);
     if (dht_coord_get(c, key, get_sync_cb, &w) != 0) {
+        dht_latch_destroy(&w.latch);
         if (reason)
             snprintf(reason, reason_len, "out of memory");
         return 0;
     }
-    waiter_wait(&w);
+    dht_latch_wait(&w.latch);
+    dht_latch_destroy(&w.latch);
     if (reason)
         snprintf(reason, reason_len, "%s", w.reason);
     *value = w.value;

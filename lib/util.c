@@ -166,3 +166,32 @@ uint64_t dht_random_seed(void)
         v = (uint64_t)dht_now_ns() ^ ((uint64_t)clock() << 32);
     return v;
 }
+
+void dht_latch_init(dht_latch *l)
+{
+    pthread_mutex_init(&l->mu, NULL);
+    pthread_cond_init(&l->cv, NULL);
+    l->open = false;
+}
+
+void dht_latch_open(dht_latch *l)
+{
+    pthread_mutex_lock(&l->mu);
+    l->open = true;
+    pthread_cond_signal(&l->cv);
+    pthread_mutex_unlock(&l->mu);
+}
+
+void dht_latch_wait(dht_latch *l)
+{
+    pthread_mutex_lock(&l->mu);
+    while (!l->open)
+        pthread_cond_wait(&l->cv, &l->mu);
+    pthread_mutex_unlock(&l->mu);
+}
+
+void dht_latch_destroy(dht_latch *l)
+{
+    pthread_mutex_destroy(&l->mu);
+    pthread_cond_destroy(&l->cv);
+}

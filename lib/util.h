@@ -3,6 +3,8 @@
 #ifndef DHT_UTIL_H
 #define DHT_UTIL_H
 
+#include <pthread.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -32,5 +34,18 @@ uint64_t dht_rng_next(dht_rng *r);
 uint64_t dht_rng_below(dht_rng *r, uint64_t n); /* uniform in [0, n) */
 double dht_rng_double(dht_rng *r);              /* uniform in [0, 1) */
 uint64_t dht_random_seed(void);                 /* from the OS */
+
+/* One-shot completion for a thread that waits for one callback: the
+ * callback writes its results, then opens the latch; the waiter's
+ * dht_latch_wait returns after that (the mutex orders the writes). */
+typedef struct {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    bool open;
+} dht_latch;
+void dht_latch_init(dht_latch *l);
+void dht_latch_open(dht_latch *l);
+void dht_latch_wait(dht_latch *l);
+void dht_latch_destroy(dht_latch *l);
 
 #endif

@@ -9,27 +9,30 @@
  *   get   = KV.Range(key), linearizable (serializable = false); a key with
  *           no kvs reads as 0, like a never-written key of our store.
  *
- * Calls are blocking for the calling thread (an asynchronous call through
- * the transport plus a condition variable), one per thread at a time. */
+ * Calls are asynchronous: the callback runs once on a transport worker, so
+ * one load-generator thread keeps many calls in flight (kvclient.c). */
 #ifndef DHT_CLIENT_ETCD_H
 #define DHT_CLIENT_ETCD_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
-#include "coordinator.h"
-
 struct dht_grpc;
 
-/* Outcome of a put to member `peer` of the transport's peer list, with a
- * deadline timeout_ns from now.  Any failure of the call is
- * DHT_PUT_UNKNOWN: the request may have been committed.  *grpc_status gets
- * the gRPC status (-1: transport shutting down or call not started). */
-dht_put_outcome etcd_put(struct dht_grpc *g, int peer, int64_t timeout_ns, int64_t key,
-                         int64_t value, int *grpc_status, char *reason, size_t len);
+typedef struct {
+    int status;    /* gRPC status; -1: the transport shut down */
+    bool decoded;  /* status 0 and the reply parsed */
+    int64_t value; /* Range: the value read (0 for no kvs) */
+    const char *why; /* when status is 0 but !decoded */
+} etcd_result;
 
-/* Linearizable read: returns 1 with *value, or 0 with reason. */
-int etcd_get(struct dht_grpc *g, int peer, int64_t timeout_ns, int64_t key, int64_t *value,
-             int *grpc_status, char *reason, size_t len);
+typedef void (*etcd_cb)(void *arg, const etcd_result *r);
+
+/* Put(key, value) (is_get false) or a linearizable Range(key) to member
+ * `peer` of the transport's peer list, with a deadline timeout_ns from now.
+ * Returns nonzero if the call could not start (cb will not run). */
+int etcd_call_async(struct dht_grpc *g, int peer, int64_t timeout_ns, bool is_get, int64_t key,
+                    int64_t value, etcd_cb cb, void *arg);
 
 #endif

@@ -4,9 +4,39 @@
 
 #include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "etcd.h"
+#include "transport_grpc.h"
+#include "util.h"
+
+/* One operation in flight; freed when its callback has run. */
+typedef struct {
+    kvclient *c;
+    bool is_put;
+    kv_cb cb;
+    void *arg;
+} pending;
+
+static pending *pending_new(kvclient *c, bool is_put, kv_cb cb, void *arg)
+{
+    pending *p = malloc(sizeof *p);
+    if (p != NULL)
+        *p = (pending){c, is_put, cb, arg};
+    return p;
+}
+
+static void finish(pending *p, kv_result *r)
+{
+    r->is_put = p->is_put;
+    if (r->reason == NULL)
+        r->reason = "";
+    kv_cb cb = p->cb;
+    void *arg = p->arg;
+    free(p);
+    cb(arg, r);
+}
 
 /* After a failed call: the next call goes to the next listed node. */
 static void next_peer(kvclient *c)
@@ -15,69 +45,170 @@ static void next_peer(kvclient *c)
         c->peer = (c->peer + 1) % c->t->npeers;
 }
 
-/* gRPC codes UNAVAILABLE (14) and DEADLINE_EXCEEDED (4), or a transport
- * that could not make the call: the node may be gone. */
-static void etcd_after(kvclient *c, int grpc_status)
+/* ---- fan-out: the client coordinates ------------------------------------ */
+
+static void coord_put_done(void *arg, dht_put_outcome outcome, const char *reason)
 {
-    if (grpc_status == 14 || grpc_status == 4 || grpc_status < 0)
-        next_peer(c);
+    kv_result r = {.outcome = outcome, .reason = reason};
+    finish(arg, &r);
 }
 
-/* One public call to the --via node; returns the transport status and, on
- * failure, the node's gRPC status and details in err. */
-static dht_status via_call(kvclient *c, const dht_msg *req, dht_msg *reply, char *err,
-                           size_t errlen)
+static void coord_get_done(void *arg, int ok, int64_t value, const char *reason)
 {
-    int64_t deadline = dht_transport_now(c->t) + c->deadline_ns;
-    dht_status st = dht_call_sync(c->t, c->peer, req, deadline, reply, err, errlen);
-    if (st == DHT_ERR_UNAVAILABLE || st == DHT_ERR_TIMEOUT)
+    kv_result r = {.ok = ok, .value = value, .reason = reason};
+    finish(arg, &r);
+}
+
+/* ---- --via: one node's public service ----------------------------------- */
+
+static void via_done(void *arg, dht_status st, const dht_msg *rep)
+{
+    pending *p = arg;
+    kvclient *c = p->c;
+    char why[320];
+    kv_result r = {0};
+    if (st == DHT_OK) {
+        if (p->is_put) {
+            r.outcome = (dht_put_outcome)rep->outcome;
+            if (r.outcome != DHT_PUT_APPLIED) {
+                snprintf(why, sizeof why, "node answered %s", dht_put_outcome_name(r.outcome));
+                r.reason = why;
+            }
+        } else {
+            r.ok = 1;
+            r.value = rep->value;
+        }
+    } else {
+        /* The transport describes the failure only during this callback. */
+        const char *err = c->t->ops->last_error ? c->t->ops->last_error(c->t) : "";
+        if (err == NULL || !*err)
+            err = dht_status_name(st);
+        if (st == DHT_ERR_UNAVAILABLE || st == DHT_ERR_TIMEOUT)
+            next_peer(c);
+        /* A put may have reached the node before the failure. */
+        snprintf(why, sizeof why, p->is_put ? "node call failed (%s): outcome unknown"
+                                            : "node call failed (%s)", err);
+        r.outcome = DHT_PUT_UNKNOWN;
+        r.reason = why;
+    }
+    finish(p, &r);
+}
+
+static int via_start(kvclient *c, pending *p, int64_t key, int64_t value)
+{
+    dht_msg req = {.type = p->is_put ? DHT_MSG_PUT : DHT_MSG_GET, .key = key, .value = value};
+    return dht_transport_send(c->t, c->peer, &req, dht_transport_now(c->t) + c->deadline_ns,
+                              via_done, p);
+}
+
+/* ---- --etcd -------------------------------------------------------------- */
+
+static void etcd_done(void *arg, const etcd_result *er)
+{
+    pending *p = arg;
+    kvclient *c = p->c;
+    char why[200];
+    kv_result r = {.outcome = DHT_PUT_UNKNOWN};
+    /* UNAVAILABLE (14), DEADLINE_EXCEEDED (4) or no call: the member may be
+     * gone. */
+    if (er->status == 14 || er->status == 4 || er->status < 0)
         next_peer(c);
-    return st;
+    const char *what = p->is_put ? "Put" : "Range";
+    const char *tail = p->is_put ? ": outcome unknown" : "";
+    if (er->status == 0 && er->decoded) {
+        r.outcome = DHT_PUT_APPLIED;
+        r.ok = 1;
+        r.value = er->value;
+    } else if (er->status == 0) {
+        snprintf(why, sizeof why, "etcd %s answered OK but %s%s", what, er->why, tail);
+        r.reason = why;
+    } else {
+        snprintf(why, sizeof why, "etcd %s failed (%s)%s", what,
+                 er->status < 0 ? "SHUTDOWN" : dht_grpc_status_name(er->status), tail);
+        r.reason = why;
+    }
+    finish(p, &r);
+}
+
+/* ---- entry points ---------------------------------------------------------- */
+
+static int start(kvclient *c, bool is_put, int64_t key, int64_t value, kv_cb cb, void *arg)
+{
+    pending *p = pending_new(c, is_put, cb, arg);
+    if (p == NULL)
+        return -1;
+    int rc;
+    if (c->coord)
+        rc = is_put ? dht_coord_put(c->coord, key, value, coord_put_done, p)
+                    : dht_coord_get(c->coord, key, coord_get_done, p);
+    else if (c->etcd)
+        rc = etcd_call_async(c->etcd, c->peer, c->deadline_ns, !is_put, key, value, etcd_done, p);
+    else
+        rc = via_start(c, p, key, value);
+    if (rc != 0)
+        free(p);
+    return rc;
+}
+
+int kv_put_async(kvclient *c, int64_t key, int64_t value, kv_cb cb, void *arg)
+{
+    return start(c, true, key, value, cb, arg);
+}
+
+int kv_get_async(kvclient *c, int64_t key, kv_cb cb, void *arg)
+{
+    return start(c, false, key, 0, cb, arg);
+}
+
+/* ---- blocking forms ---------------------------------------------------------- */
+
+typedef struct {
+    dht_latch latch;
+    kv_result r;
+    char reason[256];
+} waiter;
+
+static void wake(void *arg, const kv_result *r)
+{
+    waiter *w = arg;
+    w->r = *r;
+    snprintf(w->reason, sizeof w->reason, "%s", r->reason);
+    dht_latch_open(&w->latch);
+}
+
+/* Runs one operation to its end; false if it could not start. */
+static bool run_sync(kvclient *c, bool is_put, int64_t key, int64_t value, waiter *w)
+{
+    dht_latch_init(&w->latch);
+    bool started = start(c, is_put, key, value, wake, w) == 0;
+    if (started)
+        dht_latch_wait(&w->latch);
+    dht_latch_destroy(&w->latch);
+    return started;
 }
 
 dht_put_outcome kv_put(kvclient *c, int64_t key, int64_t value, char *reason, size_t len)
 {
-    if (c->coord)
-        return dht_coord_put_sync(c->coord, key, value, reason, len);
-    if (c->etcd) {
-        int gs;
-        dht_put_outcome out =
-            etcd_put(c->etcd, c->peer, c->deadline_ns, key, value, &gs, reason, len);
-        etcd_after(c, gs);
-        return out;
+    waiter w;
+    if (!run_sync(c, true, key, value, &w)) {
+        snprintf(reason, len, "call could not start: not applied");
+        return DHT_PUT_NOT_APPLIED;
     }
-    dht_msg req = {.type = DHT_MSG_PUT, .key = key, .value = value}, rep;
-    char err[256];
-    dht_status st = via_call(c, &req, &rep, err, sizeof err);
-    if (st == DHT_OK) {
-        if (rep.outcome != DHT_PUT_APPLIED)
-            snprintf(reason, len, "node answered %s", dht_put_outcome_name(rep.outcome));
-        return (dht_put_outcome)rep.outcome;
-    }
-    /* The request may have reached the node before the failure. */
-    snprintf(reason, len, "node call failed (%s): outcome unknown", err);
-    return DHT_PUT_UNKNOWN;
+    snprintf(reason, len, "%s", w.reason);
+    return w.r.outcome;
 }
 
 int kv_get(kvclient *c, int64_t key, int64_t *value, char *reason, size_t len)
 {
-    if (c->coord)
-        return dht_coord_get_sync(c->coord, key, value, reason, len);
-    if (c->etcd) {
-        int gs;
-        int ok = etcd_get(c->etcd, c->peer, c->deadline_ns, key, value, &gs, reason, len);
-        etcd_after(c, gs);
-        return ok;
-    }
-    dht_msg req = {.type = DHT_MSG_GET, .key = key}, rep;
-    char err[256];
-    dht_status st = via_call(c, &req, &rep, err, sizeof err);
-    if (st != DHT_OK) {
-        snprintf(reason, len, "node call failed (%s)", err);
+    waiter w;
+    if (!run_sync(c, false, key, 0, &w)) {
+        snprintf(reason, len, "call could not start");
         return 0;
     }
-    *value = rep.value;
-    return 1;
+    snprintf(reason, len, "%s", w.reason);
+    if (w.r.ok)
+        *value = w.r.value;
+    return w.r.ok;
 }
 
 int kv_replica_read(kvclient *c, int64_t key, int64_t *value, dht_version *ver, char *reason,
@@ -85,7 +216,10 @@ int kv_replica_read(kvclient *c, int64_t key, int64_t *value, dht_version *ver, 
 {
     dht_msg req = {.type = DHT_MSG_READ, .key = key}, rep;
     char err[256];
-    dht_status st = via_call(c, &req, &rep, err, sizeof err);
+    int64_t deadline = dht_transport_now(c->t) + c->deadline_ns;
+    dht_status st = dht_call_sync(c->t, c->peer, &req, deadline, &rep, err, sizeof err);
+    if (st == DHT_ERR_UNAVAILABLE || st == DHT_ERR_TIMEOUT)
+        next_peer(c);
     if (st != DHT_OK || !rep.ok) {
         snprintf(reason, len, "%s", st != DHT_OK ? err : "replica is recovering");
         return 0;

@@ -2,11 +2,13 @@
  * client itself locks, writes and reads on every replica) or, with --via,
  * the public KeyValue service of the listed nodes, or, with --etcd, an etcd
  * cluster's KV service (the benchmark's baseline, client/etcd.c).
- * Blocking calls, one per thread.
+ * Every operation is asynchronous (kv_put_async/kv_get_async: the callback
+ * runs once on a transport thread), so the load generator keeps many in
+ * flight from a couple of threads; kv_put/kv_get wait for one.
  *
  * --via and --etcd send each call to one node, `peer` (an index into the
  * transport's peer list).  The load generator gives each thread its own copy
- * of the handle with peer = thread index % nodes, so the threads spread over
+ * of the handle with peer = client index % nodes, so the clients spread over
  * the listed nodes; when a call fails at the transport level (unreachable,
  * deadline passed) the handle moves on to the next node for its next call.
  * Both backends follow this same policy, so the two systems are driven
@@ -14,6 +16,7 @@
 #ifndef DHT_KVCLIENT_H
 #define DHT_KVCLIENT_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -30,8 +33,26 @@ typedef struct {
     int peer;              /* --via/--etcd: the node of the next call */
 } kvclient;
 
+/* What one operation came to, for its callback. */
+typedef struct {
+    bool is_put;
+    dht_put_outcome outcome; /* put */
+    int ok;                  /* get: 1 with value, 0 failed */
+    int64_t value;           /* get */
+    const char *reason;      /* why not applied/ok ("" otherwise); valid during the callback */
+} kv_result;
+
+typedef void (*kv_cb)(void *arg, const kv_result *r);
+
+/* Start one operation; cb runs exactly once, later, on a transport thread.
+ * c must stay valid and carry no other operation until then (its `peer`
+ * moves on after a failed call).  Nonzero: not started, cb will not run. */
+int kv_put_async(kvclient *c, int64_t key, int64_t value, kv_cb cb, void *arg);
+int kv_get_async(kvclient *c, int64_t key, kv_cb cb, void *arg);
+
+/* Blocking forms: put's outcome; get returns 1 and sets *value, or 0 with
+ * reason. */
 dht_put_outcome kv_put(kvclient *c, int64_t key, int64_t value, char *reason, size_t len);
-/* Returns 1 and sets *value, or 0 with reason. */
 int kv_get(kvclient *c, int64_t key, int64_t *value, char *reason, size_t len);
 
 /* --via only: the node's own replica state of key, bypassing the protocol

@@ -81,6 +81,7 @@ static void run_round(dht_applier *a, job *list)
 static void *applier_main(void *arg)
 {
     dht_applier *a = arg;
+    pthread_setname_np(pthread_self(), "dht-applier");
     pthread_mutex_lock(&a->mu);
     for (;;) {
         while (a->head == NULL && !a->stop)

@@ -61,6 +61,7 @@ static timer pop(dht_timers *t)
 static void *timer_main(void *arg)
 {
     dht_timers *t = arg;
+    pthread_setname_np(pthread_self(), "dht-timers");
     pthread_mutex_lock(&t->mu);
     while (!(t->stop && t->len == t->cancelled)) {
         if (t->len == 0) {

@@ -78,6 +78,11 @@ typedef struct worker {
     grpc_completion_queue *cq;
     pthread_t thread;
     int index;
+    /* Corking (see worker_drain): queues this worker added to during the
+     * current event, flushed when the event's handler returns... */
+    uint64_t dirty;
+    /* ...and batches for the local replica, run on this thread then. */
+    struct local_job *lhead, *ltail;
 } worker;
 
 struct dht_grpc {
@@ -402,8 +407,10 @@ static size_t take_batch(peerq *q, qitem **out)
 /* ---- the local replica ------------------------------------------------------
  * A server's coordinator sends a third of its replica requests to itself.
  * Over loopback gRPC that costs two calls' worth of CPU for nothing; here
- * the batch goes straight to the service, on a thread of its own so that
- * send() still never calls back into its caller. */
+ * the batch goes straight to the service.  send() must never call back
+ * into its caller, so the batch runs later: on the sending worker's own
+ * thread once its current event is handled (worker_drain), or, when a
+ * non-worker thread sent it, on the local thread. */
 
 typedef struct local_job {
     struct local_job *next;
@@ -438,6 +445,7 @@ static void local_done(void *arg)
 static void *local_main(void *arg)
 {
     dht_grpc *g = arg;
+    pthread_setname_np(pthread_self(), "dht-local");
     pthread_mutex_lock(&g->lmu);
     for (;;) {
         while (g->lhead == NULL && !g->lstop)
@@ -456,8 +464,13 @@ static void *local_main(void *arg)
     return NULL;
 }
 
-/* Queues items for the local thread; false if it cannot (then the caller
- * uses gRPC as for any peer). */
+static worker *own_worker(dht_grpc *g)
+{
+    return tl_worker != NULL && tl_worker->g == g ? tl_worker : NULL;
+}
+
+/* Queues items for this worker's drain or the local thread; false if it
+ * cannot (then the caller uses gRPC as for any peer). */
 static bool send_local(dht_grpc *g, int qi, qitem *items, size_t n)
 {
     local_job *j = calloc(1, sizeof *j);
@@ -478,6 +491,15 @@ static bool send_local(dht_grpc *g, int qi, qitem *items, size_t n)
     j->items = items;
     j->n = n;
     atomic_fetch_add(&g->inflight, 1);
+    worker *w = own_worker(g);
+    if (w != NULL) {
+        if (w->ltail)
+            w->ltail->next = j;
+        else
+            w->lhead = j;
+        w->ltail = j;
+        return true;
+    }
     pthread_mutex_lock(&g->lmu);
     if (g->ltail)
         g->ltail->next = j;
@@ -621,6 +643,14 @@ static int enqueue(dht_grpc *g, int peer, const dht_msg *req, int64_t deadline,
         q->cap = ncap;
     }
     q->items[q->len++] = (qitem){*req, deadline, cb, arg};
+    worker *w = own_worker(g);
+    if (w != NULL && qi < 64) {
+        /* Corked: everything this event queues for the peer leaves in one
+         * batch when the handler returns (worker_drain). */
+        w->dirty |= 1ull << qi;
+        pthread_mutex_unlock(&q->mu);
+        return 0;
+    }
     qitem *items;
     size_t n = take_batch(q, &items);
     pthread_mutex_unlock(&q->mu);
@@ -1055,15 +1085,52 @@ static void server_call_arrived(scall *s, int success)
 
 /* ---- workers --------------------------------------------------------------- */
 
+/* Runs once the worker finds no completion-queue event waiting (or after
+ * DRAIN_EVERY events in a row): sends the batches the handlers corked and
+ * runs the local replica's batches, repeatedly, since their replies may
+ * queue more.  Twenty public calls that arrive together thus cost one batch
+ * call per peer instead of twenty, with no added delay: the worker was busy
+ * with those events anyway, and it drains before it would sleep. */
+#define DRAIN_EVERY 64
+
+static void worker_drain(worker *w)
+{
+    dht_grpc *g = w->g;
+    while (w->dirty != 0 || w->lhead != NULL) {
+        while (w->dirty != 0) {
+            int qi = __builtin_ctzll(w->dirty);
+            w->dirty &= w->dirty - 1;
+            flush_queue(g, qi);
+        }
+        local_job *j = w->lhead;
+        if (j != NULL) {
+            w->lhead = j->next;
+            if (w->lhead == NULL)
+                w->ltail = NULL;
+            g->svc.replica_batch(g->svc.arg, j->reqs, j->reps, j->n, local_done, j);
+        }
+    }
+}
+
 static void *worker_main(void *arg)
 {
     worker *w = arg;
+    int since_drain = 0;
     tl_worker = w;
+    pthread_setname_np(pthread_self(), "dht-worker");
     for (;;) {
-        grpc_event ev = grpc_completion_queue_next(w->cq, gpr_inf_future(GPR_CLOCK_MONOTONIC),
-                                                   NULL);
+        /* With work corked, only look for events already there; when none
+         * is (or after DRAIN_EVERY of them), send it. */
+        bool corked = w->dirty != 0 || w->lhead != NULL;
+        grpc_event ev = grpc_completion_queue_next(
+            w->cq, corked ? gpr_time_0(GPR_CLOCK_MONOTONIC) : gpr_inf_future(GPR_CLOCK_MONOTONIC),
+            NULL);
         if (ev.type == GRPC_QUEUE_SHUTDOWN)
             break;
+        if (ev.type != GRPC_OP_COMPLETE || ++since_drain >= DRAIN_EVERY) {
+            worker_drain(w);
+            since_drain = 0;
+        }
         if (ev.type != GRPC_OP_COMPLETE)
             continue;
         tag_kind *k = ev.tag;

@@ -39,6 +39,10 @@
 #include "util.h"
 
 #define MAX_PEERS 32
+/* A peer whose request failed is not asked first for this long. */
+#define SUSPECT_NS (1000 * DHT_NS_PER_MS)
+
+typedef struct op op;
 
 struct dht_coord {
     dht_transport *t;
@@ -52,11 +56,18 @@ struct dht_coord {
     pthread_mutex_t live_mu;
     pthread_cond_t live_cv;
     int live;
+    atomic_uint rr; /* first peer of a quorum when there is no self */
+    _Atomic int64_t suspect_until[MAX_PEERS];
+    /* Rounds that asked only a quorum, in start order, until their hedge
+     * time; one timer ticks while any are queued. */
+    pthread_mutex_t hedge_mu;
+    op *hhead, *htail;
+    bool hedge_armed;
 };
 
 typedef enum { PH_LOCK, PH_BACKOFF, PH_WRITE, PH_READ, PH_WRITEBACK, PH_DONE } phase;
 
-typedef struct op {
+struct op {
     pthread_mutex_t mu;
     int refs;
     dht_coord *c;
@@ -68,6 +79,7 @@ typedef struct op {
     uint64_t owner;
     /* current round's tallies */
     int pending, grants, refusals, failures;
+    uint32_t asked;    /* peers asked this round */
     uint32_t granted;  /* peers holding our lock this round */
     uint32_t refused;  /* peers that answered "held by another" this round */
     uint32_t holders;  /* peers known to hold (value, ver)  */
@@ -77,6 +89,7 @@ typedef struct op {
     uint64_t max_counter;
     int64_t backoff;
     bool contention_armed;
+    bool write_sent;   /* put: Write(release=owner) went to every peer */
     bool notified;
     void *deadline_timer; /* cancelable transports: ends the op on time */
     dht_put_outcome outcome;
@@ -85,7 +98,12 @@ typedef struct op {
     dht_put_cb put_cb;
     dht_get_cb get_cb;
     void *arg;
-} op;
+    /* hedge queue */
+    op *hnext;
+    int64_t hedge_at;
+    uint32_t hedge_round;
+    bool hedge_queued;
+};
 
 /* Context of one RPC or timer; owns one reference on its op. */
 typedef struct {
@@ -105,6 +123,8 @@ void dht_coord_config_default(dht_coord_config *cfg)
     cfg->backoff_min_ns = 2 * DHT_NS_PER_MS;
     cfg->backoff_max_ns = 64 * DHT_NS_PER_MS;
     cfg->write_retry_ns = 10 * DHT_NS_PER_MS;
+    cfg->self = -1;
+    cfg->hedge_ns = 20 * DHT_NS_PER_MS;
 }
 
 dht_coord *dht_coord_new(dht_transport *t, const dht_coord_config *cfg)
@@ -123,6 +143,10 @@ dht_coord *dht_coord_new(dht_transport *t, const dht_coord_config *cfg)
     while (c->cfg.id == 0)
         c->cfg.id = (uint32_t)dht_rng_next(&c->rng);
     atomic_init(&c->seq, 0);
+    atomic_init(&c->rr, 0);
+    for (int i = 0; i < MAX_PEERS; i++)
+        atomic_init(&c->suspect_until[i], 0);
+    pthread_mutex_init(&c->hedge_mu, NULL);
     pthread_mutex_init(&c->rng_mu, NULL);
     pthread_mutex_init(&c->live_mu, NULL);
     pthread_cond_init(&c->live_cv, NULL);
@@ -140,6 +164,7 @@ void dht_coord_free(dht_coord *c)
     pthread_mutex_unlock(&c->live_mu);
     pthread_mutex_destroy(&c->live_mu);
     pthread_cond_destroy(&c->live_cv);
+    pthread_mutex_destroy(&c->hedge_mu);
     pthread_mutex_destroy(&c->rng_mu);
     free(c);
 }
@@ -180,6 +205,43 @@ static int64_t jitter(dht_coord *c, int64_t max)
 static int popcount(uint32_t x)
 {
     return __builtin_popcount(x);
+}
+
+static uint32_t all_peers(const dht_coord *c)
+{
+    return c->n >= 32 ? UINT32_MAX : (1u << c->n) - 1;
+}
+
+static void note_failure(dht_coord *c, int peer)
+{
+    if (peer >= 0 && peer < c->n)
+        atomic_store(&c->suspect_until[peer], dht_transport_now(c->t) + SUSPECT_NS);
+}
+
+/* The peers a lock or read round asks first: a quorum of peers that have
+ * not failed lately, starting with our own replica (no request leaves the
+ * process) and going round the ring, so that every node is the first
+ * remote of another and the load stays even.  Everyone when hedging is off
+ * or too few peers look healthy.  Any quorum will do for safety: two
+ * quorums always intersect, whichever peers they are. */
+static uint32_t first_ask(dht_coord *c)
+{
+    if (c->cfg.hedge_ns <= 0)
+        return all_peers(c);
+    int first = c->cfg.self >= 0 && c->cfg.self < c->n
+                    ? c->cfg.self
+                    : (int)(atomic_fetch_add(&c->rr, 1) % (unsigned)c->n);
+    int64_t now = dht_transport_now(c->t);
+    uint32_t set = 0;
+    int k = 0;
+    for (int i = 0; i < c->n && k < c->q; i++) {
+        int p = (first + i) % c->n;
+        if (atomic_load(&c->suspect_until[p]) <= now) {
+            set |= 1u << p;
+            k++;
+        }
+    }
+    return k == c->q ? set : all_peers(c);
 }
 
 static void op_unref_locked_release(op *o)
@@ -244,6 +306,23 @@ static int op_timer(op *o, int peer, int64_t delay, dht_timer_cb cb)
         return -1;
     }
     return 0;
+}
+
+/* Sends m to every peer of set not asked yet this round, counting it
+ * pending (or failed, if it cannot be sent). */
+static void ask(op *o, uint32_t set, const dht_msg *m, dht_reply_cb cb)
+{
+    for (int p = 0; p < o->c->n; p++) {
+        uint32_t bit = 1u << p;
+        if (!(set & bit) || (o->asked & bit))
+            continue;
+        o->asked |= bit;
+        o->pending++;
+        if (op_send(o, p, m, cb) != 0) {
+            o->pending--;
+            o->failures++;
+        }
+    }
 }
 
 static void finish_put(op *o, dht_put_outcome outcome, const char *reason)
@@ -347,6 +426,8 @@ static void on_write_reply(void *arg, dht_status st, const dht_msg *rep)
         if (st == DHT_OK && rep->ok) {
             o->holders |= 1u << x->peer;
         } else {
+            if (st != DHT_OK)
+                note_failure(o->c, x->peer);
             int64_t now = dht_transport_now(o->c->t);
             int64_t delay = jitter(o->c, o->c->cfg.write_retry_ns);
             if (now + delay < o->deadline && op_timer(o, x->peer, delay, on_write_retry) == 0)
@@ -374,6 +455,20 @@ static void start_write(op *o, phase ph)
 
 static void on_lock_reply(void *arg, dht_status st, const dht_msg *rep);
 static void start_lock_round(op *o);
+static bool hedge_watch(op *o);
+
+static dht_msg lock_msg(const op *o)
+{
+    return (dht_msg){.type = DHT_MSG_LOCK, .key = o->key, .owner = o->owner,
+                     .lease_ms = o->c->cfg.lease_ms};
+}
+
+/* Asks the peers the round has not asked yet. */
+static void expand_lock(op *o)
+{
+    dht_msg m = lock_msg(o);
+    ask(o, all_peers(o->c), &m, on_lock_reply);
+}
 
 static void on_unlock_reply(void *arg, dht_status st, const dht_msg *rep)
 {
@@ -411,7 +506,7 @@ static void abandon_lock_round(op *o)
      * arrived: with replies lost (one-way loss, a timeout) a grant may sit
      * unseen and block the key for a lease.  Unlock frees only our own. */
     for (int p = 0; p < c->n; p++) {
-        if (!(o->refused & (1u << p)))
+        if ((o->asked & (1u << p)) && !(o->refused & (1u << p)))
             send_unlock(o, p, o->owner);
     }
     bool unreachable = o->failures > c->n - c->q;
@@ -450,7 +545,12 @@ static void check_lock_round(op *o)
         o->ver.counter = o->max_counter + 1;
         o->ver.writer = o->owner;
         o->holders = 0;
+        o->write_sent = true;
         start_write(o, PH_WRITE);
+    } else if ((o->refusals > 0 || o->failures > 0) && o->asked != all_peers(c)) {
+        /* One of the quorum asked first cannot grant: ask the rest now. */
+        expand_lock(o);
+        check_lock_round(o);
     } else if (o->grants + o->pending < c->q) {
         abandon_lock_round(o);
     } else if (o->refusals > 0 && !o->contention_armed) {
@@ -466,20 +566,17 @@ static void start_lock_round(op *o)
     o->ph = PH_LOCK;
     o->round++;
     o->owner = next_owner(c);
-    o->pending = c->n;
+    o->pending = 0;
+    o->asked = 0;
     o->grants = o->refusals = o->failures = 0;
     o->granted = 0;
     o->refused = 0;
     o->max_counter = 0;
     o->contention_armed = false;
-    dht_msg m = {.type = DHT_MSG_LOCK, .key = o->key, .owner = o->owner,
-                 .lease_ms = c->cfg.lease_ms};
-    for (int p = 0; p < c->n; p++) {
-        if (op_send(o, p, &m, on_lock_reply) != 0) {
-            o->pending--;
-            o->failures++;
-        }
-    }
+    dht_msg m = lock_msg(o);
+    ask(o, first_ask(c), &m, on_lock_reply);
+    if (!hedge_watch(o))
+        expand_lock(o);
     check_lock_round(o);
 }
 
@@ -491,10 +588,12 @@ static void on_lock_reply(void *arg, dht_status st, const dht_msg *rep)
     bool granted = st == DHT_OK && rep->ok;
     if (x->round != o->round || o->ph != PH_LOCK) {
         /* A straggler.  If it granted a lock nobody will use (the round was
-         * abandoned, or the put moved on or finished), free it now rather
-         * than leave the key blocked for a lease.  Harmless if our Write
-         * already released it: unlock only frees its own owner's lock. */
-        if (granted)
+         * abandoned, or the put finished without writing), free it now
+         * rather than leave the key blocked for a lease.  A grant of the
+         * round that went on to write needs nothing: the Write sent to
+         * that peer releases it, and this late third grant came with
+         * every put, so an Unlock here would cost a message per put. */
+        if (granted && !(o->write_sent && x->owner == o->owner))
             send_unlock(o, x->peer, x->owner);
     } else {
         o->pending--;
@@ -508,6 +607,7 @@ static void on_lock_reply(void *arg, dht_status st, const dht_msg *rep)
             o->refused |= 1u << x->peer;
         } else {
             o->failures++;
+            note_failure(o->c, x->peer);
         }
         check_lock_round(o);
     }
@@ -521,23 +621,27 @@ static void on_read_reply(void *arg, dht_status st, const dht_msg *rep);
 
 static void on_read_backoff_done(void *arg);
 
+static void expand_read(op *o)
+{
+    dht_msg m = {.type = DHT_MSG_READ, .key = o->key};
+    ask(o, all_peers(o->c), &m, on_read_reply);
+}
+
 static void start_read_round(op *o)
 {
     dht_coord *c = o->c;
     o->ph = PH_READ;
     o->round++;
-    o->pending = c->n;
+    o->pending = 0;
+    o->asked = 0;
     o->replies = o->failures = 0;
     o->holders = 0;
     o->ver = (dht_version){0, 0};
     o->value = 0;
     dht_msg m = {.type = DHT_MSG_READ, .key = o->key};
-    for (int p = 0; p < c->n; p++) {
-        if (op_send(o, p, &m, on_read_reply) != 0) {
-            o->pending--;
-            o->failures++;
-        }
-    }
+    ask(o, first_ask(c), &m, on_read_reply);
+    if (o->failures > 0 || !hedge_watch(o))
+        expand_read(o);
     if (o->pending < c->q) {
         o->round++;
         finish_get(o, 0, "unavailable: could not reach a quorum");
@@ -563,6 +667,10 @@ static void read_settle(op *o)
             finish_get(o, 1, NULL); /* a quorum already holds the latest */
         else
             start_write(o, PH_WRITEBACK);
+    } else if (o->failures > 0 && o->asked != all_peers(c)) {
+        /* One of the quorum asked first cannot answer: ask the rest now. */
+        expand_read(o);
+        read_settle(o);
     } else if (o->replies + o->pending < c->q) {
         char why[128];
         snprintf(why, sizeof why, "unavailable: %d of %d replicas failed to answer, no majority of %d",
@@ -598,6 +706,7 @@ static void on_read_reply(void *arg, dht_status st, const dht_msg *rep)
             }
         } else {
             o->failures++;
+            note_failure(o->c, x->peer); /* unreachable, or recovering */
         }
         read_settle(o);
     } else if (x->round + 1 == o->round && o->ph == PH_WRITEBACK && good &&
@@ -608,6 +717,104 @@ static void on_read_reply(void *arg, dht_status st, const dht_msg *rep)
     }
     free(x);
     op_leave(o);
+}
+
+/* ---- hedging: asking the rest when a quorum is slow ------------------------
+ *
+ * A round that asked only a quorum joins a FIFO with a reference; a timer
+ * that ticks while the FIFO is not empty (never more often than every
+ * hedge_ns/4, however many operations there are) asks the rest of the
+ * peers for each round still waiting at its hedge time.  So a stalled peer
+ * delays the first operations that chose it by about hedge_ns, and none
+ * after that (a failed request marks it suspect).  Lock order: op->mu,
+ * then hedge_mu. */
+
+static void hedge_tick(void *arg);
+
+/* Must hold hedge_mu: arms the tick unless armed; false if it cannot. */
+static bool hedge_arm(dht_coord *c, int64_t delay)
+{
+    if (c->hedge_armed)
+        return true;
+    if (dht_transport_after(c->t, delay, hedge_tick, c) != 0)
+        return false;
+    c->hedge_armed = true;
+    return true;
+}
+
+/* Queues o's current round (o locked) for its hedge time.  True if queued
+ * or nothing to watch; false if no timer can be had (ask everyone now). */
+static bool hedge_watch(op *o)
+{
+    dht_coord *c = o->c;
+    if (o->asked == all_peers(c) || o->hedge_queued)
+        return true; /* a queued op is re-queued for its new round when it pops */
+    pthread_mutex_lock(&c->hedge_mu);
+    bool ok = hedge_arm(c, c->cfg.hedge_ns);
+    if (ok) {
+        o->hedge_at = dht_transport_now(c->t) + c->cfg.hedge_ns;
+        o->hedge_round = o->round;
+        o->hedge_queued = true;
+        o->refs++;
+        o->hnext = NULL;
+        if (c->htail)
+            c->htail->hnext = o;
+        else
+            c->hhead = o;
+        c->htail = o;
+    }
+    pthread_mutex_unlock(&c->hedge_mu);
+    return ok;
+}
+
+static void hedge_tick(void *arg)
+{
+    dht_coord *c = arg;
+    int64_t now = dht_transport_now(c->t);
+    op *due = NULL, **tail = &due;
+    pthread_mutex_lock(&c->hedge_mu);
+    c->hedge_armed = false;
+    while (c->hhead != NULL && c->hhead->hedge_at <= now) {
+        op *o = c->hhead;
+        c->hhead = o->hnext;
+        *tail = o;
+        tail = &o->hnext;
+    }
+    if (c->hhead != NULL) {
+        int64_t wait = c->hhead->hedge_at - now, min = c->cfg.hedge_ns / 4;
+        if (!hedge_arm(c, wait > min ? wait : min)) {
+            *tail = c->hhead; /* no timer: hedge them all now */
+            tail = &c->htail->hnext;
+            c->hhead = NULL;
+        }
+    }
+    *tail = NULL;
+    if (c->hhead == NULL)
+        c->htail = NULL;
+    pthread_mutex_unlock(&c->hedge_mu);
+    while (due != NULL) {
+        op *o = due;
+        due = o->hnext;
+        pthread_mutex_lock(&o->mu);
+        o->hedge_queued = false;
+        if (o->ph == PH_LOCK && o->round == o->hedge_round) {
+            expand_lock(o);
+            check_lock_round(o);
+        } else if (o->ph == PH_READ && o->round == o->hedge_round) {
+            expand_read(o);
+            read_settle(o);
+        } else if ((o->ph == PH_LOCK || o->ph == PH_READ) && !hedge_watch(o)) {
+            /* a later round started while this one was queued */
+            if (o->ph == PH_LOCK) {
+                expand_lock(o);
+                check_lock_round(o);
+            } else {
+                expand_read(o);
+                read_settle(o);
+            }
+        }
+        op_leave(o);
+    }
 }
 
 /* ---- entry points -------------------------------------------------------- */

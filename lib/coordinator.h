@@ -26,6 +26,12 @@ typedef struct dht_coord_config {
     int64_t backoff_min_ns;     /* first retry backoff; default 2 ms             */
     int64_t backoff_max_ns;     /* cap of the doubling backoff; default 64 ms    */
     int64_t write_retry_ns;     /* resend of a failed write/write-back; 10 ms    */
+    /* Locks and reads go first to a quorum only: this process's own
+     * replica (self, -1: none) and the peers after it in ring order.  The
+     * rest are asked when one of those fails or refuses, or when the
+     * quorum has not answered within hedge_ns (0: always ask everyone). */
+    int self;                   /* default -1                                     */
+    int64_t hedge_ns;           /* default 20 ms                                  */
     uint32_t id;                /* coordinator id, high half of every owner id; 0: random */
     uint64_t seed;              /* backoff jitter; 0: random                     */
 } dht_coord_config;

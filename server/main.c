@@ -427,6 +427,7 @@ int main(int argc, char **argv)
     dht_coord_config_default(&cc);
     cc.deadline_ns = o.deadline_ms * DHT_NS_PER_MS;
     cc.lease_ms = (uint32_t)o.lease_ms;
+    cc.self = self;
     atomic_store(&nd.coord, dht_coord_new(nd.transport, &cc));
 
     dht_sync_config sc;

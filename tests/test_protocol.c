@@ -616,6 +616,155 @@ static void test_same_seed_same_history(void)
     free(h[1]);
 }
 
+
+/* ---- quorum first, then the rest ------------------------------------------ */
+
+/* A transport that counts what the coordinator sends to each peer, by
+ * message type, and passes everything on to a sim endpoint. */
+typedef struct {
+    dht_transport base; /* first */
+    dht_transport_ops ops;
+    dht_transport *inner;
+    int sent[3][DHT_MSG_TYPE_MAX];
+} counting;
+
+static int counting_send(dht_transport *t, int peer, const dht_msg *req, int64_t deadline_ns,
+                         dht_reply_cb cb, void *arg)
+{
+    counting *c = (counting *)t;
+    c->sent[peer][req->type]++;
+    return dht_transport_send(c->inner, peer, req, deadline_ns, cb, arg);
+}
+
+static int counting_after(dht_transport *t, int64_t d, dht_timer_cb cb, void *arg)
+{
+    return dht_transport_after(((counting *)t)->inner, d, cb, arg);
+}
+
+static int64_t counting_now(dht_transport *t)
+{
+    return dht_transport_now(((counting *)t)->inner);
+}
+
+static void *counting_after_cancelable(dht_transport *t, int64_t d, dht_timer_cb cb, void *arg)
+{
+    dht_transport *in = ((counting *)t)->inner;
+    return in->ops->after_cancelable(in, d, cb, arg);
+}
+
+static int counting_cancel(dht_transport *t, void *h)
+{
+    dht_transport *in = ((counting *)t)->inner;
+    return in->ops->cancel(in, h);
+}
+
+static void counting_init(counting *c, dht_transport *inner)
+{
+    memset(c, 0, sizeof *c);
+    c->inner = inner;
+    c->ops = (dht_transport_ops){counting_send, counting_after, counting_now,
+                                 inner->ops->after_cancelable ? counting_after_cancelable : NULL,
+                                 inner->ops->cancel ? counting_cancel : NULL, NULL};
+    c->base.ops = &c->ops;
+    c->base.npeers = inner->npeers;
+}
+
+/* A coordinator whose own replica is `self` (as in a server). */
+static dht_coord *make_coord_self(dht_transport *t, int self)
+{
+    dht_coord_config cfg;
+    dht_coord_config_default(&cfg);
+    cfg.seed = 5;
+    cfg.id = 9;
+    cfg.self = self;
+    dht_coord *c = dht_coord_new(t, &cfg);
+    CHECK(c != NULL);
+    return c;
+}
+
+static void test_healthy_round_asks_only_a_quorum(void)
+{
+    /* Locks and reads go to our own replica and the next one; writes go to
+     * all three, so every replica still holds every value. */
+    sim_world *w = world(base_seed(), 0, 1);
+    counting ct;
+    counting_init(&ct, sim_endpoint(w, 0));
+    dht_coord *c = make_coord_self(&ct.base, 2);
+    int64_t v;
+    for (int i = 0; i < 10; i++) {
+        CHECK_EQ(put1(w, c, i, 100 + i), DHT_PUT_APPLIED);
+        CHECK(get1(w, c, i, &v) && v == 100 + i);
+    }
+    CHECK_EQ(ct.sent[2][DHT_MSG_LOCK], 10);
+    CHECK_EQ(ct.sent[0][DHT_MSG_LOCK], 10); /* the ring's next after 2 */
+    CHECK_EQ(ct.sent[1][DHT_MSG_LOCK], 0);
+    CHECK_EQ(ct.sent[2][DHT_MSG_READ], 10);
+    CHECK_EQ(ct.sent[0][DHT_MSG_READ], 10);
+    CHECK_EQ(ct.sent[1][DHT_MSG_READ], 0);
+    for (int r = 0; r < 3; r++) {
+        CHECK_EQ(ct.sent[r][DHT_MSG_WRITE], 10);
+        CHECK_EQ(ct.sent[r][DHT_MSG_UNLOCK], 0); /* the Write releases the lock */
+        dht_version ver;
+        dht_replica_lookup(sim_replica(w, r), 9, &v, &ver);
+        CHECK_EQ(v, 109);
+    }
+    dht_coord_free(c);
+    sim_free(w);
+}
+
+static void test_stalled_first_choice_costs_one_hedge(void)
+{
+    /* Replica 1 is paused: it neither answers nor refuses.  Each operation
+     * of a coordinator that asks it first waits the hedge time, not the
+     * RPC timeout (500 ms), then asks replica 2 and completes. */
+    sim_world *w = world(base_seed(), 0, 1);
+    dht_coord *c = make_coord_self(sim_endpoint(w, 0), 0);
+    CHECK_EQ(put1(w, c, 1, 1), DHT_PUT_APPLIED);
+    sim_pause(w, 1);
+    for (int i = 0; i < 5; i++) {
+        one_result r = {.w = w};
+        int64_t t0 = sim_now(w);
+        CHECK(dht_coord_put(c, 1, 10 + i, one_put_cb, &r) == 0);
+        sim_run_until(w, t0 + 300 * MS);
+        CHECK(r.done);
+        CHECK_EQ(r.outcome, DHT_PUT_APPLIED);
+        CHECK(r.at - t0 < 60 * MS);
+        one_result g = {.w = w};
+        t0 = sim_now(w);
+        CHECK(dht_coord_get(c, 1, one_get_cb, &g) == 0);
+        sim_run_until(w, t0 + 300 * MS);
+        CHECK(g.done && g.ok);
+        CHECK_EQ(g.result, 10 + i);
+        CHECK(g.at - t0 < 60 * MS);
+    }
+    sim_resume(w, 1);
+    sim_run(w);
+    dht_coord_free(c);
+    sim_free(w);
+}
+
+static void test_failed_peer_is_not_asked_first(void)
+{
+    /* Replica 1 is down: the first operation finds out (UNAVAILABLE) and
+     * asks replica 2 at once; later ones skip replica 1 for locks and
+     * reads until it has been quiet for a while. */
+    sim_world *w = world(base_seed(), 0, 1);
+    counting ct;
+    counting_init(&ct, sim_endpoint(w, 0));
+    dht_coord *c = make_coord_self(&ct.base, 0);
+    sim_crash(w, 1);
+    int64_t v;
+    for (int i = 0; i < 10; i++) {
+        CHECK_EQ(put1(w, c, i, i + 1), DHT_PUT_APPLIED);
+        CHECK(get1(w, c, i, &v) && v == i + 1);
+    }
+    CHECK_EQ(ct.sent[1][DHT_MSG_LOCK] + ct.sent[1][DHT_MSG_READ], 1);
+    CHECK_EQ(ct.sent[2][DHT_MSG_LOCK], 10);
+    CHECK_EQ(ct.sent[2][DHT_MSG_READ], 10);
+    dht_coord_free(c);
+    sim_free(w);
+}
+
 static const test_case tests[] = {
     {"put_then_get", test_put_then_get},
     {"random_no_faults", test_random_no_faults},
@@ -633,6 +782,9 @@ static const test_case tests[] = {
     {"read_writes_back_newest_to_quorum", test_read_writes_back_newest_to_quorum},
     {"thousands_of_random_ops_with_faults", test_thousands_of_random_ops_with_faults},
     {"same_seed_same_history", test_same_seed_same_history},
+    {"healthy_round_asks_only_a_quorum", test_healthy_round_asks_only_a_quorum},
+    {"stalled_first_choice_costs_one_hedge", test_stalled_first_choice_costs_one_hedge},
+    {"failed_peer_is_not_asked_first", test_failed_peer_is_not_asked_first},
     {0, 0},
 };
 

@@ -797,14 +797,10 @@ static void hedge_tick(void *arg)
         due = o->hnext;
         pthread_mutex_lock(&o->mu);
         o->hedge_queued = false;
-        if (o->ph == PH_LOCK && o->round == o->hedge_round) {
-            expand_lock(o);
-            check_lock_round(o);
-        } else if (o->ph == PH_READ && o->round == o->hedge_round) {
-            expand_read(o);
-            read_settle(o);
-        } else if ((o->ph == PH_LOCK || o->ph == PH_READ) && !hedge_watch(o)) {
-            /* a later round started while this one was queued */
+        /* A round that started while an earlier one was queued gets its
+         * own hedge time. */
+        bool waiting = o->ph == PH_LOCK || o->ph == PH_READ;
+        if (waiting && (o->round == o->hedge_round || !hedge_watch(o))) {
             if (o->ph == PH_LOCK) {
                 expand_lock(o);
                 check_lock_round(o);

@@ -37,6 +37,10 @@
 #                    coordinates it, as an etcd member does) or fanout (the
 #                    client coordinates on all replicas itself: the
 #                    coordinator's CPU moves from the servers to the client)
+#   --our-workers N  completion-queue threads of each of our nodes (default 1:
+#                    three nodes share this machine's cores; the server's own
+#                    default is one per core, which here measured 20-35%
+#                    slower through extra thread switches)
 #   --perf           perf record our servers during the put/64 run (needs perf)
 #   --no-failover    skip the failover runs
 #   --keep           keep the temp dir (logs, histories, data)
@@ -51,7 +55,7 @@ set -o pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 DURATION=10 FAILOVER=30 KEYS=1000 BIN="" OUT="" PERF=0 DO_FAILOVER=1 KEEP=0 CTEST=0 QUICK=0
-OURS_CLIENT=via ROUNDS=1
+OURS_CLIENT=via ROUNDS=1 OUR_WORKERS=1
 CONCS="1 16 64"
 WORKLOADS="put get mix"
 
@@ -66,6 +70,7 @@ while [ $# -gt 0 ]; do
     --failover) num "$1" "${2:-}"; FAILOVER=$2; shift ;;
     --keys) num "$1" "${2:-}"; KEYS=$2; shift ;;
     --rounds) num "$1" "${2:-}"; ROUNDS=$2; shift ;;
+    --our-workers) num "$1" "${2:-}"; OUR_WORKERS=$2; shift ;;
     --bin) [ -n "${2:-}" ] || { usage >&2; exit 2; }; BIN=$2; shift ;;
     --out) [ -n "${2:-}" ] || { usage >&2; exit 2; }; OUT=$2; shift ;;
     --ours-client)
@@ -145,7 +150,7 @@ ETCD_CLUSTER=e1=http://127.0.0.1:23801,e2=http://127.0.0.1:23802,e3=http://127.0
 start_our_node() {
     local i=$1
     "$SERVER" --port "${OUR_PORTS[$i]}" --ip 127.0.0.1 --members "$OURS" \
-        --data-dir "$WORK/ours/node$i" --fsync batch --log-level warn \
+        --data-dir "$WORK/ours/node$i" --fsync batch --workers "$OUR_WORKERS" --log-level warn \
         >>"$WORK/ours-node$i.log" 2>&1 </dev/null &
     OUR_PID[$i]=$!
     disown "$!" # no "Killed" notice from bash when the failover run kills it
@@ -228,7 +233,7 @@ for i in 1 2 3; do start_our_node "$i"; done
 for i in 1 2 3; do start_etcd_member "$i"; done
 wait_ours 1 2 3
 wait_etcd
-log "ours: $OURS (server --fsync batch), etcd $ETCD_VERSION: $ETCD (default fsync)"
+log "ours: $OURS (server --fsync batch --workers $OUR_WORKERS), etcd $ETCD_VERSION: $ETCD (default fsync)"
 
 if [ -z "$OUT" ]; then
     mkdir -p "$ROOT/bench/results"
@@ -236,7 +241,7 @@ if [ -z "$OUT" ]; then
 fi
 : >"$OUT" || die "cannot write $OUT"
 CPU_MODEL=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)
-echo "{\"system\":\"meta\",\"date\":\"$(date -Iseconds)\",\"nproc\":$(nproc),\"cpu\":\"$CPU_MODEL\",\"loadavg\":\"$(cut -d' ' -f1-3 /proc/loadavg)\",\"etcd_version\":\"$ETCD_VERSION\",\"keys\":$KEYS,\"duration_s\":$DURATION,\"failover_s\":$FAILOVER,\"ours_client\":\"$OURS_CLIENT\",\"git\":\"$(git -C "$ROOT" describe --always --dirty 2>/dev/null)\"}" >>"$OUT"
+echo "{\"system\":\"meta\",\"date\":\"$(date -Iseconds)\",\"nproc\":$(nproc),\"cpu\":\"$CPU_MODEL\",\"loadavg\":\"$(cut -d' ' -f1-3 /proc/loadavg)\",\"etcd_version\":\"$ETCD_VERSION\",\"keys\":$KEYS,\"duration_s\":$DURATION,\"failover_s\":$FAILOVER,\"ours_client\":\"$OURS_CLIENT\",\"our_workers\":$OUR_WORKERS,\"git\":\"$(git -C "$ROOT" describe --always --dirty 2>/dev/null)\"}" >>"$OUT"
 
 # run_load SYSTEM NAME ARGS...: one client run against SYSTEM (ours|etcd),
 # bounded by a timeout; prints the client's JSON summary and appends a
@@ -430,7 +435,7 @@ fi
 echo
 echo "== $(date '+%Y-%m-%d %H:%M'), $(nproc) cores, $CPU_MODEL, load average before the run $(sed -n 's/.*"loadavg":"\([^"]*\)".*/\1/p' "$OUT" | head -n 1)"
 if [ $OURS_CLIENT = via ]; then oc="client --via all 3 nodes"; else oc="fan-out client --servers (coordinates itself)"; fi
-echo "== ours: 3 nodes, --fsync batch, $oc | etcd $ETCD_VERSION: 3 members, default fsync, client --etcd all 3"
+echo "== ours: 3 nodes, --fsync batch --workers $OUR_WORKERS, $oc | etcd $ETCD_VERSION: 3 members, default fsync, client --etcd all 3"
 if [ "$ROUNDS" = 1 ]; then rd="one run per cell"; else rd="median of $ROUNDS rounds per cell"; fi
 echo "== $KEYS keys, 8-byte values, ${DURATION}s per run, $rd, linearizable gets; ratio = ours/etcd ops/s;"
 echo "== cpu us/op = CPU time of the 3 server processes per operation (ours, then etcd)"

@@ -132,6 +132,10 @@
 #define META_PREFIX "meta."
 #define SNAP_TMP "snap.tmp"
 #define PROBE_TMP "probe.tmp"
+#define SEG_TMP "log.tmp"
+/* New segments are filled with this many zero bytes before use (see
+ * prefill). */
+#define SEG_PREFILL (2u << 20)
 #define NUM_DIGITS 16
 #define NAME_MAX_LEN 96
 #define SNAP_HDR 24u
@@ -492,8 +496,22 @@ struct mapped {
     uint64_t no;
     const uint8_t *map;
     size_t size;  /* file size when mapped */
+    size_t used;  /* size less the zeros of its prefill (see used_length) */
     size_t valid; /* bytes to replay */
 };
+
+/* How much of a segment was written: its size less the zeros it was
+ * prefilled with, rounded up to whole records since a record may end in
+ * zero bytes.  Records are never all zero (magic), so nothing written is
+ * lost; a torn append within the prefill still shows as a torn tail. */
+static size_t used_length(const uint8_t *map, size_t size)
+{
+    size_t end = size;
+    while (end > 0 && map[end - 1] == 0)
+        end--;
+    size_t used = (end + DHT_WAL_RECORD_SIZE - 1) / DHT_WAL_RECORD_SIZE * DHT_WAL_RECORD_SIZE;
+    return used < size ? used : size;
+}
 
 static int map_file(int dirfd, const char *name, struct mapped *m)
 {
@@ -517,6 +535,7 @@ static int map_file(int dirfd, const char *name, struct mapped *m)
         }
         m->map = p;
     }
+    m->used = m->size;
     close(fd);
     return 0;
 }
@@ -584,7 +603,8 @@ static void remove_tmp_files(int dirfd)
     while ((de = readdir(d)) != NULL) {
         const char *n = de->d_name;
         size_t len = strlen(n);
-        bool ours = strcmp(n, SNAP_TMP) == 0 || strcmp(n, PROBE_TMP) == 0;
+        bool ours = strcmp(n, SNAP_TMP) == 0 || strcmp(n, PROBE_TMP) == 0 ||
+                    strcmp(n, SEG_TMP) == 0;
         if (!ours && strncmp(n, META_PREFIX, strlen(META_PREFIX)) == 0 && len > 4 &&
             strcmp(n + len - 4, ".tmp") == 0)
             ours = true;
@@ -686,13 +706,54 @@ static int probe_writable(dht_wal *w, char *err, size_t errlen)
     return 0;
 }
 
-static int create_segment(dht_wal *w, uint64_t no, int *fd_out)
+/* Fills an empty segment with zeros and syncs it, so that appends overwrite
+ * blocks that exist: the file never grows, and a group commit's fdatasync
+ * has only the data to write, not the inode as well (on ext4 that was half
+ * of its I/O).  Best effort: on an error (a full disk) the file is cut back
+ * to empty and simply grows as it is written. */
+static void prefill(int fd)
+{
+    static const uint8_t zeros[64 * 1024];
+    for (size_t off = 0; off < SEG_PREFILL; off += sizeof zeros) {
+        if (pwrite_all(fd, zeros, sizeof zeros, off) != 0)
+            goto undo;
+    }
+    if (fdatasync(fd) == 0)
+        return;
+undo:
+    if (ftruncate(fd, 0) != 0) {
+        /* appends truncate back on their own errors too */
+    }
+}
+
+/* A prefilled segment-to-be under SEG_TMP (the caller renames it), made
+ * before the checkpoint holds up appends; -1 if it cannot be. */
+static int prepare_segment(dht_wal *w)
+{
+    int fd = openat(w->dirfd, SEG_TMP, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd >= 0)
+        prefill(fd);
+    return fd;
+}
+
+/* Creates segment no: from the prepared file if there is one (taken
+ * over), else a new prefilled one. */
+static int create_segment(dht_wal *w, uint64_t no, int prepared, int *fd_out)
 {
     char name[NAME_MAX_LEN];
     seg_name(name, sizeof name, no);
-    int fd = openat(w->dirfd, name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-    if (fd < 0)
-        return -errno;
+    int fd = prepared;
+    if (fd >= 0 && renameat(w->dirfd, SEG_TMP, w->dirfd, name) != 0) {
+        close(fd);
+        unlinkat(w->dirfd, SEG_TMP, 0);
+        fd = -1;
+    }
+    if (fd < 0) {
+        fd = openat(w->dirfd, name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+        if (fd < 0)
+            return -errno;
+        prefill(fd);
+    }
     int r = fsync_fd(w->dirfd);
     if (r != 0) {
         close(fd);
@@ -803,7 +864,8 @@ int dht_wal_open(const char *dir, dht_fsync_mode mode, dht_wal_apply_fn apply, v
             set_err(err, errlen, "cannot read log segment %s/%s: %s", dir, m->name, strerror(-r));
             goto fail;
         }
-        int pr = dht_wal_parse(m->map, m->size, NULL, NULL, &m->valid, why, sizeof why);
+        m->used = used_length(m->map, m->size);
+        int pr = dht_wal_parse(m->map, m->used, NULL, NULL, &m->valid, why, sizeof why);
         bool last = i + 1 == nsegs;
         if (pr == DHT_WAL_PARSE_CORRUPT || (pr == DHT_WAL_PARSE_TORN && !last)) {
             r = -EBADMSG;
@@ -823,9 +885,9 @@ int dht_wal_open(const char *dir, dht_fsync_mode mode, dht_wal_apply_fn apply, v
                     strerror(-r));
             goto fail;
         }
-        if (m->valid != m->size) {
+        if (m->valid != m->used) {
             char msg[256];
-            dht_wal_parse(m->map, m->size, NULL, NULL, &m->valid, msg, sizeof msg);
+            dht_wal_parse(m->map, m->used, NULL, NULL, &m->valid, msg, sizeof msg);
             if (ftruncate(w->seg_fd, (off_t)m->valid) != 0) {
                 r = -errno;
                 set_err(err, errlen, "cannot truncate torn tail of %s/%s: %s", dir, m->name,
@@ -835,7 +897,7 @@ int dht_wal_open(const char *dir, dht_fsync_mode mode, dht_wal_apply_fn apply, v
             wal_log(DHT_WAL_LOG_WARN,
                     "log segment %s/%s: %s; truncated to %zu bytes (%zu bytes of an "
                     "unacknowledged append discarded)",
-                    dir, m->name, msg, m->valid, m->size - m->valid);
+                    dir, m->name, msg, m->valid, m->used - m->valid);
         }
         if ((r = fsync_fd(w->seg_fd)) != 0) {
             set_err(err, errlen, "cannot sync log segment %s/%s: %s", dir, m->name,
@@ -848,7 +910,7 @@ int dht_wal_open(const char *dir, dht_fsync_mode mode, dht_wal_apply_fn apply, v
             w->old_bytes += segs[i].valid;
     } else {
         w->seg_no = S ? S : 1;
-        if ((r = create_segment(w, w->seg_no, &w->seg_fd)) != 0) {
+        if ((r = create_segment(w, w->seg_no, -1, &w->seg_fd)) != 0) {
             seg_name(name, sizeof name, w->seg_no);
             set_err(err, errlen, "cannot create log segment %s/%s: %s", dir, name,
                     strerror(-r));
@@ -1124,12 +1186,19 @@ int dht_wal_checkpoint_begin(dht_wal *w)
     if (!w)
         return -EINVAL;
     pthread_mutex_lock(&w->ckpt_mu);
+    /* Zero-filling the next segment takes a while: do it before appends
+     * have to wait for this checkpoint. */
+    int prepared = prepare_segment(w);
     pthread_mutex_lock(&w->mu);
     while (w->io_busy)
         pthread_cond_wait(&w->cv, &w->mu);
     int r = w->failed;
     if (r) {
         pthread_mutex_unlock(&w->mu);
+        if (prepared >= 0) {
+            close(prepared);
+            unlinkat(w->dirfd, SEG_TMP, 0);
+        }
         pthread_mutex_unlock(&w->ckpt_mu);
         return r;
     }
@@ -1149,12 +1218,17 @@ int dht_wal_checkpoint_begin(dht_wal *w)
         wal_log(DHT_WAL_LOG_ERROR,
                 "fdatasync of %s/%s failed: %s; all appends fail until the log is reopened",
                 w->dir, name, strerror(-r));
-    } else if ((r = create_segment(w, old_no + 1, &new_fd)) != 0) {
+    } else if ((r = create_segment(w, old_no + 1, prepared, &new_fd)) != 0) {
+        prepared = -1; /* create_segment took it */
         seg_name(name, sizeof name, old_no + 1);
         wal_log(DHT_WAL_LOG_ERROR, "checkpoint: cannot create log segment %s/%s: %s", w->dir,
                 name, strerror(-r));
     }
 
+    if (fatal && prepared >= 0) {
+        close(prepared);
+        unlinkat(w->dirfd, SEG_TMP, 0);
+    }
     pthread_mutex_lock(&w->mu);
     if (fatal) {
         w->failed = r;

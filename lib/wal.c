@@ -18,9 +18,16 @@
  *                     the newest is kept.  Replay = snap.N, then log.N,
  *                     log.N+1, ...
  *   meta.<name>       small named value, see "Meta" below.
- *   snap.tmp, meta.<name>.tmp, probe.tmp
- *                     in-progress atomic writes / writability probe; removed
- *                     at open.
+ *   snap.tmp, meta.<name>.tmp, probe.tmp, log.tmp
+ *                     in-progress atomic writes / writability probe / the
+ *                     next segment being prefilled; removed at open.
+ *
+ * Prefill: a segment starts as SEG_PREFILL zero bytes (fdatasync'ed), and
+ *   records overwrite them from offset 0, so the file only grows past that
+ *   size; fdatasync of an append then has no inode (size) to write.  What a
+ *   segment holds is its size less its trailing zeros, rounded up to whole
+ *   records (used_length): the torn-tail and corruption rules below apply
+ *   to that part.
  *
  * Log record (fixed 44 bytes, all integers little-endian):
  *

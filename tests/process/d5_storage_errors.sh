@@ -14,8 +14,13 @@ out=$(timeout 10 "$SERVER" --port 1 --members 127.0.0.1:1 --data-dir "$d" 2>&1) 
 echo "$out" | grep -q "in use by another server (pid ${PIDS[1]})" || fail "second instance message: $out"
 
 kill_node 1 9
-# Torn tail: half a record at the end, as a crash mid-append leaves it.
-printf 'DWAL\001\002\003' >>"$seg"
+# Torn tail: half a record right after the last one, as a crash mid-append
+# leaves it (segments are zero-filled in advance, so that is not the end of
+# the file: find the first 44-byte slot that does not start a record).
+end=0
+while [ "$(dd if="$seg" bs=1 skip="$end" count=4 status=none)" = DWAL ]; do end=$((end + 44)); done
+[ "$end" -gt 0 ] || fail "no records found in $seg"
+printf 'DWAL\001\002\003' | dd of="$seg" bs=1 seek="$end" conv=notrunc status=none
 restart_node 1
 grep -q "torn" "$WORK/node1.log" || fail "no torn-tail warning: $(tail -n 5 "$WORK/node1.log")"
 expect_eq "$(via 1 replica-read 30 | cut -d' ' -f1)" 30 "data kept after torn tail"

@@ -1,6 +1,12 @@
 /* Timer service: a binary min-heap under a mutex; the thread sleeps on a
  * condition variable until the earliest deadline or a new earlier timer.
- * Callbacks run without the lock held, so they may add timers. */
+ * Callbacks run without the lock held, so they may add timers.
+ *
+ * A cancelable timer's handle records where its entry sits in the heap, so
+ * cancel takes it out at once: the heap holds only timers that will run.
+ * (Every coordinated operation arms a deadline timer and nearly all cancel
+ * it; left in the heap until due, they had made it tens of thousands deep
+ * under load and woken the thread to discard each one.) */
 #include "timers.h"
 
 #include <pthread.h>
@@ -10,9 +16,14 @@
 
 #include "util.h"
 
-/* State of a cancelable timer, shared by the heap and the canceller; freed
- * by the timer thread once the timer is skipped or has run. */
-typedef enum { TOKEN_PENDING, TOKEN_RUNNING, TOKEN_CANCELLED } token;
+/* A cancelable timer's handle: its heap slot while pending, SIZE_MAX once
+ * popped.  Freed by cancel (when it revokes) or by the timer thread after
+ * the callback ran. */
+typedef struct {
+    size_t slot;
+} token;
+
+#define POPPED SIZE_MAX
 
 typedef struct {
     int64_t when;
@@ -28,7 +39,6 @@ struct dht_timers {
     timer *heap; /* owned */
     size_t len, cap;
     uint64_t seq;
-    size_t cancelled; /* heap entries revoked but not yet popped */
     bool stop;
     pthread_t thread;
 };
@@ -38,24 +48,43 @@ static bool less(const timer *a, const timer *b)
     return a->when < b->when || (a->when == b->when && a->seq < b->seq);
 }
 
-static timer pop(dht_timers *t)
+static void place(dht_timers *t, size_t i, timer tm)
 {
-    timer top = t->heap[0], last = t->heap[--t->len];
-    size_t i = 0;
+    t->heap[i] = tm;
+    if (tm.tok != NULL)
+        tm.tok->slot = i;
+}
+
+/* Puts tm at slot i or wherever the heap order takes it from there. */
+static void sift(dht_timers *t, size_t i, timer tm)
+{
+    while (i > 0 && less(&tm, &t->heap[(i - 1) / 2])) {
+        place(t, i, t->heap[(i - 1) / 2]);
+        i = (i - 1) / 2;
+    }
     for (;;) {
         size_t c = 2 * i + 1;
         if (c >= t->len)
             break;
         if (c + 1 < t->len && less(&t->heap[c + 1], &t->heap[c]))
             c++;
-        if (!less(&t->heap[c], &last))
+        if (!less(&t->heap[c], &tm))
             break;
-        t->heap[i] = t->heap[c];
+        place(t, i, t->heap[c]);
         i = c;
     }
-    if (t->len > 0)
-        t->heap[i] = last;
-    return top;
+    place(t, i, tm);
+}
+
+/* Removes and returns the entry at slot i. */
+static timer take(dht_timers *t, size_t i)
+{
+    timer out = t->heap[i], last = t->heap[--t->len];
+    if (i < t->len)
+        sift(t, i, last);
+    if (out.tok != NULL)
+        out.tok->slot = POPPED;
+    return out;
 }
 
 static void *timer_main(void *arg)
@@ -63,7 +92,7 @@ static void *timer_main(void *arg)
     dht_timers *t = arg;
     pthread_setname_np(pthread_self(), "dht-timers");
     pthread_mutex_lock(&t->mu);
-    while (!(t->stop && t->len == t->cancelled)) {
+    while (!(t->stop && t->len == 0)) {
         if (t->len == 0) {
             pthread_cond_wait(&t->cv, &t->mu);
             continue;
@@ -79,14 +108,7 @@ static void *timer_main(void *arg)
             pthread_cond_timedwait(&t->cv, &t->mu, &ts);
             continue;
         }
-        timer tm = pop(t);
-        if (tm.tok != NULL && *tm.tok == TOKEN_CANCELLED) {
-            free(tm.tok);
-            t->cancelled--;
-            continue;
-        }
-        if (tm.tok != NULL)
-            *tm.tok = TOKEN_RUNNING;
+        timer tm = take(t, 0);
         pthread_mutex_unlock(&t->mu);
         tm.cb(tm.arg);
         pthread_mutex_lock(&t->mu);
@@ -130,13 +152,8 @@ static int add(dht_timers *t, int64_t delay_ns, void (*cb)(void *), void *arg, t
         t->cap = ncap;
     }
     timer tm = {dht_now_ns() + (delay_ns > 0 ? delay_ns : 0), t->seq++, cb, arg, tok};
-    size_t i = t->len++;
-    while (i > 0 && less(&tm, &t->heap[(i - 1) / 2])) {
-        t->heap[i] = t->heap[(i - 1) / 2];
-        i = (i - 1) / 2;
-    }
-    t->heap[i] = tm;
-    if (i == 0)
+    sift(t, t->len++, tm);
+    if (t->heap[0].seq == tm.seq)
         pthread_cond_signal(&t->cv);
     pthread_mutex_unlock(&t->mu);
     return 0;
@@ -152,7 +169,6 @@ void *dht_timers_add_cancelable(dht_timers *t, int64_t delay_ns, void (*cb)(void
     token *tok = malloc(sizeof *tok);
     if (tok == NULL)
         return NULL;
-    *tok = TOKEN_PENDING;
     if (add(t, delay_ns, cb, arg, tok) != 0) {
         free(tok);
         return NULL;
@@ -164,19 +180,19 @@ int dht_timers_cancel(dht_timers *t, void *handle)
 {
     token *tok = handle;
     pthread_mutex_lock(&t->mu);
-    int revoked = *tok == TOKEN_PENDING;
-    if (revoked) {
-        *tok = TOKEN_CANCELLED; /* the timer thread frees it when it pops */
-        t->cancelled++;
-    }
+    int revoked = tok->slot != POPPED;
+    if (revoked)
+        take(t, tok->slot);
     pthread_mutex_unlock(&t->mu);
+    if (revoked)
+        free(tok); /* else the timer thread frees it after the callback */
     return revoked;
 }
 
 size_t dht_timers_pending(dht_timers *t)
 {
     pthread_mutex_lock(&t->mu);
-    size_t n = t->len - t->cancelled; /* revoked ones will never run */
+    size_t n = t->len;
     pthread_mutex_unlock(&t->mu);
     return n;
 }
@@ -190,8 +206,6 @@ void dht_timers_stop(dht_timers *t)
     pthread_cond_signal(&t->cv);
     pthread_mutex_unlock(&t->mu);
     pthread_join(t->thread, NULL);
-    for (size_t i = 0; i < t->len; i++) /* only revoked timers are left */
-        free(t->heap[i].tok);
     pthread_mutex_destroy(&t->mu);
     pthread_cond_destroy(&t->cv);
     free(t->heap);

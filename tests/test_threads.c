@@ -427,6 +427,83 @@ static void test_timers_cancel(void)
     CHECK_EQ(atomic_load(&timer_runs), 1);
 }
 
+
+/* Timers run in deadline order whatever is cancelled around them, and a
+ * cancelled one never runs: the heap entries move as others leave. */
+enum { MANY = 200 };
+
+typedef struct {
+    pthread_mutex_t mu;
+    int order[MANY];
+    int n;
+} run_log;
+
+typedef struct {
+    run_log *log;
+    int id;
+} order_arg;
+
+static void record_order(void *arg)
+{
+    order_arg *a = arg;
+    pthread_mutex_lock(&a->log->mu);
+    a->log->order[a->log->n++] = a->id;
+    pthread_mutex_unlock(&a->log->mu);
+}
+
+static void wait_latch(void *arg)
+{
+    dht_latch_wait(arg);
+}
+
+static void test_timers_cancel_many(void)
+{
+    static order_arg args[MANY];
+    static void *handles[MANY];
+    run_log log = {.n = 0};
+    pthread_mutex_init(&log.mu, NULL);
+    dht_latch gate;
+    dht_latch_init(&gate);
+    dht_timers *t = dht_timers_start();
+    /* The timer thread waits in this callback while the test adds and
+     * cancels, so adds see no contention and their times are exact. */
+    CHECK_EQ(dht_timers_add(t, 0, wait_latch, &gate), 0);
+    usleep(20000);
+    /* timer i is due at start + 100 ms + (i * 37 % MANY) * 2 ms: a shuffled
+     * order, on one time base */
+    int64_t start = dht_now_ns();
+    for (int i = 0; i < MANY; i++) {
+        args[i] = (order_arg){&log, i};
+        int64_t due = start + 100 * DHT_NS_PER_MS + (int64_t)((i * 37) % MANY) * 2 * DHT_NS_PER_MS;
+        handles[i] = dht_timers_add_cancelable(t, due - dht_now_ns(), record_order, &args[i]);
+        CHECK(handles[i] != NULL);
+    }
+    dht_rng rng;
+    dht_rng_seed(&rng, 42);
+    int kept = 0;
+    for (int i = 0; i < MANY; i++) { /* cancel about half, in a random order */
+        int j = (int)dht_rng_below(&rng, MANY);
+        if (handles[j] != NULL) {
+            CHECK_EQ(dht_timers_cancel(t, handles[j]), 1);
+            handles[j] = NULL;
+        }
+    }
+    for (int i = 0; i < MANY; i++)
+        kept += handles[i] != NULL;
+    CHECK_EQ((int)dht_timers_pending(t), kept);
+    dht_latch_open(&gate);
+    dht_timers_stop(t); /* runs every kept timer when due */
+    CHECK_EQ(log.n, kept);
+    for (int k = 0; k < log.n; k++) {
+        int id = log.order[k];
+        CHECK(handles[id] != NULL); /* never a cancelled one */
+        if (k > 0)
+            CHECK((log.order[k - 1] * 37) % MANY < (id * 37) % MANY); /* due order */
+    }
+    dht_latch_destroy(&gate);
+    pthread_mutex_destroy(&log.mu);
+}
+
 static const test_case tests[] = {
     {"concurrent_clients", test_concurrent_clients},
     {"concurrent_clients_replica_dies", test_concurrent_clients_replica_dies},
@@ -437,6 +514,7 @@ static const test_case tests[] = {
     {"sync_alone_keeps_waiting", test_sync_alone_keeps_waiting},
     {"anti_entropy_catches_up", test_anti_entropy_catches_up},
     {"timers_cancel", test_timers_cancel},
+    {"timers_cancel_many", test_timers_cancel_many},
     {0, 0},
 };
 

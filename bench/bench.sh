@@ -43,6 +43,7 @@
 #                    slower through extra thread switches)
 #   --perf           perf record our servers during the put/64 run (needs perf)
 #   --no-failover    skip the failover runs
+#   --failover-only  skip the matrix: only the failover runs
 #   --keep           keep the temp dir (logs, histories, data)
 #   --ctest          for ctest's bench_smoke: exit 77 (skip) unless etcd is
 #                    installed and DHT_BENCH=1 is set; never installs
@@ -55,7 +56,7 @@ set -o pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 DURATION=10 FAILOVER=30 KEYS=1000 BIN="" OUT="" PERF=0 DO_FAILOVER=1 KEEP=0 CTEST=0 QUICK=0
-OURS_CLIENT=via ROUNDS=1 OUR_WORKERS=1
+OURS_CLIENT=via ROUNDS=1 OUR_WORKERS=1 DO_MATRIX=1
 CONCS="1 16 64"
 WORKLOADS="put get mix"
 
@@ -78,6 +79,7 @@ while [ $# -gt 0 ]; do
         shift ;;
     --perf) PERF=1 ;;
     --no-failover) DO_FAILOVER=0 ;;
+    --failover-only) DO_MATRIX=0 ;;
     --keep) KEEP=1 ;;
     --ctest) CTEST=1 ;;
     --help|-h) usage; exit 0 ;;
@@ -276,6 +278,7 @@ run_load etcd preload --etcd "$ETCD" random --keys "$KEYS" --put-ratio 1 --concu
 
 # ---- the matrix -------------------------------------------------------------
 declare -A RES
+[ $DO_MATRIX = 1 ] || ROUNDS=0
 for round in $(seq 1 "$ROUNDS"); do
 cell=$((round - 1))
 for wl in $WORKLOADS; do
@@ -439,7 +442,7 @@ echo "== ours: 3 nodes, --fsync batch --workers $OUR_WORKERS, $oc | etcd $ETCD_V
 if [ "$ROUNDS" = 1 ]; then rd="one run per cell"; else rd="median of $ROUNDS rounds per cell"; fi
 echo "== $KEYS keys, 8-byte values, ${DURATION}s per run, $rd, linearizable gets; ratio = ours/etcd ops/s;"
 echo "== cpu us/op = CPU time of the 3 server processes per operation (ours, then etcd)"
-print_table
+[ $DO_MATRIX = 1 ] && print_table
 if [ $DO_FAILOVER = 1 ]; then
     echo
     echo "== failover: ${FAILOVER}s of puts at concurrency 16, kill -9 of one node after $((FAILOVER / 3))s"

@@ -78,8 +78,8 @@ typedef struct worker {
     grpc_completion_queue *cq;
     pthread_t thread;
     int index;
-    /* Corking (see worker_drain): queues this worker added to during the
-     * current event, flushed when the event's handler returns... */
+    /* Corking (see worker_drain): peer queues this worker's handlers added
+     * to, flushed once no event is waiting... */
     uint64_t dirty;
     /* ...and batches for the local replica, run on this thread then. */
     struct local_job *lhead, *ltail;
@@ -645,8 +645,8 @@ static int enqueue(dht_grpc *g, int peer, const dht_msg *req, int64_t deadline,
     q->items[q->len++] = (qitem){*req, deadline, cb, arg};
     worker *w = own_worker(g);
     if (w != NULL && qi < 64) {
-        /* Corked: everything this event queues for the peer leaves in one
-         * batch when the handler returns (worker_drain). */
+        /* Corked: what this worker's events queue for the peer leaves in
+         * one batch when it runs out of events (worker_drain). */
         w->dirty |= 1ull << qi;
         pthread_mutex_unlock(&q->mu);
         return 0;

@@ -58,6 +58,7 @@ struct dht_coord {
     int live;
     atomic_uint rr; /* first peer of a quorum when there is no self */
     _Atomic int64_t suspect_until[MAX_PEERS];
+    _Atomic int64_t last_heard[MAX_PEERS]; /* last reply from each peer */
     /* Rounds that asked only a quorum, in start order, until their hedge
      * time; one timer ticks while any are queued. */
     pthread_mutex_t hedge_mu;
@@ -80,6 +81,7 @@ struct op {
     /* current round's tallies */
     int pending, grants, refusals, failures;
     uint32_t asked;    /* peers asked this round */
+    uint32_t answered; /* peers that answered this round, any way */
     uint32_t granted;  /* peers holding our lock this round */
     uint32_t refused;  /* peers that answered "held by another" this round */
     uint32_t holders;  /* peers known to hold (value, ver)  */
@@ -144,8 +146,10 @@ dht_coord *dht_coord_new(dht_transport *t, const dht_coord_config *cfg)
         c->cfg.id = (uint32_t)dht_rng_next(&c->rng);
     atomic_init(&c->seq, 0);
     atomic_init(&c->rr, 0);
-    for (int i = 0; i < MAX_PEERS; i++)
+    for (int i = 0; i < MAX_PEERS; i++) {
         atomic_init(&c->suspect_until[i], 0);
+        atomic_init(&c->last_heard[i], 0);
+    }
     pthread_mutex_init(&c->hedge_mu, NULL);
     pthread_mutex_init(&c->rng_mu, NULL);
     pthread_mutex_init(&c->live_mu, NULL);
@@ -210,6 +214,13 @@ static int popcount(uint32_t x)
 static uint32_t all_peers(const dht_coord *c)
 {
     return c->n >= 32 ? UINT32_MAX : (1u << c->n) - 1;
+}
+
+static void note_heard(dht_coord *c, int peer)
+{
+    if (peer >= 0 && peer < c->n)
+        atomic_store_explicit(&c->last_heard[peer], dht_transport_now(c->t),
+                              memory_order_relaxed);
 }
 
 static void note_failure(dht_coord *c, int peer)
@@ -421,6 +432,8 @@ static void on_write_reply(void *arg, dht_status st, const dht_msg *rep)
     rpc_ctx *x = arg;
     op *o = x->o;
     pthread_mutex_lock(&o->mu);
+    if (st == DHT_OK)
+        note_heard(o->c, x->peer);
     o->outstanding--;
     if (o->ph == PH_WRITE || o->ph == PH_WRITEBACK) {
         if (st == DHT_OK && rep->ok) {
@@ -567,7 +580,7 @@ static void start_lock_round(op *o)
     o->round++;
     o->owner = next_owner(c);
     o->pending = 0;
-    o->asked = 0;
+    o->asked = o->answered = 0;
     o->grants = o->refusals = o->failures = 0;
     o->granted = 0;
     o->refused = 0;
@@ -586,6 +599,12 @@ static void on_lock_reply(void *arg, dht_status st, const dht_msg *rep)
     op *o = x->o;
     pthread_mutex_lock(&o->mu);
     bool granted = st == DHT_OK && rep->ok;
+    /* Late or not: a peer that failed is not asked first for a while (most
+     * failures of a paused peer arrive after their round moved on). */
+    if (st != DHT_OK)
+        note_failure(o->c, x->peer);
+    else
+        note_heard(o->c, x->peer);
     if (x->round != o->round || o->ph != PH_LOCK) {
         /* A straggler.  If it granted a lock nobody will use (the round was
          * abandoned, or the put finished without writing), free it now
@@ -597,6 +616,7 @@ static void on_lock_reply(void *arg, dht_status st, const dht_msg *rep)
             send_unlock(o, x->peer, x->owner);
     } else {
         o->pending--;
+        o->answered |= 1u << x->peer;
         if (granted) {
             o->grants++;
             o->granted |= 1u << x->peer;
@@ -607,7 +627,6 @@ static void on_lock_reply(void *arg, dht_status st, const dht_msg *rep)
             o->refused |= 1u << x->peer;
         } else {
             o->failures++;
-            note_failure(o->c, x->peer);
         }
         check_lock_round(o);
     }
@@ -633,7 +652,7 @@ static void start_read_round(op *o)
     o->ph = PH_READ;
     o->round++;
     o->pending = 0;
-    o->asked = 0;
+    o->asked = o->answered = 0;
     o->replies = o->failures = 0;
     o->holders = 0;
     o->ver = (dht_version){0, 0};
@@ -692,8 +711,13 @@ static void on_read_reply(void *arg, dht_status st, const dht_msg *rep)
     pthread_mutex_lock(&o->mu);
     bool good = st == DHT_OK && rep->ok;
     uint32_t bit = 1u << x->peer;
+    if (!good)
+        note_failure(o->c, x->peer); /* unreachable, or recovering */
+    else
+        note_heard(o->c, x->peer);
     if (x->round == o->round && o->ph == PH_READ) {
         o->pending--;
+        o->answered |= bit;
         if (good) {
             o->replies++;
             int cmp = dht_version_cmp(rep->version, o->ver);
@@ -706,7 +730,6 @@ static void on_read_reply(void *arg, dht_status st, const dht_msg *rep)
             }
         } else {
             o->failures++;
-            note_failure(o->c, x->peer); /* unreachable, or recovering */
         }
         read_settle(o);
     } else if (x->round + 1 == o->round && o->ph == PH_WRITEBACK && good &&
@@ -725,9 +748,10 @@ static void on_read_reply(void *arg, dht_status st, const dht_msg *rep)
  * that ticks while the FIFO is not empty (never more often than every
  * hedge_ns/4, however many operations there are) asks the rest of the
  * peers for each round still waiting at its hedge time.  So a stalled peer
- * delays the first operations that chose it by about hedge_ns, and none
- * after that (a failed request marks it suspect).  Lock order: op->mu,
- * then hedge_mu. */
+ * delays the operations that chose it before the first hedge by about
+ * hedge_ns, and hardly any after that: a peer silent at a hedge that has
+ * answered nothing for hedge_ns, like one whose request failed, is not
+ * asked first for a while.  Lock order: op->mu, then hedge_mu. */
 
 static void hedge_tick(void *arg);
 
@@ -800,6 +824,17 @@ static void hedge_tick(void *arg)
         /* A round that started while an earlier one was queued gets its
          * own hedge time. */
         bool waiting = o->ph == PH_LOCK || o->ph == PH_READ;
+        if (waiting && o->round == o->hedge_round) {
+            /* A peer asked and still silent, that has answered nothing at
+             * all for a hedge time, is paused or gone: others ask someone
+             * else first for a while.  (A merely busy peer answers other
+             * requests meanwhile and keeps its place.) */
+            for (int p = 0; p < c->n; p++)
+                if ((o->asked & ~o->answered & (1u << p)) &&
+                    now - atomic_load_explicit(&c->last_heard[p], memory_order_relaxed) >
+                        c->cfg.hedge_ns)
+                    note_failure(c, p);
+        }
         if (waiting && (o->round == o->hedge_round || !hedge_watch(o))) {
             if (o->ph == PH_LOCK) {
                 expand_lock(o);

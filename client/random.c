@@ -12,12 +12,10 @@
  * systems share with it. */
 #include "random.h"
 
-#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "hist.h"
@@ -38,7 +36,6 @@ typedef struct {
 
 typedef struct {
     shared *sh;
-    int index;
     kvclient kv; /* this client's own handle: its node moves on after a failure */
     dht_rng rng;
     int64_t id, seq;
@@ -180,7 +177,6 @@ int run_random(kvclient *c, const random_opts *o, volatile sig_atomic_t *stop)
     for (int i = 0; i < o->concurrency; i++) {
         lclient *l = &ws[i];
         l->sh = &sh;
-        l->index = i;
         l->id = (int64_t)getpid() * 1000 + i;
         dht_rng_seed(&l->rng, seed + (uint64_t)i * 7919);
         dht_hist_init(&l->lat);

@@ -334,7 +334,8 @@ int dht_codec_batchable(dht_msg_type t)
 
 /* Requests and replies share the item layout: unused fields stay 0 and
  * cost nothing on the wire. */
-size_t dht_codec_encode_batch(const dht_msg *msgs, size_t n, uint8_t *buf, size_t cap)
+size_t dht_codec_encode_batch(const dht_msg *msgs, size_t n, uint64_t id, uint8_t *buf,
+                              size_t cap)
 {
     Dht__BatchItem small[32], *items = n <= 32 ? small : malloc(n * sizeof *items);
     Dht__BatchItem *psmall[32], **ptrs = n <= 32 ? psmall : malloc(n * sizeof *ptrs);
@@ -361,6 +362,7 @@ size_t dht_codec_encode_batch(const dht_msg *msgs, size_t n, uint8_t *buf, size_
     Dht__BatchRequest r = DHT__BATCH_REQUEST__INIT; /* same wire form as BatchReply */
     r.n_items = n;
     r.items = ptrs;
+    r.id = id;
     size_t need = PACK(r);
     if (items != small)
         free(items);
@@ -369,7 +371,8 @@ size_t dht_codec_encode_batch(const dht_msg *msgs, size_t n, uint8_t *buf, size_
     return need;
 }
 
-int dht_codec_decode_batch(const uint8_t *buf, size_t len, dht_msg **out, size_t *n)
+int dht_codec_decode_batch(const uint8_t *buf, size_t len, dht_msg **out, size_t *n,
+                           uint64_t *id)
 {
     if (len > DHT_CODEC_BATCH_MAX * 64)
         return -1;
@@ -403,6 +406,8 @@ int dht_codec_decode_batch(const uint8_t *buf, size_t len, dht_msg **out, size_t
     }
     *out = m;
     *n = r->n_items;
+    if (id != NULL)
+        *id = r->id;
     dht__batch_request__free_unpacked(r, NULL);
     return 0;
 }

@@ -30,12 +30,17 @@ int dht_codec_decode_request(dht_msg_type t, const uint8_t *buf, size_t len, dht
 int dht_codec_decode_reply(dht_msg_type t, const uint8_t *buf, size_t len, dht_msg *out);
 
 /* Batches of replica requests (LOCK, UNLOCK, WRITE, READ) or their
- * replies: method path, encoder (same size contract as above), and a
- * decoder that fills a malloc'd array the caller frees (*out). */
+ * replies: method paths (a unary call per batch, or a stream of batches),
+ * encoder (same size contract as above), and a decoder that fills a
+ * malloc'd array the caller frees (*out).  id matches a streamed reply to
+ * its request (0 in unary calls); the decoder stores it unless id is NULL. */
 #define DHT_CODEC_BATCH_METHOD "/dht.Replica/Batch"
+#define DHT_CODEC_STREAM_METHOD "/dht.Replica/Stream"
 #define DHT_CODEC_BATCH_MAX 65536u
-size_t dht_codec_encode_batch(const dht_msg *msgs, size_t n, uint8_t *buf, size_t cap);
-int dht_codec_decode_batch(const uint8_t *buf, size_t len, dht_msg **out, size_t *n);
+size_t dht_codec_encode_batch(const dht_msg *msgs, size_t n, uint64_t id, uint8_t *buf,
+                              size_t cap);
+int dht_codec_decode_batch(const uint8_t *buf, size_t len, dht_msg **out, size_t *n,
+                           uint64_t *id);
 /* True for the message types a batch may carry. */
 int dht_codec_batchable(dht_msg_type t);
 

@@ -7,16 +7,24 @@
  * otherwise.  Server calls are requested on every queue, a few at a time per
  * method, and re-requested as soon as one arrives.
  *
+ * Replica requests to other nodes do not use a call each: they are batched
+ * per peer and kind and sent as messages of a long-lived bidirectional
+ * stream (cstream here, sstream at the peer).  The unary Batch method stays
+ * for tools and for the local replica's fallback.
+ *
  * Every completion-queue tag is a pointer to a struct whose first member is
  * a tag_kind, so one switch dispatches all events.
  *
  * Ownership: a ccall (outgoing call) and an scall (incoming call) are
  * malloc'd when started and freed by the worker that sees their final
  * event.  Byte buffers, slices and metadata arrays inside them are released
- * there too.
+ * there too.  Streams (cstream, sstream) are reference-counted: each
+ * operation started on the call holds one, and whoever drops the last
+ * frees the stream.  A sent batch (sbatch) and its items belong to the
+ * stream until its reply, its deadline or the stream's end takes it out. 
  *
- * Shutdown (dht_grpc_stop): refuse new sends, shut the server down and
- * cancel its calls, wait until no call, public request or timer is in
+ * Shutdown (dht_grpc_stop): refuse new sends, cancel the streams to peers,
+ * shut the server down and cancel its calls, wait until no call, public request or timer is in
  * flight (each is bounded by a deadline), then shut down the queues and join
  * the workers.
  */
@@ -46,11 +54,29 @@
 #define REQ_SLOTS 8 /* outstanding requested server calls per method per queue */
 #define MAX_MSG 4096
 
-typedef enum { TAG_CLIENT_CALL = 1, TAG_SERVER_NEW, TAG_SERVER_DONE, TAG_SHUTDOWN } tag_kind;
+typedef enum {
+    TAG_CLIENT_CALL = 1,
+    TAG_SERVER_NEW,
+    TAG_SERVER_DONE,
+    TAG_SHUTDOWN,
+    /* the three operations of a batch stream, each end (see cstream, sstream) */
+    TAG_CS_SEND,
+    TAG_CS_RECV,
+    TAG_CS_STATUS,
+    TAG_SS_SEND,
+    TAG_SS_RECV,
+    TAG_SS_CLOSE
+} tag_kind;
+
+/* The tag of one of a stream's operations: which one, and whose. */
+typedef struct {
+    tag_kind kind;
+    void *owner;
+} otag;
 
 /* Server methods: the dht_msg types plus health; 0 is the generic slot that
  * catches unknown methods. */
-enum { M_GENERIC = 0, M_HEALTH = DHT_MSG_TYPE_MAX, M_BATCH, M_COUNT };
+enum { M_GENERIC = 0, M_HEALTH = DHT_MSG_TYPE_MAX, M_BATCH, M_STREAM, M_COUNT };
 
 /* Replica requests waiting for a batch call to their peer. */
 typedef struct {
@@ -60,16 +86,21 @@ typedef struct {
     void *arg;
 } qitem;
 
+struct cstream;
+
 typedef struct {
     pthread_mutex_t mu;
     qitem *items; /* owned */
     size_t len, cap;
-    int inflight; /* batch calls on the wire */
+    int inflight;       /* local replica's queues: batches being served */
+    struct cstream *st; /* the stream of batches to a remote peer, if open */
 } peerq;
 
-/* Batch calls in flight per queue.  One would serialise everything behind a
- * single round trip; a few keep the link busy while the next batch fills.
- * The replica merges concurrent write batches into one fsync anyway. */
+/* Local replica batches being served per queue.  One would serialise
+ * everything behind a single fsync; a few keep the replica busy while the
+ * next batch fills.  The replica merges concurrent write batches into one
+ * fsync anyway.  (Remote queues have one message on the wire at a time but
+ * any number awaiting replies: see cstream.) */
 #define BATCH_INFLIGHT 4
 #define BATCH_MAX_ITEMS 512
 
@@ -241,6 +272,20 @@ static grpc_byte_buffer *bb_encode(const dht_msg *m, bool reply)
     return bb;
 }
 
+/* Encodes a batch of requests or replies into a new byte buffer; NULL if it
+ * cannot. */
+static grpc_byte_buffer *bb_encode_batch(const dht_msg *msgs, size_t n, uint64_t id)
+{
+    size_t need = dht_codec_encode_batch(msgs, n, id, NULL, 0);
+    uint8_t *buf = need != SIZE_MAX ? malloc(need ? need : 1) : NULL;
+    if (buf == NULL)
+        return NULL;
+    dht_codec_encode_batch(msgs, n, id, buf, need);
+    grpc_byte_buffer *bb = bb_from(buf, need);
+    free(buf);
+    return bb;
+}
+
 const char *dht_grpc_status_name(int code)
 {
     static const char *const names[] = {
@@ -334,11 +379,13 @@ static int start_call(dht_grpc *g, int peer, const char *method, grpc_byte_buffe
 
 /* ---- batching of replica requests -------------------------------------------
  *
- * send() queues LOCK/UNLOCK/WRITE/READ per peer and starts a batch call at
- * once if fewer than BATCH_INFLIGHT are on the wire; otherwise the items
- * wait for the next completion, which sends everything queued in one call.
- * Idle: no added delay.  Loaded: one call (and, on the replica, one log
- * write and fsync) for many operations. */
+ * send() queues LOCK/UNLOCK/WRITE/READ per peer and kind.  A remote peer's
+ * queue leaves as one message on its stream as soon as the stream has no
+ * message on the wire (see cstream); the local replica's as one batch if
+ * fewer than BATCH_INFLIGHT are being served.  Otherwise the items wait for
+ * the next completion, which sends everything queued at once.  Idle: no
+ * added delay.  Loaded: one message (and, on the replica, one log write
+ * and fsync) for many operations. */
 
 typedef struct {
     qitem *items;
@@ -384,6 +431,50 @@ static void flush_queue(dht_grpc *g, int qi);
 static int queue_of(int peer, dht_msg_type t)
 {
     return 2 * peer + (t == DHT_MSG_WRITE);
+}
+
+/* Moves the items of a batch about to be sent that are (nearly) past their
+ * deadline to *expired (malloc'd, caller owns; left NULL if none), so they
+ * neither doom the rest to a timeout nor shorten its life: their callers
+ * have given up.  Returns how many stay at the front of items, and their
+ * earliest deadline in *deadline. */
+static size_t split_expired(qitem *items, size_t n, int64_t now, qitem **expired, size_t *nexp,
+                            int64_t *deadline)
+{
+    size_t live = 0;
+    *expired = NULL;
+    *nexp = 0;
+    *deadline = INT64_MAX;
+    for (size_t i = 0; i < n; i++) {
+        if (items[i].deadline <= now + 20 * DHT_NS_PER_MS) {
+            if (*expired == NULL)
+                *expired = malloc(n * sizeof **expired);
+            if (*expired != NULL) {
+                (*expired)[(*nexp)++] = items[i];
+                continue;
+            }
+        }
+        items[live++] = items[i];
+        if (items[i].deadline < *deadline)
+            *deadline = items[i].deadline;
+    }
+    return live;
+}
+
+/* The requests of queued items as one batch message; NULL if it cannot. */
+static grpc_byte_buffer *bb_encode_items(const qitem *items, size_t n, uint64_t id)
+{
+    if (n == 0)
+        return NULL; /* never sent */
+    dht_msg small[32], *msgs = n <= 32 ? small : malloc(n * sizeof *msgs);
+    if (msgs == NULL)
+        return NULL;
+    for (size_t i = 0; i < n; i++)
+        msgs[i] = items[i].req;
+    grpc_byte_buffer *bb = bb_encode_batch(msgs, n, id);
+    if (msgs != small)
+        free(msgs);
+    return bb;
 }
 
 /* Takes up to BATCH_MAX_ITEMS queued items of peer when a batch slot is
@@ -517,46 +608,17 @@ static void send_batch(dht_grpc *g, int qi, qitem *items, size_t n)
     int peer = qi / 2;
     if (peer == g->self && !atomic_load(&g->stopping) && send_local(g, qi, items, n))
         return;
-    int64_t now = dht_now_ns(), deadline = INT64_MAX;
-    size_t live = 0, nexp = 0;
-    qitem *expired = NULL;
-    /* Items already past their deadline are failed apart, so they do not
-     * doom the whole call to DEADLINE_EXCEEDED. */
-    for (size_t i = 0; i < n; i++) {
-        if (items[i].deadline <= now + 20 * DHT_NS_PER_MS) {
-            if (expired == NULL)
-                expired = malloc(n * sizeof *expired);
-            if (expired != NULL) {
-                expired[nexp++] = items[i];
-                continue;
-            }
-        }
-        items[live++] = items[i];
-        if (items[i].deadline < deadline)
-            deadline = items[i].deadline;
-    }
+    int64_t now = dht_now_ns(), deadline;
+    size_t nexp;
+    qitem *expired;
+    size_t live = split_expired(items, n, now, &expired, &nexp, &deadline);
     if (nexp > 0)
         fail_items_later(g, expired, nexp, DHT_ERR_TIMEOUT);
-    else
-        free(expired);
 
     grpc_byte_buffer *bb = NULL;
     ccall *c = NULL;
     if (live > 0 && !atomic_load(&g->stopping)) {
-        dht_msg small[32], *msgs = live <= 32 ? small : malloc(live * sizeof *msgs);
-        if (msgs != NULL) {
-            for (size_t i = 0; i < live; i++)
-                msgs[i] = items[i].req;
-            uint8_t *buf = NULL;
-            size_t need = dht_codec_encode_batch(msgs, live, NULL, 0);
-            if (need != SIZE_MAX && (buf = malloc(need ? need : 1)) != NULL) {
-                dht_codec_encode_batch(msgs, live, buf, need);
-                bb = bb_from(buf, need);
-                free(buf);
-            }
-            if (msgs != small)
-                free(msgs);
-        }
+        bb = bb_encode_items(items, live, 0);
         c = bb ? calloc(1, sizeof *c) : NULL;
     }
     if (c != NULL) {
@@ -580,8 +642,228 @@ static void send_batch(dht_grpc *g, int qi, qitem *items, size_t n)
     flush_queue(g, qi);
 }
 
+/* ---- streams of batches to remote peers -------------------------------------
+ *
+ * Each remote queue (peer x kind) sends its batches on one long-lived
+ * bidirectional call, so a batch costs one message each way instead of a
+ * call's set-up, metadata and status at both ends.  One message is on the
+ * wire at a time; what queues meanwhile leaves in the next one, when the
+ * send completes (corked like any other work of the worker).  Sent batches
+ * wait in `sent` for the reply carrying their id; the sweep fails those
+ * past their earliest item deadline (a late reply for them is dropped), as
+ * a unary call's deadline did.  When the stream ends (peer gone, connection
+ * lost, malformed reply, shutdown) every batch still waiting fails with the
+ * call's status, and the next flush opens a new stream: without
+ * wait-for-ready that fails at once while the peer is unreachable.
+ *
+ * Locking: the queue's mutex guards its stream's fields.  Lifetime: refs
+ * counts the operations started on the call plus one while the queue
+ * points at the stream; whoever drops it to zero frees it. */
+
+typedef struct sbatch {
+    struct sbatch *next;
+    uint64_t id;
+    qitem *items; /* owned */
+    size_t n;
+    int64_t deadline; /* the earliest of its items' */
+    int64_t started;  /* for the debug log's round-trip time */
+} sbatch;
+
+typedef struct cstream {
+    otag send_tag, recv_tag, status_tag;
+    dht_grpc *g;
+    int qi;
+    grpc_call *call;
+    int refs;
+    bool sending, ended;
+    grpc_byte_buffer *send_bb, *recv_bb;
+    grpc_metadata_array init_md, trail_md;
+    grpc_status_code status;
+    grpc_slice details;
+    sbatch *sent, *sent_tail; /* awaiting replies, oldest first */
+    uint64_t next_id;
+} cstream;
+
+static void cs_free(cstream *cs)
+{
+    dht_grpc *g = cs->g;
+    if (cs->send_bb)
+        grpc_byte_buffer_destroy(cs->send_bb);
+    if (cs->recv_bb)
+        grpc_byte_buffer_destroy(cs->recv_bb);
+    grpc_metadata_array_destroy(&cs->init_md);
+    grpc_metadata_array_destroy(&cs->trail_md);
+    grpc_slice_unref(cs->details);
+    grpc_call_unref(cs->call);
+    free(cs);
+    atomic_fetch_sub(&g->inflight, 1);
+}
+
+/* Drops one reference (q->mu held); true if the caller must cs_free. */
+static bool cs_unref_locked(cstream *cs)
+{
+    return --cs->refs == 0;
+}
+
+static bool cs_start_recv(cstream *cs)
+{
+    grpc_op op;
+    memset(&op, 0, sizeof op);
+    op.op = GRPC_OP_RECV_MESSAGE;
+    op.data.recv_message.recv_message = &cs->recv_bb;
+    return grpc_call_start_batch(cs->call, &op, 1, &cs->recv_tag, NULL) == GRPC_CALL_OK;
+}
+
+/* Opens a stream for queue qi (its mutex held); NULL if gRPC refuses. */
+static cstream *cs_open(dht_grpc *g, int qi)
+{
+    cstream *cs = calloc(1, sizeof *cs);
+    if (cs == NULL)
+        return NULL;
+    cs->send_tag = (otag){TAG_CS_SEND, cs};
+    cs->recv_tag = (otag){TAG_CS_RECV, cs};
+    cs->status_tag = (otag){TAG_CS_STATUS, cs};
+    cs->g = g;
+    cs->qi = qi;
+    grpc_slice m = grpc_slice_from_static_string(DHT_CODEC_STREAM_METHOD);
+    cs->call = grpc_channel_create_call(g->channels[qi / 2], NULL, GRPC_PROPAGATE_DEFAULTS,
+                                        pick_cq(g), m, NULL,
+                                        gpr_inf_future(GPR_CLOCK_MONOTONIC), NULL);
+    if (cs->call == NULL) {
+        free(cs);
+        return NULL;
+    }
+    grpc_metadata_array_init(&cs->init_md);
+    grpc_metadata_array_init(&cs->trail_md);
+    grpc_op ops[3];
+    memset(ops, 0, sizeof ops);
+    ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
+    ops[1].op = GRPC_OP_RECV_INITIAL_METADATA;
+    ops[1].data.recv_initial_metadata.recv_initial_metadata = &cs->init_md;
+    ops[2].op = GRPC_OP_RECV_STATUS_ON_CLIENT;
+    ops[2].data.recv_status_on_client.trailing_metadata = &cs->trail_md;
+    ops[2].data.recv_status_on_client.status = &cs->status;
+    ops[2].data.recv_status_on_client.status_details = &cs->details;
+    atomic_fetch_add(&g->inflight, 1);
+    cs->refs = 1; /* the queue's */
+    if (grpc_call_start_batch(cs->call, ops, 3, &cs->status_tag, NULL) != GRPC_CALL_OK) {
+        cs_free(cs);
+        return NULL;
+    }
+    cs->refs++;
+    if (cs_start_recv(cs)) {
+        cs->refs++;
+    } else {
+        grpc_call_cancel(cs->call, NULL); /* the status event ends it */
+        cs->ended = true;
+    }
+    return cs;
+}
+
+/* Items a flush must fail once it has let go of the queue's mutex (their
+ * callbacks may queue more). */
+typedef struct {
+    qitem *expired, *failed;
+    size_t nexpired, nfailed;
+} flush_failures;
+
+static void flush_failures_fire(dht_grpc *g, flush_failures *f)
+{
+    if (f->nexpired > 0)
+        fail_items_later(g, f->expired, f->nexpired, DHT_ERR_TIMEOUT);
+    else
+        free(f->expired);
+    if (f->nfailed > 0)
+        fail_items_later(g, f->failed, f->nfailed, DHT_ERR_UNAVAILABLE);
+    else
+        free(f->failed);
+}
+
+/* Sends up to BATCH_MAX_ITEMS queued items as the next message of cs
+ * (q->mu held, no send in flight, q->len > 0). */
+static void cs_send_locked(peerq *q, cstream *cs, flush_failures *f)
+{
+    size_t n = q->len < BATCH_MAX_ITEMS ? q->len : BATCH_MAX_ITEMS;
+    qitem *items = malloc(n * sizeof *items);
+    sbatch *sb = calloc(1, sizeof *sb);
+    if (items == NULL || sb == NULL) {
+        free(items);
+        free(sb);
+        return; /* they stay queued: the sweep fails them at their deadline */
+    }
+    memcpy(items, q->items, n * sizeof *items);
+    memmove(q->items, q->items + n, (q->len - n) * sizeof *items);
+    q->len -= n;
+
+    int64_t now = dht_now_ns(), deadline;
+    size_t live = split_expired(items, n, now, &f->expired, &f->nexpired, &deadline);
+    if (live == 0) {
+        free(items);
+        free(sb);
+        return;
+    }
+
+    *sb = (sbatch){NULL, ++cs->next_id, items, live, deadline, now};
+    grpc_byte_buffer *bb = bb_encode_items(items, live, sb->id);
+    grpc_op op;
+    memset(&op, 0, sizeof op);
+    op.op = GRPC_OP_SEND_MESSAGE;
+    op.data.send_message.send_message = bb;
+    if (bb == NULL || grpc_call_start_batch(cs->call, &op, 1, &cs->send_tag, NULL) != GRPC_CALL_OK) {
+        if (bb)
+            grpc_byte_buffer_destroy(bb);
+        f->failed = items;
+        f->nfailed = live;
+        free(sb);
+        return;
+    }
+    cs->send_bb = bb;
+    cs->sending = true;
+    cs->refs++;
+    if (cs->sent_tail)
+        cs->sent_tail->next = sb;
+    else
+        cs->sent = sb;
+    cs->sent_tail = sb;
+}
+
+/* Sends what queue qi holds for a remote peer, opening its stream if
+ * needed, unless a message of it is already on the wire. */
+static void stream_flush(dht_grpc *g, int qi)
+{
+    peerq *q = &g->queues[qi];
+    qitem *dead = NULL;
+    size_t ndead = 0;
+    dht_status why = DHT_ERR_SHUTDOWN;
+    pthread_mutex_lock(&q->mu);
+    if (q->len > 0 && q->st == NULL) {
+        if (!atomic_load(&g->stopping))
+            q->st = cs_open(g, qi);
+        if (q->st == NULL) {
+            /* Nothing to send them on: fail what waits, later (we may be
+             * inside send()). */
+            why = atomic_load(&g->stopping) ? DHT_ERR_SHUTDOWN : DHT_ERR_UNAVAILABLE;
+            dead = q->items;
+            ndead = q->len;
+            q->items = NULL;
+            q->len = q->cap = 0;
+        }
+    }
+    flush_failures f = {0};
+    if (q->len > 0 && q->st != NULL && !q->st->sending && !q->st->ended)
+        cs_send_locked(q, q->st, &f);
+    pthread_mutex_unlock(&q->mu);
+    flush_failures_fire(g, &f);
+    if (ndead > 0)
+        fail_items_later(g, dead, ndead, why);
+}
+
 static void flush_queue(dht_grpc *g, int qi)
 {
+    if (qi / 2 != g->self) {
+        stream_flush(g, qi);
+        return;
+    }
     peerq *q = &g->queues[qi];
     qitem *items;
     pthread_mutex_lock(&q->mu);
@@ -589,6 +871,202 @@ static void flush_queue(dht_grpc *g, int qi)
     pthread_mutex_unlock(&q->mu);
     if (n > 0)
         send_batch(g, qi, items, n);
+}
+
+/* Flushes queue qi at this worker's drain when called on a worker (the
+ * corking of worker_drain), at once otherwise. */
+static void flush_soon(dht_grpc *g, int qi)
+{
+    worker *w = own_worker(g);
+    if (w != NULL && qi < 64)
+        w->dirty |= 1ull << qi;
+    else
+        flush_queue(g, qi);
+}
+
+static void cs_send_done(cstream *cs, int success)
+{
+    dht_grpc *g = cs->g;
+    peerq *q = &g->queues[cs->qi];
+    (void)success; /* a failed send ends the call: the status event follows */
+    pthread_mutex_lock(&q->mu);
+    grpc_byte_buffer_destroy(cs->send_bb);
+    cs->send_bb = NULL;
+    cs->sending = false;
+    bool more = q->len > 0;
+    bool last = cs_unref_locked(cs);
+    pthread_mutex_unlock(&q->mu);
+    int qi = cs->qi;
+    if (last)
+        cs_free(cs);
+    if (more)
+        flush_soon(g, qi);
+}
+
+static void cs_recv_done(cstream *cs, int success)
+{
+    dht_grpc *g = cs->g;
+    peerq *q = &g->queues[cs->qi];
+    dht_msg *reps = NULL;
+    size_t n = 0;
+    uint64_t id = 0;
+    bool ok = false;
+    if (success && cs->recv_bb != NULL) {
+        grpc_slice sl;
+        if (bb_slice(cs->recv_bb, &sl)) {
+            ok = dht_codec_decode_batch(GRPC_SLICE_START_PTR(sl), GRPC_SLICE_LENGTH(sl), &reps,
+                                        &n, &id) == 0;
+            grpc_slice_unref(sl);
+        }
+        grpc_byte_buffer_destroy(cs->recv_bb);
+        cs->recv_bb = NULL;
+        if (!ok) {
+            DHT_WARN("malformed batch reply from %s: closing its stream", g->addrs[cs->qi / 2]);
+            grpc_call_cancel_with_status(cs->call, GRPC_STATUS_INTERNAL, "malformed batch reply",
+                                         NULL);
+        }
+    } else if (cs->recv_bb != NULL) {
+        grpc_byte_buffer_destroy(cs->recv_bb);
+        cs->recv_bb = NULL;
+    }
+
+    sbatch *sb = NULL;
+    bool again = false, last = false;
+    pthread_mutex_lock(&q->mu);
+    if (ok) {
+        for (sbatch **pp = &cs->sent; *pp; pp = &(*pp)->next) {
+            if ((*pp)->id == id) {
+                sb = *pp;
+                *pp = sb->next;
+                if (cs->sent_tail == sb) {
+                    cs->sent_tail = NULL;
+                    for (sbatch *t = cs->sent; t; t = t->next)
+                        cs->sent_tail = t;
+                }
+                break;
+            }
+        }
+        again = !cs->ended;
+    }
+    if (!again)
+        last = cs_unref_locked(cs);
+    pthread_mutex_unlock(&q->mu);
+
+    if (sb != NULL) {
+        dht_status st = n == sb->n ? DHT_OK : DHT_ERR_REMOTE;
+        DHT_DEBUG("batch of %zu to %s: %s in %.2f ms", sb->n, g->addrs[cs->qi / 2],
+                  dht_status_name(st), (double)(dht_now_ns() - sb->started) / 1e6);
+        set_peer_state(g, cs->qi / 2, 1);
+        for (size_t i = 0; i < sb->n; i++) {
+            if (st == DHT_OK) {
+                reps[i].type = sb->items[i].req.type;
+                reps[i].key = sb->items[i].req.key;
+            }
+            sb->items[i].cb(sb->items[i].arg, st, st == DHT_OK ? &reps[i] : NULL);
+        }
+        free(sb->items);
+        free(sb);
+    }
+    free(reps);
+    if (again && !cs_start_recv(cs)) {
+        pthread_mutex_lock(&q->mu);
+        last = cs_unref_locked(cs);
+        pthread_mutex_unlock(&q->mu);
+    }
+    if (last)
+        cs_free(cs);
+}
+
+static void cs_status_done(cstream *cs, int success)
+{
+    dht_grpc *g = cs->g;
+    int qi = cs->qi;
+    peerq *q = &g->queues[qi];
+    pthread_mutex_lock(&q->mu);
+    cs->ended = true;
+    bool last = false;
+    if (q->st == cs) {
+        q->st = NULL;
+        last = cs_unref_locked(cs);
+    }
+    last = cs_unref_locked(cs) || last;
+    sbatch *list = cs->sent;
+    cs->sent = cs->sent_tail = NULL;
+    bool more = q->len > 0;
+    pthread_mutex_unlock(&q->mu);
+
+    dht_status st = !success || atomic_load(&g->stopping)        ? DHT_ERR_SHUTDOWN
+                    : cs->status == GRPC_STATUS_UNAVAILABLE       ? DHT_ERR_UNAVAILABLE
+                    : cs->status == GRPC_STATUS_DEADLINE_EXCEEDED ? DHT_ERR_TIMEOUT
+                    : cs->status == GRPC_STATUS_OK                ? DHT_ERR_UNAVAILABLE
+                                                                  : DHT_ERR_REMOTE;
+    if (success && (cs->status == GRPC_STATUS_UNAVAILABLE ||
+                    cs->status == GRPC_STATUS_DEADLINE_EXCEEDED))
+        set_peer_state(g, qi / 2, 0);
+    if (success)
+        note_error(cs->status, cs->details);
+    DHT_DEBUG("stream to %s ended: %s", g->addrs[qi / 2], tl_last_error);
+    while (list != NULL) {
+        sbatch *next = list->next;
+        fail_items_now(list->items, list->n, st);
+        free(list->items);
+        free(list);
+        list = next;
+    }
+    tl_last_error[0] = '\0';
+    if (last)
+        cs_free(cs);
+    if (more) /* on a new stream, or failed if stopping */
+        flush_soon(g, qi);
+}
+
+/* The sweep's part for streams: fails sent batches whose earliest item
+ * deadline passed (their reply, if it ever comes, is dropped). */
+static void cs_sweep(dht_grpc *g, int qi, int64_t now)
+{
+    peerq *q = &g->queues[qi];
+    sbatch *expired = NULL, **tail = &expired;
+    pthread_mutex_lock(&q->mu);
+    cstream *cs = q->st;
+    if (cs != NULL) {
+        sbatch **pp = &cs->sent;
+        cs->sent_tail = NULL;
+        while (*pp) {
+            sbatch *sb = *pp;
+            if (sb->deadline <= now) {
+                *pp = sb->next;
+                sb->next = NULL;
+                *tail = sb;
+                tail = &sb->next;
+            } else {
+                cs->sent_tail = sb;
+                pp = &sb->next;
+            }
+        }
+    }
+    pthread_mutex_unlock(&q->mu);
+    if (expired != NULL)
+        set_peer_state(g, qi / 2, 0);
+    while (expired != NULL) {
+        sbatch *next = expired->next;
+        fail_items_now(expired->items, expired->n, DHT_ERR_TIMEOUT);
+        free(expired->items);
+        free(expired);
+        expired = next;
+    }
+}
+
+/* Ends the streams to remote peers (shutdown): their status events fail
+ * whatever still waits. */
+static void cs_cancel_all(dht_grpc *g)
+{
+    for (int qi = 0; qi < 2 * g->base.npeers; qi++) {
+        peerq *q = &g->queues[qi];
+        pthread_mutex_lock(&q->mu);
+        if (q->st != NULL)
+            grpc_call_cancel(q->st->call, NULL);
+        pthread_mutex_unlock(&q->mu);
+    }
 }
 
 /* Every SWEEP_NS, fails queued items whose deadline passed.  Without it an
@@ -621,6 +1099,8 @@ static void sweep_queues(void *arg)
         pthread_mutex_unlock(&q->mu);
         fail_items_now(expired, nexp, DHT_ERR_TIMEOUT); /* timer thread: allowed */
         free(expired);
+        if (qi / 2 != g->self)
+            cs_sweep(g, qi, now);
     }
     if (!atomic_load(&g->stopping))
         dht_timers_add(g->timers, SWEEP_NS, sweep_queues, g);
@@ -643,19 +1123,10 @@ static int enqueue(dht_grpc *g, int peer, const dht_msg *req, int64_t deadline,
         q->cap = ncap;
     }
     q->items[q->len++] = (qitem){*req, deadline, cb, arg};
-    worker *w = own_worker(g);
-    if (w != NULL && qi < 64) {
-        /* Corked: what this worker's events queue for the peer leaves in
-         * one batch when it runs out of events (worker_drain). */
-        w->dirty |= 1ull << qi;
-        pthread_mutex_unlock(&q->mu);
-        return 0;
-    }
-    qitem *items;
-    size_t n = take_batch(q, &items);
     pthread_mutex_unlock(&q->mu);
-    if (n > 0)
-        send_batch(g, qi, items, n);
+    /* Corked on a worker: what its events queue for the peer leaves in one
+     * batch when it runs out of events (worker_drain). */
+    flush_soon(g, qi);
     return 0;
 }
 
@@ -673,7 +1144,7 @@ static void batch_call_done(ccall *c, dht_status st)
         st = DHT_ERR_REMOTE;
         if (bb_slice(c->recv_bb, &sl)) {
             if (dht_codec_decode_batch(GRPC_SLICE_START_PTR(sl), GRPC_SLICE_LENGTH(sl), &reps,
-                                       &n) == 0 &&
+                                       &n, NULL) == 0 &&
                 n == c->nbatch)
                 st = DHT_OK;
             grpc_slice_unref(sl);
@@ -856,7 +1327,8 @@ static void request_call(dht_grpc *g, worker *w, int method)
                                      s);
     } else {
         e = grpc_server_request_registered_call(g->server, g->methods[method], &s->call,
-                                                &s->deadline, &s->req_md, &s->payload, w->cq,
+                                                &s->deadline, &s->req_md,
+                                                method == M_STREAM ? NULL : &s->payload, w->cq,
                                                 w->cq, s);
     }
     if (e != GRPC_CALL_OK) {
@@ -969,15 +1441,11 @@ typedef struct {
 static void batch_answered(void *arg)
 {
     batch_job *b = arg;
-    size_t need = dht_codec_encode_batch(b->reps, b->n, NULL, 0);
-    uint8_t *buf = need != SIZE_MAX ? malloc(need ? need : 1) : NULL;
-    if (buf == NULL) {
+    grpc_byte_buffer *bb = bb_encode_batch(b->reps, b->n, 0);
+    if (bb == NULL)
         respond(b->s, NULL, 0, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
-    } else {
-        dht_codec_encode_batch(b->reps, b->n, buf, need);
-        respond(b->s, buf, need, GRPC_STATUS_OK, NULL);
-        free(buf);
-    }
+    else
+        respond_bb(b->s, bb, GRPC_STATUS_OK, NULL);
     free(b->reqs);
     free(b->reps);
     free(b);
@@ -994,7 +1462,7 @@ static void serve_batch(dht_grpc *g, scall *s)
     bool ok = b != NULL && bb_slice(s->payload, &sl);
     if (ok) {
         ok = dht_codec_decode_batch(GRPC_SLICE_START_PTR(sl), GRPC_SLICE_LENGTH(sl), &b->reqs,
-                                    &b->n) == 0;
+                                    &b->n, NULL) == 0;
         grpc_slice_unref(sl);
     }
     if (!ok) {
@@ -1021,6 +1489,284 @@ static void serve_batch(dht_grpc *g, scall *s)
     }
 }
 
+/* ---- incoming batch streams -------------------------------------------------
+ *
+ * The server end of a peer's batch stream (see cstream): every message is
+ * a batch handed to the service as it arrives, and each answer goes back
+ * tagged with its request's id as soon as it is ready, so a lock batch
+ * never waits behind a write batch's fsync.  One send is in flight at a
+ * time; answers ready meanwhile wait in `out`.  When the peer stops
+ * sending (it cancelled, or the connection died) and every batch is
+ * answered, the status is sent.  The mutex guards the fields below it;
+ * refs counts started operations and batches in the service. */
+
+typedef struct reply_out {
+    struct reply_out *next;
+    grpc_byte_buffer *bb;
+} reply_out;
+
+typedef struct sstream {
+    otag recv_tag, send_tag, close_tag;
+    dht_grpc *g;
+    grpc_call *call;
+    grpc_byte_buffer *recv_bb; /* the recv operation's, worker only */
+    int cancelled;             /* written by the close operation */
+    pthread_mutex_t mu;
+    int refs, jobs;
+    bool md_sent, sending, reading_done, status_sent, dead;
+    grpc_byte_buffer *send_bb;
+    reply_out *oh, *ot;
+    grpc_slice status_details;
+} sstream;
+
+typedef struct {
+    sstream *ss;
+    uint64_t id;
+    dht_msg *reqs, *reps;
+    size_t n;
+} sjob;
+
+static void ss_free(sstream *ss)
+{
+    dht_grpc *g = ss->g;
+    while (ss->oh != NULL) {
+        reply_out *o = ss->oh;
+        ss->oh = o->next;
+        grpc_byte_buffer_destroy(o->bb);
+        free(o);
+    }
+    if (ss->send_bb)
+        grpc_byte_buffer_destroy(ss->send_bb);
+    if (ss->recv_bb)
+        grpc_byte_buffer_destroy(ss->recv_bb);
+    if (ss->status_sent)
+        grpc_slice_unref(ss->status_details);
+    grpc_call_unref(ss->call);
+    pthread_mutex_destroy(&ss->mu);
+    free(ss);
+    atomic_fetch_sub(&g->inflight, 1);
+}
+
+/* Starts the next send (mu held, none in flight): a queued answer, or the
+ * status once the peer stopped sending and nothing is left to answer. */
+static void ss_pump_locked(sstream *ss)
+{
+    if (ss->sending || ss->status_sent)
+        return;
+    grpc_op ops[2];
+    memset(ops, 0, sizeof ops);
+    size_t n = 0;
+    if (!ss->md_sent)
+        ops[n++].op = GRPC_OP_SEND_INITIAL_METADATA;
+    if (ss->oh != NULL && !ss->dead) {
+        reply_out *o = ss->oh;
+        ss->oh = o->next;
+        if (ss->oh == NULL)
+            ss->ot = NULL;
+        ss->send_bb = o->bb;
+        free(o);
+        ops[n].op = GRPC_OP_SEND_MESSAGE;
+        ops[n++].data.send_message.send_message = ss->send_bb;
+    } else if (ss->reading_done && ss->jobs == 0) {
+        ss->status_details = grpc_slice_from_static_string("");
+        ss->status_sent = true;
+        ops[n].op = GRPC_OP_SEND_STATUS_FROM_SERVER;
+        ops[n].data.send_status_from_server.status = GRPC_STATUS_OK;
+        ops[n++].data.send_status_from_server.status_details = &ss->status_details;
+    } else {
+        return;
+    }
+    ss->md_sent = true;
+    if (grpc_call_start_batch(ss->call, ops, n, &ss->send_tag, NULL) == GRPC_CALL_OK) {
+        ss->sending = true;
+        ss->refs++;
+    } else {
+        ss->dead = true; /* nothing more can be sent on this call */
+        if (ss->send_bb) {
+            grpc_byte_buffer_destroy(ss->send_bb);
+            ss->send_bb = NULL;
+        }
+    }
+}
+
+/* The service answered a streamed batch (on any thread). */
+static void ss_answered(void *arg)
+{
+    sjob *j = arg;
+    sstream *ss = j->ss;
+    grpc_byte_buffer *bb = bb_encode_batch(j->reps, j->n, j->id);
+    reply_out *o = bb ? malloc(sizeof *o) : NULL;
+    pthread_mutex_lock(&ss->mu);
+    if (o != NULL && !ss->dead) {
+        *o = (reply_out){NULL, bb};
+        if (ss->ot)
+            ss->ot->next = o;
+        else
+            ss->oh = o;
+        ss->ot = o;
+        bb = NULL;
+        o = NULL;
+    } else if (!ss->dead) {
+        /* Cannot answer: the peer's batch would wait until its deadline;
+         * end the stream so it fails at once. */
+        grpc_call_cancel_with_status(ss->call, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory",
+                                     NULL);
+    }
+    ss->jobs--;
+    ss_pump_locked(ss);
+    bool last = --ss->refs == 0;
+    pthread_mutex_unlock(&ss->mu);
+    if (bb)
+        grpc_byte_buffer_destroy(bb);
+    free(o);
+    free(j->reqs);
+    free(j->reps);
+    free(j);
+    if (last)
+        ss_free(ss);
+}
+
+static bool ss_start_recv(sstream *ss)
+{
+    grpc_op op;
+    memset(&op, 0, sizeof op);
+    op.op = GRPC_OP_RECV_MESSAGE;
+    op.data.recv_message.recv_message = &ss->recv_bb;
+    return grpc_call_start_batch(ss->call, &op, 1, &ss->recv_tag, NULL) == GRPC_CALL_OK;
+}
+
+static void ss_recv_done(sstream *ss, int success)
+{
+    dht_grpc *g = ss->g;
+    sjob *j = NULL;
+    bool more = false;
+    if (success && ss->recv_bb != NULL) {
+        grpc_slice sl;
+        j = calloc(1, sizeof *j);
+        bool ok = j != NULL && bb_slice(ss->recv_bb, &sl);
+        if (ok) {
+            ok = dht_codec_decode_batch(GRPC_SLICE_START_PTR(sl), GRPC_SLICE_LENGTH(sl), &j->reqs,
+                                        &j->n, &j->id) == 0;
+            grpc_slice_unref(sl);
+        }
+        if (ok && (j->reps = calloc(j->n ? j->n : 1, sizeof *j->reps)) == NULL) {
+            free(j->reqs);
+            ok = false;
+        }
+        grpc_byte_buffer_destroy(ss->recv_bb);
+        ss->recv_bb = NULL;
+        if (!ok) {
+            bool oom = j == NULL || j->reqs != NULL;
+            free(j);
+            j = NULL;
+            if (!oom)
+                DHT_WARN("malformed batch message on a stream rejected");
+            grpc_call_cancel_with_status(ss->call,
+                                         oom ? GRPC_STATUS_RESOURCE_EXHAUSTED
+                                             : GRPC_STATUS_INVALID_ARGUMENT,
+                                         oom ? "out of memory" : "malformed batch message", NULL);
+        } else {
+            j->ss = ss;
+            more = true;
+        }
+    } else if (ss->recv_bb != NULL) {
+        grpc_byte_buffer_destroy(ss->recv_bb);
+        ss->recv_bb = NULL;
+    }
+    pthread_mutex_lock(&ss->mu);
+    if (j != NULL) {
+        ss->jobs++;
+        ss->refs++;
+    }
+    if (!more) {
+        ss->reading_done = true;
+        ss->refs--; /* the recv operation's; the close operation's still holds */
+        ss_pump_locked(ss);
+    }
+    pthread_mutex_unlock(&ss->mu);
+    if (j != NULL) {
+        DHT_DEBUG("streamed batch of %zu replica requests", j->n);
+        if (g->svc.replica_batch) {
+            g->svc.replica_batch(g->svc.arg, j->reqs, j->reps, j->n, ss_answered, j);
+        } else {
+            for (size_t i = 0; i < j->n; i++)
+                g->svc.replica(g->svc.arg, &j->reqs[i], &j->reps[i]);
+            ss_answered(j);
+        }
+    }
+    if (more && !ss_start_recv(ss)) {
+        pthread_mutex_lock(&ss->mu);
+        ss->reading_done = true;
+        ss->refs--;
+        ss_pump_locked(ss);
+        pthread_mutex_unlock(&ss->mu);
+    }
+}
+
+static void ss_send_done(sstream *ss, int success)
+{
+    pthread_mutex_lock(&ss->mu);
+    if (ss->send_bb) {
+        grpc_byte_buffer_destroy(ss->send_bb);
+        ss->send_bb = NULL;
+    }
+    ss->sending = false;
+    if (!success)
+        ss->dead = true;
+    ss_pump_locked(ss);
+    bool last = --ss->refs == 0;
+    pthread_mutex_unlock(&ss->mu);
+    if (last)
+        ss_free(ss);
+}
+
+static void ss_close_done(sstream *ss)
+{
+    pthread_mutex_lock(&ss->mu);
+    if (ss->cancelled)
+        ss->dead = true;
+    bool last = --ss->refs == 0;
+    pthread_mutex_unlock(&ss->mu);
+    if (last)
+        ss_free(ss);
+}
+
+/* A peer opened a batch stream: the call moves from s to a new sstream. */
+static void serve_stream(dht_grpc *g, scall *s)
+{
+    sstream *ss = calloc(1, sizeof *ss);
+    if (ss == NULL) {
+        respond(s, NULL, 0, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+        return;
+    }
+    ss->recv_tag = (otag){TAG_SS_RECV, ss};
+    ss->send_tag = (otag){TAG_SS_SEND, ss};
+    ss->close_tag = (otag){TAG_SS_CLOSE, ss};
+    ss->g = g;
+    ss->call = s->call;
+    s->call = NULL;
+    pthread_mutex_init(&ss->mu, NULL);
+    atomic_fetch_add(&g->inflight, 1);
+    scall_free(s);
+
+    grpc_op op;
+    memset(&op, 0, sizeof op);
+    op.op = GRPC_OP_RECV_CLOSE_ON_SERVER;
+    op.data.recv_close_on_server.cancelled = &ss->cancelled;
+    if (grpc_call_start_batch(ss->call, &op, 1, &ss->close_tag, NULL) != GRPC_CALL_OK) {
+        ss_free(ss);
+        return;
+    }
+    ss->refs = 2; /* the close operation, the recv operation */
+    if (!ss_start_recv(ss)) {
+        pthread_mutex_lock(&ss->mu);
+        ss->reading_done = true;
+        ss->refs--;
+        ss_pump_locked(ss);
+        pthread_mutex_unlock(&ss->mu);
+    }
+}
+
 static void server_call_arrived(scall *s, int success)
 {
     dht_grpc *g = s->g;
@@ -1042,6 +1788,10 @@ static void server_call_arrived(scall *s, int success)
     }
     if (s->method == M_BATCH) {
         serve_batch(g, s);
+        return;
+    }
+    if (s->method == M_STREAM) {
+        serve_stream(g, s);
         return;
     }
     if (s->method == M_HEALTH) {
@@ -1150,6 +1900,24 @@ static void *worker_main(void *arg)
         case TAG_SHUTDOWN:
             atomic_store(&w->g->shutdown_tag.done, true);
             break;
+        case TAG_CS_SEND:
+            cs_send_done(((otag *)k)->owner, ev.success);
+            break;
+        case TAG_CS_RECV:
+            cs_recv_done(((otag *)k)->owner, ev.success);
+            break;
+        case TAG_CS_STATUS:
+            cs_status_done(((otag *)k)->owner, ev.success);
+            break;
+        case TAG_SS_SEND:
+            ss_send_done(((otag *)k)->owner, ev.success);
+            break;
+        case TAG_SS_RECV:
+            ss_recv_done(((otag *)k)->owner, ev.success);
+            break;
+        case TAG_SS_CLOSE:
+            ss_close_done(((otag *)k)->owner);
+            break;
         }
     }
     return NULL;
@@ -1232,6 +2000,8 @@ static int start_server(dht_grpc *g, const char *addr, char *err, size_t errlen)
                                                     0);
     g->methods[M_BATCH] = grpc_server_register_method(
         g->server, DHT_CODEC_BATCH_METHOD, NULL, GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER, 0);
+    g->methods[M_STREAM] = grpc_server_register_method(g->server, DHT_CODEC_STREAM_METHOD, NULL,
+                                                       GRPC_SRM_PAYLOAD_NONE, 0);
     g->methods[M_HEALTH] = grpc_server_register_method(
         g->server, DHT_HEALTH_METHOD, NULL, GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER, 0);
     grpc_server_credentials *creds = grpc_insecure_server_credentials_create();
@@ -1360,6 +2130,7 @@ void dht_grpc_stop(dht_grpc *g)
     if (g == NULL)
         return;
     atomic_store(&g->stopping, true);
+    cs_cancel_all(g);
     if (g->server) {
         grpc_server_shutdown_and_notify(g->server, g->workers[0].cq, &g->shutdown_tag);
         grpc_server_cancel_all_calls(g->server);

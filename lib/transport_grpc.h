@@ -3,8 +3,10 @@
  * One instance owns: a channel per peer, `workers` threads each draining its
  * own completion queue, an optional server (public KeyValue + internal
  * Replica + grpc.health.v1.Health services) and a timer thread.  Outgoing
- * calls are asynchronous unary calls with a deadline and without
- * wait-for-ready, so a dead peer fails fast with UNAVAILABLE.
+ * calls are asynchronous, without wait-for-ready, so a dead peer fails fast
+ * with UNAVAILABLE: unary calls with a deadline, except replica requests,
+ * which travel batched on one long-lived stream per peer and kind, each
+ * request bounded by its own deadline.
  */
 #ifndef DHT_TRANSPORT_GRPC_H
 #define DHT_TRANSPORT_GRPC_H

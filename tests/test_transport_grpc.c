@@ -11,6 +11,7 @@
 #include <stdatomic.h>
 #include <sys/socket.h>
 
+#include "codec.h"
 #include "coordinator.h"
 #include "test.h"
 #include "transport_grpc.h"
@@ -171,11 +172,280 @@ static void test_coordinator_ends_at_deadline_without_quorum(void)
         close(fds[i]);
 }
 
+
+/* ---- batch streams ---------------------------------------------------------
+ * Remote batches travel on one stream per peer and kind; replies carry the
+ * request's id and may come back in any order. */
+
+/* A replica service that answers lock batches at once and write batches
+ * later, newest first, from its own thread: replies leave the server out of
+ * order, so only the ids can match them up. */
+typedef struct pending {
+    struct pending *next;
+    dht_msg *reps;
+    size_t n;
+    void (*done)(void *);
+    void *done_arg;
+} pending;
+
+static pthread_mutex_t lifo_mu = PTHREAD_MUTEX_INITIALIZER;
+static pending *lifo;
+static atomic_bool lifo_stop;
+
+static void answer(const dht_msg *reqs, dht_msg *reps, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        reps[i].type = reqs[i].type; /* as the replica does: a typeless item is malformed */
+        reps[i].ok = 1;
+        reps[i].value = reqs[i].key * 3 + reqs[i].value; /* checked by the sender */
+    }
+}
+
+static void lifo_batch(void *arg, const dht_msg *reqs, dht_msg *reps, size_t n,
+                       void (*done)(void *), void *done_arg)
+{
+    (void)arg;
+    answer(reqs, reps, n);
+    if (n == 0 || reqs[0].type != DHT_MSG_WRITE) {
+        done(done_arg);
+        return;
+    }
+    pending *p = malloc(sizeof *p);
+    CHECK(p != NULL);
+    *p = (pending){NULL, reps, n, done, done_arg};
+    pthread_mutex_lock(&lifo_mu);
+    p->next = lifo;
+    lifo = p;
+    pthread_mutex_unlock(&lifo_mu);
+}
+
+static void *lifo_main(void *arg)
+{
+    (void)arg;
+    while (!atomic_load(&lifo_stop)) {
+        usleep(3000);
+        pthread_mutex_lock(&lifo_mu);
+        pending *p = lifo;
+        lifo = NULL;
+        pthread_mutex_unlock(&lifo_mu);
+        while (p != NULL) { /* newest first */
+            pending *next = p->next;
+            p->done(p->done_arg);
+            free(p);
+            p = next;
+        }
+    }
+    return NULL;
+}
+
+static void sync_batch(void *arg, const dht_msg *reqs, dht_msg *reps, size_t n,
+                       void (*done)(void *), void *done_arg)
+{
+    (void)arg;
+    answer(reqs, reps, n);
+    done(done_arg);
+}
+
+static void no_client(void *arg, const dht_msg *req, int64_t deadline_ns, dht_done_fn done,
+                      void *done_arg)
+{
+    (void)arg;
+    (void)req;
+    (void)deadline_ns;
+    done(done_arg, DHT_ERR_REMOTE, NULL, "not in this test");
+}
+
+/* A port nothing listens on right now. */
+static int free_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t sl = sizeof sa;
+    CHECK(bind(fd, (struct sockaddr *)&sa, sizeof sa) == 0);
+    CHECK(getsockname(fd, (struct sockaddr *)&sa, &sl) == 0);
+    close(fd);
+    return ntohs(sa.sin_port);
+}
+
+static dht_grpc *serve(const char *addr, const dht_service *svc)
+{
+    const char *peers[1] = {addr};
+    dht_grpc_config cfg = {.peers = peers, .npeers = 1, .workers = 1, .self = -1,
+                           .listen_addr = addr, .service = svc};
+    dht_grpc *g;
+    char err[256];
+    for (int i = 0; i < 100; i++) { /* the port may linger a moment after a stop */
+        if (dht_grpc_start(&cfg, &g, err, sizeof err) == 0)
+            return g;
+        usleep(20000);
+    }
+    fprintf(stderr, "cannot serve %s: %s\n", addr, err);
+    CHECK(0);
+    return NULL;
+}
+
+typedef struct {
+    int64_t want;
+    atomic_int *ok, *bad, *failed;
+} expect;
+
+static void on_expect(void *arg, dht_status st, const dht_msg *rep)
+{
+    expect *e = arg;
+    if (st != DHT_OK)
+        atomic_fetch_add(e->failed, 1);
+    else if (rep->value != e->want || !rep->ok)
+        atomic_fetch_add(e->bad, 1);
+    else
+        atomic_fetch_add(e->ok, 1);
+}
+
+static void test_stream_replies_out_of_order_reach_their_requests(void)
+{
+    char addr[64];
+    snprintf(addr, sizeof addr, "127.0.0.1:%d", free_port());
+    dht_service svc = {.replica_batch = lifo_batch, .client = no_client};
+    pthread_t th;
+    atomic_store(&lifo_stop, false);
+    CHECK(pthread_create(&th, NULL, lifo_main, NULL) == 0);
+    dht_grpc *server = serve(addr, &svc);
+
+    const char *peers[1] = {addr};
+    dht_grpc_config cfg = {.peers = peers, .npeers = 1, .workers = 2, .self = -1};
+    dht_grpc *g;
+    char err[256];
+    CHECK(dht_grpc_start(&cfg, &g, err, sizeof err) == 0);
+    dht_transport *t = dht_grpc_transport(g);
+
+    enum { ROUNDS = 50, PER_ROUND = 100 };
+    expect *e = calloc(ROUNDS * PER_ROUND, sizeof *e);
+    atomic_int ok = 0, bad = 0, failed = 0;
+    for (int r = 0; r < ROUNDS; r++) {
+        for (int i = 0; i < PER_ROUND; i++) {
+            int k = r * PER_ROUND + i;
+            dht_msg m = {.type = k % 3 ? DHT_MSG_WRITE : DHT_MSG_LOCK, .key = k,
+                         .value = (int64_t)rand(), .owner = 1, .lease_ms = 10};
+            e[k] = (expect){m.key * 3 + m.value, &ok, &bad, &failed};
+            CHECK(dht_transport_send(t, 0, &m, dht_now_ns() + 5000 * MS, on_expect, &e[k]) == 0);
+        }
+        usleep(1000);
+    }
+    for (int i = 0; i < 1000 && ok + bad + failed < ROUNDS * PER_ROUND; i++)
+        usleep(10000);
+    CHECK_EQ(atomic_load(&bad), 0);
+    CHECK_EQ(atomic_load(&failed), 0);
+    CHECK_EQ(atomic_load(&ok), ROUNDS * PER_ROUND);
+    dht_grpc_stop(g);
+    dht_grpc_stop(server);
+    atomic_store(&lifo_stop, true);
+    pthread_join(th, NULL);
+    free(e);
+}
+
+static void test_stream_rejects_malformed_messages(void)
+{
+    char addr[64];
+    snprintf(addr, sizeof addr, "127.0.0.1:%d", free_port());
+    dht_service svc = {.replica_batch = sync_batch, .client = no_client};
+    dht_grpc *server = serve(addr, &svc);
+    int status;
+    char details[200];
+    uint8_t resp[256];
+    size_t resp_len = sizeof resp;
+
+    /* Not a BatchRequest (field 1 claims 100 bytes that are not there). */
+    static const uint8_t junk[] = {0x0a, 0x64, 0x01, 0x02};
+    CHECK(dht_grpc_call_raw(addr, DHT_CODEC_STREAM_METHOD, junk, sizeof junk, 2000 * MS, &status,
+                            details, sizeof details, resp, &resp_len) == 0);
+    CHECK_EQ(status, 3); /* INVALID_ARGUMENT */
+
+    /* A request of another type inside a batch is refused too. */
+    dht_msg put = {.type = DHT_MSG_PUT, .key = 1, .value = 2};
+    uint8_t buf[128];
+    size_t len = dht_codec_encode_batch(&put, 1, 9, buf, sizeof buf);
+    CHECK(len <= sizeof buf);
+    resp_len = sizeof resp;
+    CHECK(dht_grpc_call_raw(addr, DHT_CODEC_STREAM_METHOD, buf, len, 2000 * MS, &status, details,
+                            sizeof details, resp, &resp_len) == 0);
+    CHECK_EQ(status, 3);
+
+    /* The server is still there, and a well-formed batch is answered with
+     * its id. */
+    dht_msg reqs[2] = {{.type = DHT_MSG_READ, .key = 5}, {.type = DHT_MSG_LOCK, .key = 6, .owner = 1}};
+    len = dht_codec_encode_batch(reqs, 2, 77, buf, sizeof buf);
+    CHECK(len <= sizeof buf);
+    resp_len = sizeof resp;
+    CHECK(dht_grpc_call_raw(addr, DHT_CODEC_STREAM_METHOD, buf, len, 2000 * MS, &status, details,
+                            sizeof details, resp, &resp_len) == 0);
+    CHECK_EQ(status, 0);
+    dht_msg *reps = NULL;
+    size_t n = 0;
+    uint64_t id = 0;
+    CHECK(dht_codec_decode_batch(resp, resp_len, &reps, &n, &id) == 0);
+    CHECK_EQ(n, 2);
+    CHECK_EQ(id, 77);
+    CHECK_EQ(reps[0].value, 15);
+    CHECK_EQ(reps[1].value, 18);
+    free(reps);
+    dht_grpc_stop(server);
+}
+
+static void test_stream_reopens_after_peer_restart(void)
+{
+    char addr[64];
+    snprintf(addr, sizeof addr, "127.0.0.1:%d", free_port());
+    dht_service svc = {.replica_batch = sync_batch, .client = no_client};
+    dht_grpc *server = serve(addr, &svc);
+    const char *peers[1] = {addr};
+    dht_grpc_config cfg = {.peers = peers, .npeers = 1, .workers = 1, .self = -1};
+    dht_grpc *g;
+    char err[256];
+    CHECK(dht_grpc_start(&cfg, &g, err, sizeof err) == 0);
+    dht_transport *t = dht_grpc_transport(g);
+    atomic_int ok = 0, bad = 0, failed = 0;
+    expect e = {3, &ok, &bad, &failed};
+    dht_msg m = {.type = DHT_MSG_READ, .key = 1};
+
+    CHECK(dht_transport_send(t, 0, &m, dht_now_ns() + 2000 * MS, on_expect, &e) == 0);
+    for (int i = 0; i < 200 && ok + failed == 0; i++)
+        usleep(10000);
+    CHECK_EQ(atomic_load(&ok), 1);
+
+    /* The peer goes away: the next request fails, well before its deadline. */
+    dht_grpc_stop(server);
+    int64_t t0 = dht_now_ns();
+    CHECK(dht_transport_send(t, 0, &m, t0 + 5000 * MS, on_expect, &e) == 0);
+    for (int i = 0; i < 500 && ok + failed == 1; i++)
+        usleep(10000);
+    CHECK_EQ(atomic_load(&failed), 1);
+    CHECK(dht_now_ns() - t0 < 2000 * MS);
+
+    /* It comes back on the same port: a new stream carries the requests. */
+    server = serve(addr, &svc);
+    int before = atomic_load(&ok);
+    for (int i = 0; i < 100 && atomic_load(&ok) == before; i++) {
+        int seen = ok + failed;
+        CHECK(dht_transport_send(t, 0, &m, dht_now_ns() + 1000 * MS, on_expect, &e) == 0);
+        for (int k = 0; k < 200 && ok + failed == seen; k++)
+            usleep(5000);
+        if (atomic_load(&ok) == before)
+            usleep(50000);
+    }
+    CHECK(atomic_load(&ok) > before);
+    CHECK_EQ(atomic_load(&bad), 0);
+    dht_grpc_stop(g);
+    dht_grpc_stop(server);
+}
+
 static const test_case tests[] = {
     {"deadlines_hold_against_a_silent_peer", test_deadlines_hold_against_a_silent_peer},
     {"unknown_peer_fails_fast", test_unknown_peer_fails_fast},
     {"coordinator_ends_at_deadline_without_quorum",
      test_coordinator_ends_at_deadline_without_quorum},
+    {"stream_replies_out_of_order_reach_their_requests",
+     test_stream_replies_out_of_order_reach_their_requests},
+    {"stream_rejects_malformed_messages", test_stream_rejects_malformed_messages},
+    {"stream_reopens_after_peer_restart", test_stream_reopens_after_peer_restart},
     {0, 0},
 };
 

@@ -34,9 +34,11 @@
 #   --out FILE       raw results, JSON Lines (default bench/results/DATE.jsonl)
 #   --ours-client M  how the matrix drives our store: via (default: each op is
 #                    one call to a node's public KeyValue service, which
-#                    coordinates it, as an etcd member does) or fanout (the
-#                    client coordinates on all replicas itself: the
-#                    coordinator's CPU moves from the servers to the client)
+#                    coordinates it, as an etcd member does), fanout (our
+#                    `client` as built: it coordinates on all replicas
+#                    itself, so the coordinator's CPU moves from the servers
+#                    to the client), or both (each cell runs both, and two
+#                    tables compare each with the same etcd runs)
 #   --our-workers N  completion-queue threads of each of our nodes (default 1:
 #                    three nodes share this machine's cores; the server's own
 #                    default is one per core, which here measured 20-35%
@@ -75,7 +77,7 @@ while [ $# -gt 0 ]; do
     --bin) [ -n "${2:-}" ] || { usage >&2; exit 2; }; BIN=$2; shift ;;
     --out) [ -n "${2:-}" ] || { usage >&2; exit 2; }; OUT=$2; shift ;;
     --ours-client)
-        case ${2:-} in via|fanout) OURS_CLIENT=$2 ;; *) echo "bench: --ours-client via|fanout" >&2; usage >&2; exit 2 ;; esac
+        case ${2:-} in via|fanout|both) OURS_CLIENT=$2 ;; *) echo "bench: --ours-client via|fanout|both" >&2; usage >&2; exit 2 ;; esac
         shift ;;
     --perf) PERF=1 ;;
     --no-failover) DO_FAILOVER=0 ;;
@@ -245,13 +247,14 @@ fi
 CPU_MODEL=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)
 echo "{\"system\":\"meta\",\"date\":\"$(date -Iseconds)\",\"nproc\":$(nproc),\"cpu\":\"$CPU_MODEL\",\"loadavg\":\"$(cut -d' ' -f1-3 /proc/loadavg)\",\"etcd_version\":\"$ETCD_VERSION\",\"keys\":$KEYS,\"duration_s\":$DURATION,\"failover_s\":$FAILOVER,\"ours_client\":\"$OURS_CLIENT\",\"our_workers\":$OUR_WORKERS,\"git\":\"$(git -C "$ROOT" describe --always --dirty 2>/dev/null)\"}" >>"$OUT"
 
-# run_load SYSTEM NAME ARGS...: one client run against SYSTEM (ours|etcd),
+# run_load SYSTEM NAME ARGS...: one client run against SYSTEM (etcd, or ours
+# as ours|ours-fanout),
 # bounded by a timeout; prints the client's JSON summary and appends a
 # result line to $OUT with the servers' and the client's CPU per operation.
 run_load() {
     local sys=$1 name=$2; shift 2
     local pids target before after json ops scpu ccpu tfile=$WORK/time.$$ bound
-    if [ "$sys" = ours ]; then pids="${OUR_PID[*]}"; else pids="${ETCD_PID[*]}"; fi
+    if [ "$sys" = etcd ]; then pids="${ETCD_PID[*]}"; else pids="${OUR_PID[*]}"; fi
     bound=$((DURATION > FAILOVER ? DURATION : FAILOVER))
     before=$(cpu_ticks $pids)
     local cs0 cs1 csop
@@ -279,16 +282,20 @@ run_load etcd preload --etcd "$ETCD" random --keys "$KEYS" --put-ratio 1 --concu
 # ---- the matrix -------------------------------------------------------------
 declare -A RES
 [ $DO_MATRIX = 1 ] || ROUNDS=0
+# Our systems in the matrix: "ours" is driven as --ours-client says (with
+# both: through the nodes), "ours-fanout" by the fan-out client.
+case $OURS_CLIENT in both) OURS_SYS="ours ours-fanout" ;; *) OURS_SYS="ours" ;; esac
 for round in $(seq 1 "$ROUNDS"); do
 cell=$((round - 1))
 for wl in $WORKLOADS; do
     case $wl in put) ratio=1 ;; get) ratio=0 ;; mix) ratio=0.5 ;; esac
     for c in $CONCS; do
-        if [ $((cell % 2)) = 0 ]; then order="ours etcd"; else order="etcd ours"; fi
+        if [ $((cell % 2)) = 0 ]; then order="$OURS_SYS etcd"
+        else order="etcd $(echo $OURS_SYS | tr ' ' '\n' | tac | paste -sd' ')"; fi
         cell=$((cell + 1))
         for sys in $order; do
             if [ $sys = etcd ]; then target=(--etcd "$ETCD")
-            elif [ $OURS_CLIENT = via ]; then target=(--via "$OURS")
+            elif [ $sys = ours ] && [ $OURS_CLIENT != fanout ]; then target=(--via "$OURS")
             else target=(--servers "$OURS"); fi
             perfpid=""
             if [ $PERF = 1 ] && [ $round = 1 ] && [ $sys = ours ] && [ $wl = put ] && [ "$c" = 64 ] && command -v perf >/dev/null; then
@@ -336,14 +343,16 @@ median() {
 
 # ---- the table --------------------------------------------------------------
 f() { json_field "$1" "$2"; }
+# print_table SYS: the matrix of our SYS (ours|ours-fanout) against etcd.
 print_table() {
+    local sys=$1
     printf '%-5s %5s | %9s %8s %8s | %9s %8s %8s | %6s | %9s %9s\n' \
         workload conc "ours op/s" "p50 ms" "p99 ms" "etcd op/s" "p50 ms" "p99 ms" "ratio" "cpu us/op" "(etcd)"
     printf -- '------------+------------------------------+------------------------------+--------+--------------------\n'
     local wl c o e
     for wl in $WORKLOADS; do
         for c in $CONCS; do
-            o=$(median ours "$wl" "$c") e=$(median etcd "$wl" "$c")
+            o=$(median "$sys" "$wl" "$c") e=$(median etcd "$wl" "$c")
             set -- $o; local oj=$1 oc=$2
             set -- $e; local ej=$1 ec=$2
             printf '%-5s %5s | %9.0f %8.2f %8.2f | %9.0f %8.2f %8.2f | %6.2f | %9s %9s\n' \
@@ -437,12 +446,25 @@ fi
 # ---- report -----------------------------------------------------------------
 echo
 echo "== $(date '+%Y-%m-%d %H:%M'), $(nproc) cores, $CPU_MODEL, load average before the run $(sed -n 's/.*"loadavg":"\([^"]*\)".*/\1/p' "$OUT" | head -n 1)"
-if [ $OURS_CLIENT = via ]; then oc="client --via all 3 nodes"; else oc="fan-out client --servers (coordinates itself)"; fi
+VIA_DESC="client --via all 3 nodes (each op one call to a node, which coordinates it)"
+FAN_DESC="fan-out client --servers (our client as built: it coordinates itself)"
+case $OURS_CLIENT in via) oc=$VIA_DESC ;; fanout) oc=$FAN_DESC ;; both) oc="see each table" ;; esac
 echo "== ours: 3 nodes, --fsync batch --workers $OUR_WORKERS, $oc | etcd $ETCD_VERSION: 3 members, default fsync, client --etcd all 3"
 if [ "$ROUNDS" = 1 ]; then rd="one run per cell"; else rd="median of $ROUNDS rounds per cell"; fi
 echo "== $KEYS keys, 8-byte values, ${DURATION}s per run, $rd, linearizable gets; ratio = ours/etcd ops/s;"
 echo "== cpu us/op = CPU time of the 3 server processes per operation (ours, then etcd)"
-[ $DO_MATRIX = 1 ] && print_table
+if [ $DO_MATRIX = 1 ]; then
+    if [ $OURS_CLIENT = both ]; then
+        echo
+        echo "-- ours with the $VIA_DESC"
+        print_table ours
+        echo
+        echo "-- ours with the $FAN_DESC (same etcd runs)"
+        print_table ours-fanout
+    else
+        print_table ours
+    fi
+fi
 if [ $DO_FAILOVER = 1 ]; then
     echo
     echo "== failover: ${FAILOVER}s of puts at concurrency 16, kill -9 of one node after $((FAILOVER / 3))s"

@@ -1635,6 +1635,19 @@ static bool ss_start_recv(sstream *ss)
     return grpc_call_start_batch(ss->call, &op, 1, &ss->recv_tag, NULL) == GRPC_CALL_OK;
 }
 
+/* No more messages will be read: drops the recv operation's reference and
+ * sends the status once every batch is answered. */
+static void ss_reading_done(sstream *ss)
+{
+    pthread_mutex_lock(&ss->mu);
+    ss->reading_done = true;
+    ss_pump_locked(ss);
+    bool last = --ss->refs == 0;
+    pthread_mutex_unlock(&ss->mu);
+    if (last)
+        ss_free(ss);
+}
+
 static void ss_recv_done(sstream *ss, int success)
 {
     dht_grpc *g = ss->g;
@@ -1673,34 +1686,24 @@ static void ss_recv_done(sstream *ss, int success)
         grpc_byte_buffer_destroy(ss->recv_bb);
         ss->recv_bb = NULL;
     }
-    pthread_mutex_lock(&ss->mu);
-    if (j != NULL) {
-        ss->jobs++;
-        ss->refs++;
-    }
     if (!more) {
-        ss->reading_done = true;
-        ss->refs--; /* the recv operation's; the close operation's still holds */
-        ss_pump_locked(ss);
+        ss_reading_done(ss);
+        return;
     }
+    pthread_mutex_lock(&ss->mu);
+    ss->jobs++;
+    ss->refs++;
     pthread_mutex_unlock(&ss->mu);
-    if (j != NULL) {
-        DHT_DEBUG("streamed batch of %zu replica requests", j->n);
-        if (g->svc.replica_batch) {
-            g->svc.replica_batch(g->svc.arg, j->reqs, j->reps, j->n, ss_answered, j);
-        } else {
-            for (size_t i = 0; i < j->n; i++)
-                g->svc.replica(g->svc.arg, &j->reqs[i], &j->reps[i]);
-            ss_answered(j);
-        }
+    DHT_DEBUG("streamed batch of %zu replica requests", j->n);
+    if (g->svc.replica_batch) {
+        g->svc.replica_batch(g->svc.arg, j->reqs, j->reps, j->n, ss_answered, j);
+    } else {
+        for (size_t i = 0; i < j->n; i++)
+            g->svc.replica(g->svc.arg, &j->reqs[i], &j->reps[i]);
+        ss_answered(j);
     }
-    if (more && !ss_start_recv(ss)) {
-        pthread_mutex_lock(&ss->mu);
-        ss->reading_done = true;
-        ss->refs--;
-        ss_pump_locked(ss);
-        pthread_mutex_unlock(&ss->mu);
-    }
+    if (!ss_start_recv(ss))
+        ss_reading_done(ss);
 }
 
 static void ss_send_done(sstream *ss, int success)
@@ -1758,13 +1761,8 @@ static void serve_stream(dht_grpc *g, scall *s)
         return;
     }
     ss->refs = 2; /* the close operation, the recv operation */
-    if (!ss_start_recv(ss)) {
-        pthread_mutex_lock(&ss->mu);
-        ss->reading_done = true;
-        ss->refs--;
-        ss_pump_locked(ss);
-        pthread_mutex_unlock(&ss->mu);
-    }
+    if (!ss_start_recv(ss))
+        ss_reading_done(ss);
 }
 
 static void server_call_arrived(scall *s, int success)

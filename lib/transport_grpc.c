@@ -21,12 +21,12 @@
  * there too.  Streams (cstream, sstream) are reference-counted: each
  * operation started on the call holds one, and whoever drops the last
  * frees the stream.  A sent batch (sbatch) and its items belong to the
- * stream until its reply, its deadline or the stream's end takes it out. 
+ * stream until its reply, its deadline or the stream's end takes it out.
  *
  * Shutdown (dht_grpc_stop): refuse new sends, cancel the streams to peers,
- * shut the server down and cancel its calls, wait until no call, public request or timer is in
- * flight (each is bounded by a deadline), then shut down the queues and join
- * the workers.
+ * shut the server down and cancel its calls, wait until no call, stream,
+ * public request or timer is in flight (each is bounded by a deadline or
+ * ended by the cancel), then shut down the queues and join the workers.
  */
 #include "transport_grpc.h"
 

@@ -640,9 +640,14 @@ static void on_read_reply(void *arg, dht_status st, const dht_msg *rep);
 
 static void on_read_backoff_done(void *arg);
 
+static dht_msg read_msg(const op *o)
+{
+    return (dht_msg){.type = DHT_MSG_READ, .key = o->key};
+}
+
 static void expand_read(op *o)
 {
-    dht_msg m = {.type = DHT_MSG_READ, .key = o->key};
+    dht_msg m = read_msg(o);
     ask(o, all_peers(o->c), &m, on_read_reply);
 }
 
@@ -657,7 +662,7 @@ static void start_read_round(op *o)
     o->holders = 0;
     o->ver = (dht_version){0, 0};
     o->value = 0;
-    dht_msg m = {.type = DHT_MSG_READ, .key = o->key};
+    dht_msg m = read_msg(o);
     ask(o, first_ask(c), &m, on_read_reply);
     if (o->failures > 0 || !hedge_watch(o))
         expand_read(o);

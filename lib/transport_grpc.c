@@ -286,6 +286,18 @@ static grpc_byte_buffer *bb_encode_batch(const dht_msg *msgs, size_t n, uint64_t
     return bb;
 }
 
+/* Decodes a batch message (see dht_codec_decode_batch: *out is malloc'd,
+ * the caller frees it); -1 if bb is missing or not a valid batch. */
+static int bb_decode_batch(grpc_byte_buffer *bb, dht_msg **out, size_t *n, uint64_t *id)
+{
+    grpc_slice sl;
+    if (!bb_slice(bb, &sl))
+        return -1;
+    int rc = dht_codec_decode_batch(GRPC_SLICE_START_PTR(sl), GRPC_SLICE_LENGTH(sl), out, n, id);
+    grpc_slice_unref(sl);
+    return rc;
+}
+
 const char *dht_grpc_status_name(int code)
 {
     static const char *const names[] = {
@@ -423,7 +435,32 @@ static void fail_items_later(dht_grpc *g, qitem *items, size_t n, dht_status st)
     free(items);
 }
 
+/* Hands each item its reply (reps[i], completed with the request's type and
+ * key) or, unless st is DHT_OK, the error st. */
+static void answer_items(qitem *items, size_t n, dht_status st, dht_msg *reps)
+{
+    if (st != DHT_OK) {
+        fail_items_now(items, n, st);
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        reps[i].type = items[i].req.type;
+        reps[i].key = items[i].req.key;
+        items[i].cb(items[i].arg, DHT_OK, &reps[i]);
+    }
+}
+
 static void flush_queue(dht_grpc *g, int qi);
+
+/* A batch of queue qi (local replica or unary call) is over: its slot is
+ * free, and what queued meanwhile goes out. */
+static void batch_slot_done(dht_grpc *g, int qi)
+{
+    pthread_mutex_lock(&g->queues[qi].mu);
+    g->queues[qi].inflight--;
+    pthread_mutex_unlock(&g->queues[qi].mu);
+    flush_queue(g, qi);
+}
 
 /* Writes wait for the replica's fsync; locks and reads need none.  Each
  * peer has a queue for each kind, so a lock never waits behind a write
@@ -433,20 +470,24 @@ static int queue_of(int peer, dht_msg_type t)
     return 2 * peer + (t == DHT_MSG_WRITE);
 }
 
-/* Moves the items of a batch about to be sent that are (nearly) past their
- * deadline to *expired (malloc'd, caller owns; left NULL if none), so they
- * neither doom the rest to a timeout nor shorten its life: their callers
- * have given up.  Returns how many stay at the front of items, and their
- * earliest deadline in *deadline. */
-static size_t split_expired(qitem *items, size_t n, int64_t now, qitem **expired, size_t *nexp,
-                            int64_t *deadline)
+/* An item this close to its deadline is not sent any more. */
+#define SEND_MARGIN_NS (20 * DHT_NS_PER_MS)
+
+/* Moves the items whose deadline is at or before horizon to *expired
+ * (malloc'd, caller owns; left NULL if none): a batch about to be sent
+ * drops those (nearly) past their deadline, so they neither doom the rest
+ * to a timeout nor shorten its life, since their callers have given up;
+ * the sweep drops those past it.  Returns how many stay at the front of
+ * items, and their earliest deadline in *deadline unless it is NULL. */
+static size_t split_expired(qitem *items, size_t n, int64_t horizon, qitem **expired,
+                            size_t *nexp, int64_t *deadline)
 {
     size_t live = 0;
+    int64_t earliest = INT64_MAX;
     *expired = NULL;
     *nexp = 0;
-    *deadline = INT64_MAX;
     for (size_t i = 0; i < n; i++) {
-        if (items[i].deadline <= now + 20 * DHT_NS_PER_MS) {
+        if (items[i].deadline <= horizon) {
             if (*expired == NULL)
                 *expired = malloc(n * sizeof **expired);
             if (*expired != NULL) {
@@ -455,9 +496,11 @@ static size_t split_expired(qitem *items, size_t n, int64_t now, qitem **expired
             }
         }
         items[live++] = items[i];
-        if (items[i].deadline < *deadline)
-            *deadline = items[i].deadline;
+        if (items[i].deadline < earliest)
+            earliest = items[i].deadline;
     }
+    if (deadline != NULL)
+        *deadline = earliest;
     return live;
 }
 
@@ -516,20 +559,13 @@ static void local_done(void *arg)
 {
     local_job *j = arg;
     dht_grpc *g = j->g;
-    for (size_t i = 0; i < j->n; i++) {
-        j->reps[i].type = j->items[i].req.type;
-        j->reps[i].key = j->items[i].req.key;
-        j->items[i].cb(j->items[i].arg, DHT_OK, &j->reps[i]);
-    }
+    answer_items(j->items, j->n, DHT_OK, j->reps);
     int qi = j->qi;
     free(j->items);
     free(j->reqs);
     free(j->reps);
     free(j);
-    pthread_mutex_lock(&g->queues[qi].mu);
-    g->queues[qi].inflight--;
-    pthread_mutex_unlock(&g->queues[qi].mu);
-    flush_queue(g, qi);
+    batch_slot_done(g, qi);
     atomic_fetch_sub(&g->inflight, 1);
 }
 
@@ -611,7 +647,7 @@ static void send_batch(dht_grpc *g, int qi, qitem *items, size_t n)
     int64_t now = dht_now_ns(), deadline;
     size_t nexp;
     qitem *expired;
-    size_t live = split_expired(items, n, now, &expired, &nexp, &deadline);
+    size_t live = split_expired(items, n, now + SEND_MARGIN_NS, &expired, &nexp, &deadline);
     if (nexp > 0)
         fail_items_later(g, expired, nexp, DHT_ERR_TIMEOUT);
 
@@ -636,10 +672,7 @@ static void send_batch(dht_grpc *g, int qi, qitem *items, size_t n)
         fail_items_later(g, items, live, DHT_ERR_SHUTDOWN);
     else
         free(items);
-    pthread_mutex_lock(&g->queues[qi].mu);
-    g->queues[qi].inflight--;
-    pthread_mutex_unlock(&g->queues[qi].mu);
-    flush_queue(g, qi);
+    batch_slot_done(g, qi);
 }
 
 /* ---- streams of batches to remote peers -------------------------------------
@@ -796,7 +829,8 @@ static void cs_send_locked(peerq *q, cstream *cs, flush_failures *f)
     q->len -= n;
 
     int64_t now = dht_now_ns(), deadline;
-    size_t live = split_expired(items, n, now, &f->expired, &f->nexpired, &deadline);
+    size_t live =
+        split_expired(items, n, now + SEND_MARGIN_NS, &f->expired, &f->nexpired, &deadline);
     if (live == 0) {
         free(items);
         free(sb);
@@ -912,12 +946,7 @@ static void cs_recv_done(cstream *cs, int success)
     uint64_t id = 0;
     bool ok = false;
     if (success && cs->recv_bb != NULL) {
-        grpc_slice sl;
-        if (bb_slice(cs->recv_bb, &sl)) {
-            ok = dht_codec_decode_batch(GRPC_SLICE_START_PTR(sl), GRPC_SLICE_LENGTH(sl), &reps,
-                                        &n, &id) == 0;
-            grpc_slice_unref(sl);
-        }
+        ok = bb_decode_batch(cs->recv_bb, &reps, &n, &id) == 0;
         grpc_byte_buffer_destroy(cs->recv_bb);
         cs->recv_bb = NULL;
         if (!ok) {
@@ -957,13 +986,7 @@ static void cs_recv_done(cstream *cs, int success)
         DHT_DEBUG("batch of %zu to %s: %s in %.2f ms", sb->n, g->addrs[cs->qi / 2],
                   dht_status_name(st), (double)(dht_now_ns() - sb->started) / 1e6);
         set_peer_state(g, cs->qi / 2, 1);
-        for (size_t i = 0; i < sb->n; i++) {
-            if (st == DHT_OK) {
-                reps[i].type = sb->items[i].req.type;
-                reps[i].key = sb->items[i].req.key;
-            }
-            sb->items[i].cb(sb->items[i].arg, st, st == DHT_OK ? &reps[i] : NULL);
-        }
+        answer_items(sb->items, sb->n, st, reps);
         free(sb->items);
         free(sb);
     }
@@ -1081,21 +1104,10 @@ static void sweep_queues(void *arg)
     int64_t now = dht_now_ns();
     for (int qi = 0; qi < 2 * g->base.npeers; qi++) {
         peerq *q = &g->queues[qi];
-        qitem *expired = NULL;
-        size_t nexp = 0, keep = 0;
+        qitem *expired;
+        size_t nexp;
         pthread_mutex_lock(&q->mu);
-        for (size_t i = 0; i < q->len; i++) {
-            if (q->items[i].deadline <= now) {
-                if (expired == NULL)
-                    expired = malloc(q->len * sizeof *expired);
-                if (expired != NULL) {
-                    expired[nexp++] = q->items[i];
-                    continue;
-                }
-            }
-            q->items[keep++] = q->items[i];
-        }
-        q->len = keep;
+        q->len = split_expired(q->items, q->len, now, &expired, &nexp, NULL);
         pthread_mutex_unlock(&q->mu);
         fail_items_now(expired, nexp, DHT_ERR_TIMEOUT); /* timer thread: allowed */
         free(expired);
@@ -1139,30 +1151,12 @@ static void batch_call_done(ccall *c, dht_status st)
     size_t n = 0;
     DHT_DEBUG("batch of %zu to %s: %s in %.2f ms", c->nbatch, g->addrs[c->peer],
               dht_status_name(st), (double)(dht_now_ns() - c->started) / 1e6);
-    if (st == DHT_OK) {
-        grpc_slice sl;
+    if (st == DHT_OK && (bb_decode_batch(c->recv_bb, &reps, &n, NULL) != 0 || n != c->nbatch))
         st = DHT_ERR_REMOTE;
-        if (bb_slice(c->recv_bb, &sl)) {
-            if (dht_codec_decode_batch(GRPC_SLICE_START_PTR(sl), GRPC_SLICE_LENGTH(sl), &reps,
-                                       &n, NULL) == 0 &&
-                n == c->nbatch)
-                st = DHT_OK;
-            grpc_slice_unref(sl);
-        }
-    }
-    for (size_t i = 0; i < c->nbatch; i++) {
-        if (st == DHT_OK) {
-            reps[i].type = c->batch[i].req.type;
-            reps[i].key = c->batch[i].req.key;
-        }
-        c->batch[i].cb(c->batch[i].arg, st, st == DHT_OK ? &reps[i] : NULL);
-    }
+    answer_items(c->batch, c->nbatch, st, reps);
     free(reps);
     free(c->batch);
-    pthread_mutex_lock(&g->queues[c->queue].mu);
-    g->queues[c->queue].inflight--;
-    pthread_mutex_unlock(&g->queues[c->queue].mu);
-    flush_queue(g, c->queue);
+    batch_slot_done(g, c->queue);
 }
 
 static int grpc_send(dht_transport *t, int peer, const dht_msg *req, int64_t deadline_ns,
@@ -1457,15 +1451,8 @@ static void serve_batch(dht_grpc *g, scall *s)
         respond(s, NULL, 0, GRPC_STATUS_CANCELLED, "no request message");
         return;
     }
-    grpc_slice sl;
     batch_job *b = calloc(1, sizeof *b);
-    bool ok = b != NULL && bb_slice(s->payload, &sl);
-    if (ok) {
-        ok = dht_codec_decode_batch(GRPC_SLICE_START_PTR(sl), GRPC_SLICE_LENGTH(sl), &b->reqs,
-                                    &b->n, NULL) == 0;
-        grpc_slice_unref(sl);
-    }
-    if (!ok) {
+    if (b == NULL || bb_decode_batch(s->payload, &b->reqs, &b->n, NULL) != 0) {
         free(b);
         DHT_WARN("malformed batch request rejected");
         respond(s, NULL, 0, GRPC_STATUS_INVALID_ARGUMENT, "malformed batch message");
@@ -1654,14 +1641,8 @@ static void ss_recv_done(sstream *ss, int success)
     sjob *j = NULL;
     bool more = false;
     if (success && ss->recv_bb != NULL) {
-        grpc_slice sl;
         j = calloc(1, sizeof *j);
-        bool ok = j != NULL && bb_slice(ss->recv_bb, &sl);
-        if (ok) {
-            ok = dht_codec_decode_batch(GRPC_SLICE_START_PTR(sl), GRPC_SLICE_LENGTH(sl), &j->reqs,
-                                        &j->n, &j->id) == 0;
-            grpc_slice_unref(sl);
-        }
+        bool ok = j != NULL && bb_decode_batch(ss->recv_bb, &j->reqs, &j->n, &j->id) == 0;
         if (ok && (j->reps = calloc(j->n ? j->n : 1, sizeof *j->reps)) == NULL) {
             free(j->reqs);
             ok = false;

@@ -743,6 +743,15 @@ static int prepare_segment(dht_wal *w)
     return fd;
 }
 
+/* Drops a prepared segment that will not be used. */
+static void discard_prepared(dht_wal *w, int fd)
+{
+    if (fd < 0)
+        return;
+    close(fd);
+    unlinkat(w->dirfd, SEG_TMP, 0);
+}
+
 /* Creates segment no: from the prepared file if there is one (taken
  * over), else a new prefilled one. */
 static int create_segment(dht_wal *w, uint64_t no, int prepared, int *fd_out)
@@ -751,8 +760,7 @@ static int create_segment(dht_wal *w, uint64_t no, int prepared, int *fd_out)
     seg_name(name, sizeof name, no);
     int fd = prepared;
     if (fd >= 0 && renameat(w->dirfd, SEG_TMP, w->dirfd, name) != 0) {
-        close(fd);
-        unlinkat(w->dirfd, SEG_TMP, 0);
+        discard_prepared(w, fd);
         fd = -1;
     }
     if (fd < 0) {
@@ -1202,10 +1210,7 @@ int dht_wal_checkpoint_begin(dht_wal *w)
     int r = w->failed;
     if (r) {
         pthread_mutex_unlock(&w->mu);
-        if (prepared >= 0) {
-            close(prepared);
-            unlinkat(w->dirfd, SEG_TMP, 0);
-        }
+        discard_prepared(w, prepared);
         pthread_mutex_unlock(&w->ckpt_mu);
         return r;
     }
@@ -1232,10 +1237,8 @@ int dht_wal_checkpoint_begin(dht_wal *w)
                 name, strerror(-r));
     }
 
-    if (fatal && prepared >= 0) {
-        close(prepared);
-        unlinkat(w->dirfd, SEG_TMP, 0);
-    }
+    if (fatal)
+        discard_prepared(w, prepared);
     pthread_mutex_lock(&w->mu);
     if (fatal) {
         w->failed = r;

@@ -5,7 +5,8 @@
  *
  * Why a thread: an fsync on a transport thread would stall every call that
  * thread serves; here the transport threads only queue, and while one fsync
- * runs the next round's batches gather behind it. */
+ * runs the next round's batches gather behind it.  The thread runs under
+ * SCHED_BATCH (Linux), so its wake-ups do not preempt transport threads. */
 #ifndef DHT_APPLIER_H
 #define DHT_APPLIER_H
 

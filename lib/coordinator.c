@@ -101,10 +101,11 @@ struct op {
     dht_get_cb get_cb;
     void *arg;
     /* hedge queue */
-    op *hnext;
+    op *hnext, *hprev;
     int64_t hedge_at;
     uint32_t hedge_round;
-    bool hedge_queued;
+    bool hedge_queued; /* holds a reference for the hedge tick (o->mu) */
+    bool in_fifo;      /* still in the FIFO, not taken by a tick (hedge_mu) */
 };
 
 /* Context of one RPC or timer; owns one reference on its op. */
@@ -255,6 +256,8 @@ static uint32_t first_ask(dht_coord *c)
     return k == c->q ? set : all_peers(c);
 }
 
+static void hedge_forget(op *o);
+
 static void op_unref_locked_release(op *o)
 {
     /* Called with o->mu held; drops a reference and unlocks (freeing the op
@@ -357,6 +360,8 @@ static void op_leave(op *o)
 {
     bool notify = o->ph == PH_DONE && !o->notified;
     o->notified |= notify;
+    if (notify)
+        hedge_forget(o);
     if (notify && o->deadline_timer != NULL) {
         /* Done before the deadline: revoke the timer and its reference
          * (ours keeps refs above zero here). */
@@ -749,7 +754,8 @@ static void on_read_reply(void *arg, dht_status st, const dht_msg *rep)
 
 /* ---- hedging: asking the rest when a quorum is slow ------------------------
  *
- * A round that asked only a quorum joins a FIFO with a reference; a timer
+ * A round that asked only a quorum joins a FIFO with a reference (and
+ * leaves it, dropping the reference, when its op finishes); a timer
  * that ticks while the FIFO is not empty (never more often than every
  * hedge_ns/4, however many operations there are) asks the rest of the
  * peers for each round still waiting at its hedge time.  So a stalled peer
@@ -768,6 +774,7 @@ static bool hedge_arm(dht_coord *c, int64_t delay)
     if (dht_transport_after(c->t, delay, hedge_tick, c) != 0)
         return false;
     c->hedge_armed = true;
+    live_add(c, 1); /* dht_coord_free waits for the tick: ops leave the FIFO early */
     return true;
 }
 
@@ -784,8 +791,10 @@ static bool hedge_watch(op *o)
         o->hedge_at = dht_transport_now(c->t) + c->cfg.hedge_ns;
         o->hedge_round = o->round;
         o->hedge_queued = true;
+        o->in_fifo = true;
         o->refs++;
         o->hnext = NULL;
+        o->hprev = c->htail;
         if (c->htail)
             c->htail->hnext = o;
         else
@@ -794,6 +803,34 @@ static bool hedge_watch(op *o)
     }
     pthread_mutex_unlock(&c->hedge_mu);
     return ok;
+}
+
+/* A finished op leaves the FIFO at once (o locked), dropping the FIFO's
+ * reference: left until its hedge time, each op was freed by the tick on
+ * the timer thread, nearly all of them 20 ms after they had finished. */
+static void hedge_forget(op *o)
+{
+    if (!o->hedge_queued)
+        return;
+    dht_coord *c = o->c;
+    pthread_mutex_lock(&c->hedge_mu);
+    bool taken = !o->in_fifo; /* a tick has it: the tick drops its reference */
+    if (!taken) {
+        if (o->hprev)
+            o->hprev->hnext = o->hnext;
+        else
+            c->hhead = o->hnext;
+        if (o->hnext)
+            o->hnext->hprev = o->hprev;
+        else
+            c->htail = o->hprev;
+        o->in_fifo = false;
+    }
+    pthread_mutex_unlock(&c->hedge_mu);
+    if (!taken) {
+        o->hedge_queued = false;
+        o->refs--; /* the caller holds another */
+    }
 }
 
 static void hedge_tick(void *arg)
@@ -806,6 +843,7 @@ static void hedge_tick(void *arg)
     while (c->hhead != NULL && c->hhead->hedge_at <= now) {
         op *o = c->hhead;
         c->hhead = o->hnext;
+        o->in_fifo = false;
         *tail = o;
         tail = &o->hnext;
     }
@@ -814,9 +852,13 @@ static void hedge_tick(void *arg)
         if (!hedge_arm(c, wait > min ? wait : min)) {
             *tail = c->hhead; /* no timer: hedge them all now */
             tail = &c->htail->hnext;
+            for (op *o = c->hhead; o != NULL; o = o->hnext)
+                o->in_fifo = false;
             c->hhead = NULL;
         }
     }
+    if (c->hhead != NULL)
+        c->hhead->hprev = NULL;
     *tail = NULL;
     if (c->hhead == NULL)
         c->htail = NULL;
@@ -851,6 +893,7 @@ static void hedge_tick(void *arg)
         }
         op_leave(o);
     }
+    live_add(c, -1); /* the last touch of c: dht_coord_free may run now */
 }
 
 /* ---- entry points -------------------------------------------------------- */

@@ -38,6 +38,7 @@
 #include <grpc/support/log.h>
 #include <grpc/support/time.h>
 
+#include <dlfcn.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -2009,10 +2010,54 @@ static void free_queues(dht_grpc *g)
     free(g->queues);
 }
 
+/* ---- abseil's deadlock detector ---------------------------------------------
+ * Debian builds abseil without NDEBUG, so every absl::Mutex::Lock inside
+ * gRPC also runs abseil's deadlock detector: it takes one process-wide spin
+ * lock, updates a graph of lock orders, and on a cycle aborts the process.
+ * It costs every gRPC thread on every lock, and threads that call into
+ * gRPC at once (a worker and the group-commit thread answering streamed
+ * writes) contend on that spin lock; off, CPU per put fell about 4% at the
+ * servers and 7% at the load generator (docs/bench.md).  abseil's release
+ * builds have it off; here abseil's own setter,
+ * absl::SetMutexDeadlockDetectionMode(OnDeadlockCycle::kIgnore), switches it
+ * off before gRPC starts.  It is C++, so it is looked up by its mangled name
+ * (Debian's inline namespace first, then upstream's for the same release);
+ * not found means another abseil build, which is left as it is. */
+
+static const char *const absl_setter_names[] = {
+    "_ZN4absl7debian329SetMutexDeadlockDetectionModeENS0_15OnDeadlockCycleE",
+    "_ZN4absl12lts_2022062329SetMutexDeadlockDetectionModeENS0_15OnDeadlockCycleE",
+};
+#define ABSL_ON_DEADLOCK_CYCLE_IGNORE 0 /* absl::OnDeadlockCycle::kIgnore */
+
+static pthread_once_t absl_once = PTHREAD_ONCE_INIT;
+static bool absl_checks_off;
+
+static void absl_checks_off_once(void)
+{
+    for (size_t i = 0; i < sizeof absl_setter_names / sizeof *absl_setter_names; i++) {
+        void (*set)(int);
+        /* POSIX's way to turn dlsym's result into a function pointer. */
+        *(void **)&set = dlsym(RTLD_DEFAULT, absl_setter_names[i]);
+        if (set != NULL) {
+            set(ABSL_ON_DEADLOCK_CYCLE_IGNORE);
+            absl_checks_off = true;
+            return;
+        }
+    }
+}
+
+int dht_grpc_abseil_deadlock_checks_off(void)
+{
+    pthread_once(&absl_once, absl_checks_off_once);
+    return absl_checks_off;
+}
+
 int dht_grpc_start(const dht_grpc_config *cfg, dht_grpc **out, char *err, size_t errlen)
 {
     if (getenv("GRPC_VERBOSITY") == NULL)
         gpr_set_log_verbosity(GPR_LOG_SEVERITY_ERROR);
+    dht_grpc_abseil_deadlock_checks_off();
     grpc_init();
 
     dht_grpc *g = calloc(1, sizeof *g);
@@ -2162,6 +2207,7 @@ int dht_grpc_call_raw(const char *addr, const char *method, const void *req, siz
 {
     if (getenv("GRPC_VERBOSITY") == NULL)
         gpr_set_log_verbosity(GPR_LOG_SEVERITY_ERROR);
+    dht_grpc_abseil_deadlock_checks_off();
     grpc_init();
     grpc_channel_credentials *creds = grpc_insecure_credentials_create();
     grpc_channel *ch = grpc_channel_create(addr, creds, channel_args());

@@ -61,6 +61,12 @@ int dht_grpc_call_raw(const char *addr, const char *method, const void *req, siz
                       int64_t timeout_ns, int *status, char *details, size_t details_len,
                       uint8_t *resp, size_t *resp_len);
 
+/* Switches off abseil's per-lock deadlock detection (on in Debian's
+ * abseil build, which gRPC's mutexes use) before gRPC starts; both start
+ * functions above call it.  Returns 1 if abseil's setter was found and
+ * called, 0 if this abseil build does not have it under a known name. */
+int dht_grpc_abseil_deadlock_checks_off(void);
+
 /* Name of a numeric gRPC status code, e.g. "UNAVAILABLE". */
 const char *dht_grpc_status_name(int code);
 

@@ -6,9 +6,14 @@
  * The transport: `send` queues the request; a pool of delivery threads
  * serves it on the target replica and runs the callback; a replica marked
  * down answers UNAVAILABLE.  Timers come from the shared timer service. */
+#include <dirent.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
+#include <stdio.h>
+#include <string.h>
 
+#include "applier.h"
 #include "coordinator.h"
 #include "lincheck.h"
 #include "replica.h"
@@ -504,6 +509,108 @@ static void test_timers_cancel_many(void)
     pthread_mutex_destroy(&log.mu);
 }
 
+/* ---- group commit ---------------------------------------------------------- */
+
+enum { SUBMITTERS = 4, BATCHES = 150, PER_BATCH = 3 };
+
+typedef struct {
+    dht_msg reqs[PER_BATCH], reps[PER_BATCH];
+    atomic_int *done, *bad;
+} commit_job;
+
+static void commit_done(void *arg)
+{
+    commit_job *j = arg;
+    for (int i = 0; i < PER_BATCH; i++)
+        if (!j->reps[i].ok || j->reps[i].type != DHT_MSG_WRITE)
+            atomic_fetch_add(j->bad, 1);
+    atomic_fetch_add(j->done, 1);
+    free(j);
+}
+
+typedef struct {
+    dht_applier *a;
+    int id;
+    atomic_int *done, *bad, *refused;
+} submitter_arg;
+
+static void *submitter(void *arg)
+{
+    submitter_arg *s = arg;
+    for (int b = 0; b < BATCHES; b++) {
+        commit_job *j = calloc(1, sizeof *j);
+        CHECK(j != NULL);
+        j->done = s->done;
+        j->bad = s->bad;
+        for (int i = 0; i < PER_BATCH; i++)
+            j->reqs[i] = (dht_msg){.type = DHT_MSG_WRITE, .key = s->id * PER_BATCH + i,
+                                   .value = b, .version = {(uint64_t)b + 1, (uint64_t)s->id + 1}};
+        if (dht_applier_submit(s->a, j->reqs, j->reps, PER_BATCH, commit_done, j) != 0) {
+            atomic_fetch_add(s->refused, 1);
+            free(j);
+        }
+    }
+    return NULL;
+}
+
+/* The scheduling policy of this process's thread named `name`, or -1. */
+static int policy_of_thread(const char *name)
+{
+    DIR *d = opendir("/proc/self/task");
+    if (d == NULL)
+        return -1;
+    int policy = -1;
+    struct dirent *e;
+    while (policy < 0 && (e = readdir(d)) != NULL) {
+        char path[300], comm[64] = "";
+        snprintf(path, sizeof path, "/proc/self/task/%s/comm", e->d_name);
+        FILE *f = fopen(path, "r");
+        if (f == NULL)
+            continue;
+        if (fgets(comm, sizeof comm, f) != NULL && strncmp(comm, name, strlen(name)) == 0 &&
+            comm[strlen(name)] == '\n')
+            policy = sched_getscheduler(atoi(e->d_name));
+        fclose(f);
+    }
+    closedir(d);
+    return policy;
+}
+
+/* Batches submitted from several threads at once are each applied and
+ * answered exactly once, and the applier thread runs under SCHED_BATCH so
+ * its wake-ups do not preempt transport threads. */
+static void test_applier_answers_every_batch_under_sched_batch(void)
+{
+    dht_replica *r = dht_replica_new();
+    dht_applier *a = dht_applier_start(r);
+    CHECK(a != NULL);
+    atomic_int done = 0, bad = 0, refused = 0;
+    pthread_t th[SUBMITTERS];
+    submitter_arg args[SUBMITTERS];
+    for (int i = 0; i < SUBMITTERS; i++) {
+        args[i] = (submitter_arg){a, i, &done, &bad, &refused};
+        pthread_create(&th[i], NULL, submitter, &args[i]);
+    }
+    for (int i = 0; i < SUBMITTERS; i++)
+        pthread_join(th[i], NULL);
+    /* By the first answer the thread has set its policy. */
+    for (int i = 0; i < 5000 && atomic_load(&done) == 0; i++)
+        usleep(1000);
+    CHECK_EQ(policy_of_thread("dht-applier"), SCHED_BATCH);
+    dht_applier_stop(a); /* finishes what is queued */
+    CHECK_EQ(atomic_load(&refused), 0);
+    CHECK_EQ(atomic_load(&done), SUBMITTERS * BATCHES);
+    CHECK_EQ(atomic_load(&bad), 0);
+    for (int k = 0; k < SUBMITTERS * PER_BATCH; k++) {
+        int64_t v;
+        dht_version ver;
+        dht_replica_lookup(r, k, &v, &ver);
+        CHECK_EQ(v, BATCHES - 1);
+        CHECK_EQ(ver.counter, BATCHES);
+    }
+    dht_replica_free(r);
+}
+
 static const test_case tests[] = {
     {"concurrent_clients", test_concurrent_clients},
     {"concurrent_clients_replica_dies", test_concurrent_clients_replica_dies},
@@ -515,6 +622,8 @@ static const test_case tests[] = {
     {"anti_entropy_catches_up", test_anti_entropy_catches_up},
     {"timers_cancel", test_timers_cancel},
     {"timers_cancel_many", test_timers_cancel_many},
+    {"applier_answers_every_batch_under_sched_batch",
+     test_applier_answers_every_batch_under_sched_batch},
     {0, 0},
 };
 

@@ -437,7 +437,24 @@ static void test_stream_reopens_after_peer_restart(void)
     dht_grpc_stop(server);
 }
 
+/* Debian's abseil runs a deadlock detector (a process-wide spin lock) on
+ * every mutex lock in gRPC; the transport turns it off through abseil's
+ * setter.  If an abseil update renames the setter, this fails rather than
+ * the speed-up silently vanishing. */
+static void test_abseil_deadlock_detection_is_switched_off(void)
+{
+    CHECK_EQ(dht_grpc_abseil_deadlock_checks_off(), 1);
+    /* And the transport still starts and stops with it off. */
+    const char *peers[] = {"127.0.0.1:1"};
+    dht_grpc_config cfg = {.peers = peers, .npeers = 1, .workers = 1, .self = -1};
+    dht_grpc *g;
+    char err[256];
+    CHECK(dht_grpc_start(&cfg, &g, err, sizeof err) == 0);
+    dht_grpc_stop(g);
+}
+
 static const test_case tests[] = {
+    {"abseil_deadlock_detection_is_switched_off", test_abseil_deadlock_detection_is_switched_off},
     {"deadlines_hold_against_a_silent_peer", test_deadlines_hold_against_a_silent_peer},
     {"unknown_peer_fails_fast", test_unknown_peer_fails_fast},
     {"coordinator_ends_at_deadline_without_quorum",

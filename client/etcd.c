@@ -6,9 +6,9 @@
 #include <string.h>
 
 #include "etcd_kv.pb-c.h"
-#include "le.h"
-#include "transport_grpc.h"
-#include "util.h"
+#include "base/le.h"
+#include "net/transport_grpc.h"
+#include "base/util.h"
 
 #define ETCD_PUT_METHOD "/etcdserverpb.KV/Put"
 #define ETCD_RANGE_METHOD "/etcdserverpb.KV/Range"

@@ -1,6 +1,6 @@
 #include "kvclient.h"
 
-#include "call_sync.h"
+#include "protocol/blocking_call.h"
 
 #include <stdbool.h>
 #include <stdio.h>
@@ -8,8 +8,8 @@
 #include <string.h>
 
 #include "etcd.h"
-#include "transport_grpc.h"
-#include "util.h"
+#include "net/transport_grpc.h"
+#include "base/util.h"
 
 /* One operation in flight; freed when its callback has run. */
 typedef struct {
@@ -217,7 +217,7 @@ int kv_replica_read(kvclient *c, int64_t key, int64_t *value, dht_version *ver, 
     dht_msg req = {.type = DHT_MSG_READ, .key = key}, rep;
     char err[256];
     int64_t deadline = dht_transport_now(c->t) + c->deadline_ns;
-    dht_status st = dht_call_sync(c->t, c->peer, &req, deadline, &rep, err, sizeof err);
+    dht_status st = dht_call_blocking(c->t, c->peer, &req, deadline, &rep, err, sizeof err);
     if (st == DHT_ERR_UNAVAILABLE || st == DHT_ERR_TIMEOUT)
         next_peer(c);
     if (st != DHT_OK || !rep.ok) {

@@ -20,8 +20,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "coordinator.h"
-#include "transport.h"
+#include "protocol/coordinator.h"
+#include "protocol/transport.h"
 
 struct dht_grpc;
 

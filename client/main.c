@@ -17,12 +17,12 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "coordinator.h"
+#include "protocol/coordinator.h"
 #include "kvclient.h"
-#include "log.h"
+#include "base/log.h"
 #include "random.h"
-#include "transport_grpc.h"
-#include "util.h"
+#include "net/transport_grpc.h"
+#include "base/util.h"
 
 #define DEFAULT_SERVERS "127.0.0.1:50001,127.0.0.1:50002,127.0.0.1:50003"
 

@@ -18,10 +18,10 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "hist.h"
+#include "latency.h"
 #include "history.h"
-#include "log.h"
-#include "util.h"
+#include "base/log.h"
+#include "base/util.h"
 
 typedef struct {
     const random_opts *o;
@@ -42,7 +42,7 @@ typedef struct {
     /* the operation in flight */
     bool is_put;
     int64_t key, value, call;
-    dht_hist lat;
+    dht_latency lat;
     int64_t puts_ok, puts_false, puts_unknown, gets_ok, gets_failed;
     char first_error[160]; /* reason of this client's first failed operation */
 } lclient;
@@ -109,7 +109,7 @@ static void record(lclient *l, const kv_result *r, int64_t ret)
     if (failed && !l->first_error[0])
         snprintf(l->first_error, sizeof l->first_error, "%s: %.140s", l->is_put ? "put" : "get",
                  r->reason);
-    dht_hist_add(&l->lat, ret - l->call);
+    dht_latency_add(&l->lat, ret - l->call);
     atomic_fetch_add(&sh->done, 1);
 }
 
@@ -179,7 +179,7 @@ int run_random(kvclient *c, const random_opts *o, volatile sig_atomic_t *stop)
         l->sh = &sh;
         l->id = (int64_t)getpid() * 1000 + i;
         dht_rng_seed(&l->rng, seed + (uint64_t)i * 7919);
-        dht_hist_init(&l->lat);
+        dht_latency_init(&l->lat);
         /* With --via/--etcd client i starts on node i % n. */
         l->kv = *c;
         l->kv.peer = i % (c->t->npeers > 0 ? c->t->npeers : 1);
@@ -204,12 +204,12 @@ int run_random(kvclient *c, const random_opts *o, volatile sig_atomic_t *stop)
     }
     dht_latch_wait(&sh.all_stopped);
     dht_latch_destroy(&sh.all_stopped);
-    dht_hist lat;
-    dht_hist_init(&lat);
+    dht_latency lat;
+    dht_latency_init(&lat);
     int64_t puts_ok = 0, puts_false = 0, puts_unknown = 0, gets_ok = 0, gets_failed = 0;
     char first_error[160] = "";
     for (int i = 0; i < o->concurrency; i++) {
-        dht_hist_merge(&lat, &ws[i].lat);
+        dht_latency_merge(&lat, &ws[i].lat);
         puts_ok += ws[i].puts_ok;
         puts_false += ws[i].puts_false;
         puts_unknown += ws[i].puts_unknown;
@@ -222,10 +222,10 @@ int run_random(kvclient *c, const random_opts *o, volatile sig_atomic_t *stop)
     double secs = (double)(dht_now_ns() - start) / 1e9;
     int64_t total = puts_ok + puts_false + puts_unknown + gets_ok + gets_failed;
     int64_t errors = puts_false + puts_unknown + gets_failed;
-    double p50 = (double)dht_hist_quantile(&lat, 0.50) / 1e6;
-    double p99 = (double)dht_hist_quantile(&lat, 0.99) / 1e6;
-    double p90 = (double)dht_hist_quantile(&lat, 0.90) / 1e6;
-    double p999 = (double)dht_hist_quantile(&lat, 0.999) / 1e6;
+    double p50 = (double)dht_latency_quantile(&lat, 0.50) / 1e6;
+    double p99 = (double)dht_latency_quantile(&lat, 0.99) / 1e6;
+    double p90 = (double)dht_latency_quantile(&lat, 0.90) / 1e6;
+    double p999 = (double)dht_latency_quantile(&lat, 0.999) / 1e6;
     double maxms = (double)lat.max_ns / 1e6;
     /* A JSON string needs no more escaping than this: reasons are ASCII. */
     for (char *p = first_error; *p; p++)

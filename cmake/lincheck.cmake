@@ -11,11 +11,11 @@ get_filename_component(DHT_LINCHECK_ROOT "${CMAKE_CURRENT_LIST_DIR}/.."
                        ABSOLUTE)
 
 # Checker + history parser; no dependencies beyond libc.
-add_library(dht_lincheck STATIC ${DHT_LINCHECK_ROOT}/tests/lincheck.c)
-target_include_directories(dht_lincheck PUBLIC ${DHT_LINCHECK_ROOT}/tests)
+add_library(dht_lincheck STATIC ${DHT_LINCHECK_ROOT}/tools/lincheck/lincheck.c)
+target_include_directories(dht_lincheck PUBLIC ${DHT_LINCHECK_ROOT}/tools/lincheck)
 
 # CLI: lincheck [--budget N] [--quiet] FILE...
-add_executable(lincheck ${DHT_LINCHECK_ROOT}/tools/lincheck.c)
+add_executable(lincheck ${DHT_LINCHECK_ROOT}/tools/lincheck/main.c)
 target_link_libraries(lincheck PRIVATE dht_lincheck)
 
 # Unit tests.

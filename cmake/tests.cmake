@@ -1,6 +1,5 @@
 # Unit and protocol tests (no gRPC) and process tests (real binaries).
-add_library(dht_sim STATIC tests/sim_transport.c)
-target_include_directories(dht_sim PUBLIC ${CMAKE_SOURCE_DIR}/tests)
+add_library(dht_sim STATIC lib/sim/sim_transport.c)
 target_link_libraries(dht_sim PUBLIC dht_core)
 
 add_executable(test_replica tests/test_replica.c)

@@ -17,8 +17,8 @@ get_filename_component(DHT_WAL_ROOT "${CMAKE_CURRENT_LIST_DIR}/.." ABSOLUTE)
 find_package(Threads REQUIRED)
 
 add_library(dht_wal STATIC
-    ${DHT_WAL_ROOT}/lib/wal.c
-    ${DHT_WAL_ROOT}/lib/wal_replay.c)
+    ${DHT_WAL_ROOT}/lib/storage/wal.c
+    ${DHT_WAL_ROOT}/lib/storage/wal_replay.c)
 target_include_directories(dht_wal PUBLIC ${DHT_WAL_ROOT}/lib)
 target_link_libraries(dht_wal PUBLIC Threads::Threads)
 
@@ -35,7 +35,7 @@ if(CMAKE_C_COMPILER_ID MATCHES "Clang")
     # it gets the fuzzer's coverage instrumentation.
     add_executable(fuzz_wal_libfuzzer EXCLUDE_FROM_ALL
         ${DHT_WAL_ROOT}/tests/fuzz_wal.c
-        ${DHT_WAL_ROOT}/lib/wal_replay.c)
+        ${DHT_WAL_ROOT}/lib/storage/wal_replay.c)
     target_include_directories(fuzz_wal_libfuzzer PRIVATE ${DHT_WAL_ROOT}/lib)
     target_compile_definitions(fuzz_wal_libfuzzer PRIVATE DHT_LIBFUZZER)
     target_compile_options(fuzz_wal_libfuzzer PRIVATE -fsanitize=fuzzer,address)

@@ -18,14 +18,14 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "applier.h"
-#include "coordinator.h"
-#include "durable.h"
-#include "log.h"
-#include "replica.h"
-#include "sync.h"
-#include "transport_grpc.h"
-#include "util.h"
+#include "storage/group_commit.h"
+#include "protocol/coordinator.h"
+#include "storage/durable.h"
+#include "base/log.h"
+#include "protocol/replica.h"
+#include "protocol/recovery.h"
+#include "net/transport_grpc.h"
+#include "base/util.h"
 
 #define DEFAULT_MEMBERS "127.0.0.1:50001,127.0.0.1:50002,127.0.0.1:50003"
 
@@ -235,7 +235,7 @@ typedef struct {
     dht_replica *replica;
     dht_transport *transport;
     dht_durable *durable;
-    dht_applier *applier;
+    dht_group_commit *applier;
 } node;
 
 typedef struct {
@@ -306,7 +306,7 @@ static void on_replica_batch(void *arg, const dht_msg *reqs, dht_msg *reps, size
     node *nd = arg;
     for (size_t i = 0; i < n; i++) {
         if (reqs[i].type == DHT_MSG_WRITE &&
-            dht_applier_submit(nd->applier, reqs, reps, n, done, done_arg) == 0)
+            dht_group_commit_submit(nd->applier, reqs, reps, n, done, done_arg) == 0)
             return;
     }
     dht_replica_handle_batch(nd->replica, dht_now_ns(), reqs, reps, n);
@@ -398,7 +398,7 @@ int main(int argc, char **argv)
              dht_fsync_mode_name(o.fsync), dht_replica_size(nd.replica),
              (double)(dht_now_ns() - t0) / 1e6,
              dht_durable_initialized(nd.durable) ? "" : ", not initialized: recovering");
-    nd.applier = dht_applier_start(nd.replica);
+    nd.applier = dht_group_commit_start(nd.replica);
     if (nd.applier == NULL) {
         fprintf(stderr, "server: cannot start the applier thread\n");
         return 1;
@@ -417,7 +417,7 @@ int main(int argc, char **argv)
     dht_grpc *g;
     if (dht_grpc_start(&gc, &g, err, sizeof err) != 0) {
         fprintf(stderr, "server: %s\n", err);
-        dht_applier_stop(nd.applier);
+        dht_group_commit_stop(nd.applier);
         dht_durable_close(nd.durable);
         dht_replica_free(nd.replica);
         return 1;
@@ -430,13 +430,13 @@ int main(int argc, char **argv)
     cc.self = self;
     atomic_store(&nd.coord, dht_coord_new(nd.transport, &cc));
 
-    dht_sync_config sc;
-    dht_sync_config_default(&sc);
+    dht_recovery_config sc;
+    dht_recovery_config_default(&sc);
     sc.self = self;
     sc.ae_interval_ns = o.ae_interval_ms * DHT_NS_PER_MS;
     sc.on_ready = on_ready;
     sc.arg = &nd;
-    dht_sync *sync = dht_sync_start(nd.transport, nd.replica, &sc);
+    dht_recovery *sync = dht_recovery_start(nd.transport, nd.replica, &sc);
 
     DHT_INFO("serving on %s as member %d of %d (%s), quorum %d", listen_addr, self + 1, n,
              o.members ? o.members : DEFAULT_MEMBERS, n / 2 + 1);
@@ -444,9 +444,9 @@ int main(int argc, char **argv)
     int sig = 0;
     sigwait(&sigs, &sig);
     DHT_INFO("%s received, shutting down", sig == SIGINT ? "SIGINT" : "SIGTERM");
-    dht_sync_stop(sync);
+    dht_recovery_stop(sync);
     dht_grpc_stop(g);
-    dht_applier_stop(nd.applier);
+    dht_group_commit_stop(nd.applier);
     dht_coord_free(atomic_load(&nd.coord));
     dht_durable_close(nd.durable);
     dht_replica_free(nd.replica);

@@ -10,7 +10,7 @@ command -v clang >/dev/null || { echo "SKIP: clang not installed"; exit 77; }
 work=$(mktemp -d "${TMPDIR:-/tmp}/dht-fuzz.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 if ! clang -g -O1 -fsanitize=fuzzer,address,undefined -DDHT_LIBFUZZER -I"$src/lib" \
-        "$src/tests/fuzz_wal.c" "$src/lib/wal_replay.c" -o "$work/fuzz" 2>"$work/cc.err"; then
+        "$src/tests/fuzz_wal.c" "$src/lib/storage/wal_replay.c" -o "$work/fuzz" 2>"$work/cc.err"; then
     echo "SKIP: clang cannot build a libFuzzer target here: $(tail -n 1 "$work/cc.err")"
     exit 77
 fi

@@ -1,5 +1,5 @@
 /*
- * fuzz_wal.c - fuzz target for dht_wal_parse (lib/wal_replay.c).
+ * fuzz_wal.c - fuzz target for dht_wal_parse (lib/storage/wal_replay.c).
  *
  * Built with -DDHT_LIBFUZZER -fsanitize=fuzzer: only LLVMFuzzerTestOneInput
  * is defined and libFuzzer drives it.
@@ -24,7 +24,7 @@
 #define _GNU_SOURCE
 #endif
 
-#include "wal.h"
+#include "storage/wal.h"
 
 #include <inttypes.h>
 #include <stdio.h>

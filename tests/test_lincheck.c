@@ -20,7 +20,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#define U DHT_HIST_RET_UNKNOWN
+#define U DHT_HISTORY_RET_UNKNOWN
 
 static int n_pass, n_fail;
 
@@ -41,11 +41,11 @@ static int n_pass, n_fail;
  * --------------------------------------------------------------------- */
 
 typedef struct {
-    dht_hist_op *v;
+    dht_history_op *v;
     size_t n, cap;
-} hist;
+} history;
 
-static void h_add(hist *h, int64_t client, int is_put, int64_t key,
+static void h_add(history *h, int64_t client, int is_put, int64_t key,
                   int64_t value, int64_t call, int64_t ret, int ok)
 {
     if (h->n == h->cap) {
@@ -56,22 +56,22 @@ static void h_add(hist *h, int64_t client, int is_put, int64_t key,
             exit(2);
         }
     }
-    h->v[h->n++] = (dht_hist_op){client, is_put, key, value, call, ret, ok};
+    h->v[h->n++] = (dht_history_op){client, is_put, key, value, call, ret, ok};
 }
 
-static void put(hist *h, int64_t c, int64_t k, int64_t v, int64_t call,
+static void put(history *h, int64_t c, int64_t k, int64_t v, int64_t call,
                 int64_t ret, int ok)
 {
     h_add(h, c, 1, k, v, call, ret, ok);
 }
 
-static void get(hist *h, int64_t c, int64_t k, int64_t v, int64_t call,
+static void get(history *h, int64_t c, int64_t k, int64_t v, int64_t call,
                 int64_t ret, int ok)
 {
     h_add(h, c, 0, k, v, call, ret, ok);
 }
 
-static void h_free(hist *h)
+static void h_free(history *h)
 {
     free(h->v);
     memset(h, 0, sizeof *h);
@@ -79,7 +79,7 @@ static void h_free(hist *h)
 
 /* Verdict of a history; also returns the result when res != NULL (the
  * caller then frees it). */
-static int verdict_of(const hist *h, uint64_t budget, dht_lincheck_result *res)
+static int verdict_of(const history *h, uint64_t budget, dht_lincheck_result *res)
 {
     dht_lincheck_result local;
     int v;
@@ -104,14 +104,14 @@ static int verdict_of(const hist *h, uint64_t budget, dht_lincheck_result *res)
  * Naive reference checker: the definition, by brute force (small only).
  * --------------------------------------------------------------------- */
 
-static int is_definite(const dht_hist_op *o)
+static int is_definite(const dht_history_op *o)
 {
     if (!o->is_put)
         return o->ok == 1;
     return o->ok == 1 && o->ret != U;
 }
 
-static int is_present(const dht_hist_op *o)
+static int is_present(const dht_history_op *o)
 {
     if (!o->is_put)
         return o->ok == 1;
@@ -123,7 +123,7 @@ static int is_present(const dht_hist_op *o)
 #define NAIVE_MAX 12
 static unsigned char naive_failed[1u << NAIVE_MAX][16];
 
-static int naive_rec(const dht_hist_op *o, int n, unsigned used, int64_t v)
+static int naive_rec(const dht_history_op *o, int n, unsigned used, int64_t v)
 {
     int64_t m = INT64_MAX;
     int done = 1, memo = v >= 0 && v < 16;
@@ -155,7 +155,7 @@ static int naive_rec(const dht_hist_op *o, int n, unsigned used, int64_t v)
 }
 
 /* Single-key histories of at most NAIVE_MAX ops only. */
-static int naive_check(const hist *h)
+static int naive_check(const history *h)
 {
     if (h->n > NAIVE_MAX) {
         printf("naive_check: history too long\n");
@@ -211,7 +211,7 @@ static int cmp_lin(const void *a, const void *b)
 }
 
 /* Append a linearizable history of one key to h. */
-static void gen_history(hist *h, rng *r, int64_t key, const gen_params *gp)
+static void gen_history(history *h, rng *r, int64_t key, const gen_params *gp)
 {
     size_t base = h->n;
     int64_t *cursor = calloc((size_t)gp->nclients, sizeof *cursor);
@@ -242,7 +242,7 @@ static void gen_history(hist *h, rng *r, int64_t key, const gen_params *gp)
      * call, possibly long after. */
     for (int k = 0; k < gp->nunknown; k++) {
         int i = (int)(rnd(r) % (uint64_t)gp->nops);
-        dht_hist_op *o = &h->v[base + (size_t)i];
+        dht_history_op *o = &h->v[base + (size_t)i];
 
         if (!o->is_put || o->ok != 1)
             continue;
@@ -255,7 +255,7 @@ static void gen_history(hist *h, rng *r, int64_t key, const gen_params *gp)
     }
     for (int k = 0; k < gp->nfailed; k++) {
         int i = (int)(rnd(r) % (uint64_t)gp->nops);
-        dht_hist_op *o = &h->v[base + (size_t)i];
+        dht_history_op *o = &h->v[base + (size_t)i];
 
         if (o->is_put && o->ok == 1 && o->ret != U) {
             o->ok = 0;
@@ -264,14 +264,14 @@ static void gen_history(hist *h, rng *r, int64_t key, const gen_params *gp)
     }
     for (int k = 0; k < gp->nfailed_gets; k++) {
         int i = (int)(rnd(r) % (uint64_t)gp->nops);
-        dht_hist_op *o = &h->v[base + (size_t)i];
+        dht_history_op *o = &h->v[base + (size_t)i];
 
         if (!o->is_put)
             o->ok = rnd(r) % 2 ? 0 : -1; /* its value will be garbage */
     }
     qsort(le, (size_t)gp->nops, sizeof *le, cmp_lin);
     for (int i = 0; i < gp->nops; i++) {
-        dht_hist_op *o = &h->v[le[i].idx];
+        dht_history_op *o = &h->v[le[i].idx];
 
         if (le[i].lin == INT64_MAX)
             continue;
@@ -290,7 +290,7 @@ static void gen_history(hist *h, rng *r, int64_t key, const gen_params *gp)
 
 static void test_basic(void)
 {
-    hist h = {0};
+    history h = {0};
 
     put(&h, 1, 1, 1, 0, 10, 1);
     get(&h, 1, 1, 1, 20, 30, 1);
@@ -335,7 +335,7 @@ static void test_basic(void)
 
 static void test_concurrent_puts(void)
 {
-    hist h = {0};
+    history h = {0};
 
     for (int seen = 1; seen <= 2; seen++) {
         put(&h, 1, 1, 1, 0, 100, 1);
@@ -381,7 +381,7 @@ static void test_concurrent_puts(void)
 
 static void test_unknown_and_failed(void)
 {
-    hist h = {0};
+    history h = {0};
 
     put(&h, 1, 1, 5, 0, U, -1);
     get(&h, 2, 1, 5, 100, 110, 1);
@@ -465,7 +465,7 @@ static void test_unknown_and_failed(void)
 
 static void test_unread_puts(void)
 {
-    hist h = {0};
+    history h = {0};
 
     /* Needs the closure of absorbed unread puts: p1 and p2 must both come
      * before the put of 5 (p1 precedes p2, p2 precedes the read). */
@@ -538,7 +538,7 @@ static void test_unread_puts(void)
 
 static void test_multi_key(void)
 {
-    hist h = {0};
+    history h = {0};
     dht_lincheck_result res;
     int v;
 
@@ -600,7 +600,7 @@ static void test_multi_key(void)
 }
 
 /* The reason names the right kind of problem and points at the read. */
-static void expect_reason(hist *h, const char *needle, size_t bad_op,
+static void expect_reason(history *h, const char *needle, size_t bad_op,
                           const char *name)
 {
     dht_lincheck_result res;
@@ -616,7 +616,7 @@ static void expect_reason(hist *h, const char *needle, size_t bad_op,
 
 static void test_reasons(void)
 {
-    hist h = {0};
+    history h = {0};
     dht_lincheck_result res;
     int v;
 
@@ -659,7 +659,7 @@ static void test_reasons(void)
 
 static void test_budget(void)
 {
-    hist h = {0};
+    history h = {0};
     dht_lincheck_result res;
     int v;
 
@@ -699,7 +699,7 @@ static void test_budget(void)
 
 static void test_print(void)
 {
-    hist h = {0};
+    history h = {0};
     size_t idx[3] = {0, 1, 2};
     char *buf = NULL;
     size_t len = 0;
@@ -730,7 +730,7 @@ static void test_print(void)
 
 static void test_parse_good(void)
 {
-    dht_hist_op o;
+    dht_history_op o;
     char err[256];
     int r;
 
@@ -773,7 +773,7 @@ static void test_parse_good(void)
 
 static void expect_parse_error(const char *line, const char *needle)
 {
-    dht_hist_op o;
+    dht_history_op o;
     char err[256] = "";
     int r = dht_history_parse_line(line, &o, err, sizeof err);
 
@@ -840,7 +840,7 @@ static void test_long_line(void)
 {
     size_t pad = 200000;
     char *line = malloc(pad + 256);
-    dht_hist_op o;
+    dht_history_op o;
     char err[256];
     int n, r;
 
@@ -877,7 +877,7 @@ static void test_load(void)
                      "\"call\":20,\"return\":30,\"ok\":true}\n";
     char good[1024], bad[1024], err[512] = "";
     char *p1, *p2, *p3;
-    dht_hist_op *ops = NULL;
+    dht_history_op *ops = NULL;
     size_t n = 0;
     int r;
 
@@ -931,7 +931,7 @@ static void test_cross_check(void)
     int trials = 30000, disagree = 0, n_ok = 0, n_bad = 0;
 
     for (int t = 0; t < trials; t++) {
-        hist h = {0};
+        history h = {0};
         int n = (int)rrange(&r, 1, t % 4 == 0 ? NAIVE_MAX : 8);
         int vmax = (int)rrange(&r, 1, 3);
         int want, got;
@@ -986,7 +986,7 @@ static void test_cross_check_sim(void)
     gen_params gp = {3, 7, 2, 1, 1, 3, 10};
 
     for (int t = 0; t < trials; t++) {
-        hist h = {0};
+        history h = {0};
         int want, got;
 
         gp.nclients = (int)rrange(&r, 1, 5);
@@ -1021,23 +1021,23 @@ static void test_cross_check_sim(void)
 /* Index of an ok get whose value is unique-valued put p_x, such that some
  * other definite put p_y completed before p_x was called; sets *stale to
  * p_y's value.  Returns SIZE_MAX if none. */
-static size_t find_stale_candidate(const hist *h, size_t start,
+static size_t find_stale_candidate(const history *h, size_t start,
                                    int64_t *stale)
 {
     for (size_t g = start; g < h->n; g++) {
-        const dht_hist_op *og = &h->v[g];
+        const dht_history_op *og = &h->v[g];
 
         if (og->is_put || og->ok != 1 || og->value == 0)
             continue;
         for (size_t x = start; x < h->n; x++) {
-            const dht_hist_op *px = &h->v[x];
+            const dht_history_op *px = &h->v[x];
 
             if (!px->is_put || px->key != og->key ||
                 px->value != og->value || !is_definite(px) ||
                 px->ret >= og->call)
                 continue;
             for (size_t y = start; y < h->n; y++) {
-                const dht_hist_op *py = &h->v[y];
+                const dht_history_op *py = &h->v[y];
 
                 if (py->is_put && is_definite(py) && py->ret < px->call &&
                     py->key == og->key) {
@@ -1056,7 +1056,7 @@ static void test_random_register(void)
     int rounds = 40;
 
     for (int t = 0; t < rounds; t++) {
-        hist h = {0};
+        history h = {0};
         gen_params gp = {(int)rrange(&r, 2, 12), (int)rrange(&r, 50, 400),
                          (int)rrange(&r, 0, 10), (int)rrange(&r, 0, 5),
                          (int)rrange(&r, 0, 5),
@@ -1117,7 +1117,7 @@ static void perf_run(const char *name, const gen_params *gp, uint64_t seed,
                      int mutate_stale)
 {
     rng r = {seed};
-    hist h = {0};
+    history h = {0};
     dht_lincheck_result res;
     double t0;
     int v, want = DHT_LIN_OK;

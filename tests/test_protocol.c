@@ -3,11 +3,11 @@
  * partitions.  Every workload's history goes through the linearizability
  * checker.  All randomness comes from the seed printed on failure; set
  * SIM_SEED to replay one. */
-#include "coordinator.h"
+#include "protocol/coordinator.h"
 #include "lincheck.h"
-#include "sim_transport.h"
+#include "sim/sim_transport.h"
 #include "test.h"
-#include "util.h"
+#include "base/util.h"
 
 #define MS DHT_NS_PER_MS
 #define SEC DHT_NS_PER_SEC
@@ -40,7 +40,7 @@ struct workload {
     int64_t keys;
     double put_ratio;
     int64_t think_max_ns;
-    dht_hist_op *hist;
+    dht_history_op *hist;
     size_t nhist, cap;
     int applied, not_applied, unknown, gets_ok, gets_failed;
     int64_t max_latency;
@@ -55,9 +55,9 @@ static void record(workload *wl, client_state *c, int ok)
         CHECK(wl->hist != NULL);
     }
     int64_t now = sim_now(wl->w);
-    wl->hist[wl->nhist++] = (dht_hist_op){.client = c->client, .is_put = c->is_put,
+    wl->hist[wl->nhist++] = (dht_history_op){.client = c->client, .is_put = c->is_put,
                                           .key = c->key, .value = c->value, .call = c->call,
-                                          .ret = ok < 0 ? DHT_HIST_RET_UNKNOWN : now, .ok = ok};
+                                          .ret = ok < 0 ? DHT_HISTORY_RET_UNKNOWN : now, .ok = ok};
     if (now - c->call > wl->max_latency)
         wl->max_latency = now - c->call;
     wl->last_return = now;
@@ -589,7 +589,7 @@ static void test_thousands_of_random_ops_with_faults(void)
 
 static void test_same_seed_same_history(void)
 {
-    dht_hist_op *h[2];
+    dht_history_op *h[2];
     size_t n[2];
     for (int i = 0; i < 2; i++) {
         sim_world *w = world(777, 0.05, 4);

@@ -2,9 +2,9 @@
  * write apply rules, recovering reads, persistence failures. */
 #include <errno.h>
 
-#include "replica.h"
+#include "protocol/replica.h"
 #include "test.h"
-#include "util.h"
+#include "base/util.h"
 
 static dht_msg handle(dht_replica *r, int64_t now, dht_msg req)
 {

@@ -13,14 +13,14 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "applier.h"
-#include "coordinator.h"
+#include "storage/group_commit.h"
+#include "protocol/coordinator.h"
 #include "lincheck.h"
-#include "replica.h"
-#include "sync.h"
+#include "protocol/replica.h"
+#include "protocol/recovery.h"
 #include "test.h"
-#include "timers.h"
-#include "util.h"
+#include "base/timers.h"
+#include "base/util.h"
 
 #define REPLICAS 3
 #define POOL 4
@@ -145,7 +145,7 @@ typedef struct {
     dht_coord *c;
     int id, ops;
     int64_t keys;
-    dht_hist_op *hist;
+    dht_history_op *hist;
     int nhist;
     int failures;
 } client_arg;
@@ -162,14 +162,14 @@ static void *client_main(void *arg)
         int ok;
         if (put) {
             value = (int64_t)(a->id + 1) * 1000000 + i;
-            dht_put_outcome o = dht_coord_put_sync(a->c, key, value, NULL, 0);
+            dht_put_outcome o = dht_coord_put_blocking(a->c, key, value, NULL, 0);
             ok = o == DHT_PUT_APPLIED ? 1 : o == DHT_PUT_NOT_APPLIED ? 0 : -1;
         } else {
-            ok = dht_coord_get_sync(a->c, key, &value, NULL, 0);
+            ok = dht_coord_get_blocking(a->c, key, &value, NULL, 0);
         }
         a->failures += ok != 1;
-        a->hist[a->nhist++] = (dht_hist_op){a->id, put, key, value, call,
-                                            ok < 0 ? DHT_HIST_RET_UNKNOWN : dht_now_ns(), ok};
+        a->hist[a->nhist++] = (dht_history_op){a->id, put, key, value, call,
+                                            ok < 0 ? DHT_HISTORY_RET_UNKNOWN : dht_now_ns(), ok};
     }
     return NULL;
 }
@@ -184,7 +184,7 @@ static void run_clients(tnet *n, int nclients, int ops, int64_t keys, bool kill_
     for (int i = 0; i < nclients; i++) {
         args[i] = (client_arg){.n = n, .id = i, .ops = ops, .keys = keys};
         args[i].c = i % 2 ? shared : dht_coord_new(&n->base, &cfg);
-        args[i].hist = calloc((size_t)ops, sizeof(dht_hist_op));
+        args[i].hist = calloc((size_t)ops, sizeof(dht_history_op));
         pthread_create(&th[i], NULL, client_main, &args[i]);
     }
     if (kill_one) {
@@ -198,7 +198,7 @@ static void run_clients(tnet *n, int nclients, int ops, int64_t keys, bool kill_
         total += (size_t)args[i].nhist;
         CHECK_EQ(args[i].failures, 0);
     }
-    dht_hist_op *all = malloc(total * sizeof *all);
+    dht_history_op *all = malloc(total * sizeof *all);
     size_t k = 0;
     for (int i = 0; i < nclients; i++) {
         memcpy(all + k, args[i].hist, (size_t)args[i].nhist * sizeof *all);
@@ -283,17 +283,17 @@ static void count_ready(void *arg, const char *why)
     atomic_fetch_add(&ready_calls, 1);
 }
 
-static dht_sync *sync_for(tnet *n, int self, int64_t ae_ms)
+static dht_recovery *sync_for(tnet *n, int self, int64_t ae_ms)
 {
-    dht_sync_config cfg;
-    dht_sync_config_default(&cfg);
+    dht_recovery_config cfg;
+    dht_recovery_config_default(&cfg);
     cfg.self = self;
     cfg.page = 7; /* many pages */
     cfg.ae_interval_ns = ae_ms * DHT_NS_PER_MS;
     cfg.page_pause_ns = 0;
     cfg.retry_ns = 20 * DHT_NS_PER_MS;
     cfg.on_ready = count_ready;
-    dht_sync *s = dht_sync_start(&n->base, n->replicas[self], &cfg);
+    dht_recovery *s = dht_recovery_start(&n->base, n->replicas[self], &cfg);
     CHECK(s != NULL);
     return s;
 }
@@ -314,7 +314,7 @@ static void test_sync_empty_node_recovers_from_peers(void)
         dht_replica_apply(n->replicas[1], k, -k, (dht_version){k % 2 ? 1u : 2u, 1});
     }
     dht_replica_set_recovering(n->replicas[2], true);
-    dht_sync *s = sync_for(n, 2, 1000);
+    dht_recovery *s = sync_for(n, 2, 1000);
     CHECK(wait_serving(n->replicas[2], 5000));
     CHECK_EQ(atomic_load(&ready_calls), 1);
     for (int64_t k = 0; k < 100; k++) {
@@ -324,7 +324,7 @@ static void test_sync_empty_node_recovers_from_peers(void)
         CHECK_EQ(ver.counter, 2);
         CHECK_EQ(v, k % 2 ? k : -k);
     }
-    dht_sync_stop(s);
+    dht_recovery_stop(s);
     tnet_free(n);
 }
 
@@ -334,7 +334,7 @@ static void test_sync_waits_for_enough_peers(void)
     dht_replica_apply(n->replicas[0], 1, 10, (dht_version){1, 1});
     atomic_store(&n->down[1], true);
     dht_replica_set_recovering(n->replicas[2], true);
-    dht_sync *s = sync_for(n, 2, 1000);
+    dht_recovery *s = sync_for(n, 2, 1000);
     usleep(300000);
     /* one peer with data is not enough: it may lack a write that only the
      * other peer and our lost disk had */
@@ -345,14 +345,14 @@ static void test_sync_waits_for_enough_peers(void)
     dht_version ver;
     dht_replica_lookup(n->replicas[2], 1, &v, &ver);
     CHECK_EQ(v, 10);
-    dht_sync_stop(s);
+    dht_recovery_stop(s);
     tnet_free(n);
 }
 
 static void test_sync_new_cluster_when_all_peers_empty(void)
 {
     tnet *n = tnet_new();
-    dht_sync *s[REPLICAS];
+    dht_recovery *s[REPLICAS];
     for (int i = 0; i < REPLICAS; i++) {
         dht_replica_set_recovering(n->replicas[i], true);
         s[i] = sync_for(n, i, 1000);
@@ -361,7 +361,7 @@ static void test_sync_new_cluster_when_all_peers_empty(void)
         CHECK(wait_serving(n->replicas[i], 5000));
     CHECK_EQ(atomic_load(&ready_calls), REPLICAS);
     for (int i = 0; i < REPLICAS; i++)
-        dht_sync_stop(s[i]);
+        dht_recovery_stop(s[i]);
     tnet_free(n);
 }
 
@@ -371,10 +371,10 @@ static void test_sync_alone_keeps_waiting(void)
     atomic_store(&n->down[0], true);
     atomic_store(&n->down[1], true);
     dht_replica_set_recovering(n->replicas[2], true);
-    dht_sync *s = sync_for(n, 2, 1000);
+    dht_recovery *s = sync_for(n, 2, 1000);
     usleep(300000);
     CHECK(dht_replica_recovering(n->replicas[2])); /* new cluster or lost disk? unknown */
-    dht_sync_stop(s);
+    dht_recovery_stop(s);
     tnet_free(n);
 }
 
@@ -385,7 +385,7 @@ static void test_anti_entropy_catches_up(void)
         dht_replica_apply(n->replicas[0], k, k + 1000, (dht_version){5, 9});
         dht_replica_apply(n->replicas[2], k, k, (dht_version){4, 9});
     }
-    dht_sync *s = sync_for(n, 2, 20);
+    dht_recovery *s = sync_for(n, 2, 20);
     bool done = false;
     for (int t = 0; t < 3000 && !done; t++) { /* a pass visits keys in no set order */
         usleep(1000);
@@ -404,7 +404,7 @@ static void test_anti_entropy_catches_up(void)
         dht_replica_lookup(n->replicas[2], k, &v, &ver);
         CHECK_EQ(v, k + 1000);
     }
-    dht_sync_stop(s);
+    dht_recovery_stop(s);
     tnet_free(n);
 }
 
@@ -529,7 +529,7 @@ static void commit_done(void *arg)
 }
 
 typedef struct {
-    dht_applier *a;
+    dht_group_commit *a;
     int id;
     atomic_int *done, *bad, *refused;
 } submitter_arg;
@@ -545,7 +545,7 @@ static void *submitter(void *arg)
         for (int i = 0; i < PER_BATCH; i++)
             j->reqs[i] = (dht_msg){.type = DHT_MSG_WRITE, .key = s->id * PER_BATCH + i,
                                    .value = b, .version = {(uint64_t)b + 1, (uint64_t)s->id + 1}};
-        if (dht_applier_submit(s->a, j->reqs, j->reps, PER_BATCH, commit_done, j) != 0) {
+        if (dht_group_commit_submit(s->a, j->reqs, j->reps, PER_BATCH, commit_done, j) != 0) {
             atomic_fetch_add(s->refused, 1);
             free(j);
         }
@@ -582,7 +582,7 @@ static int policy_of_thread(const char *name)
 static void test_applier_answers_every_batch_under_sched_batch(void)
 {
     dht_replica *r = dht_replica_new();
-    dht_applier *a = dht_applier_start(r);
+    dht_group_commit *a = dht_group_commit_start(r);
     CHECK(a != NULL);
     atomic_int done = 0, bad = 0, refused = 0;
     pthread_t th[SUBMITTERS];
@@ -597,7 +597,7 @@ static void test_applier_answers_every_batch_under_sched_batch(void)
     for (int i = 0; i < 5000 && atomic_load(&done) == 0; i++)
         usleep(1000);
     CHECK_EQ(policy_of_thread("dht-applier"), SCHED_BATCH);
-    dht_applier_stop(a); /* finishes what is queued */
+    dht_group_commit_stop(a); /* finishes what is queued */
     CHECK_EQ(atomic_load(&refused), 0);
     CHECK_EQ(atomic_load(&done), SUBMITTERS * BATCHES);
     CHECK_EQ(atomic_load(&bad), 0);

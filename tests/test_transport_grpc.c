@@ -11,11 +11,11 @@
 #include <stdatomic.h>
 #include <sys/socket.h>
 
-#include "codec.h"
-#include "coordinator.h"
+#include "net/codec.h"
+#include "protocol/coordinator.h"
 #include "test.h"
-#include "transport_grpc.h"
-#include "util.h"
+#include "net/transport_grpc.h"
+#include "base/util.h"
 
 #define MS DHT_NS_PER_MS
 

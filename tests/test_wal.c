@@ -1,5 +1,5 @@
 /*
- * test_wal.c - unit tests for lib/wal.c and lib/wal_replay.c.
+ * test_wal.c - unit tests for lib/storage/wal.c and lib/storage/wal_replay.c.
  *
  * Plain C, no framework: prints one line per failed check, then
  * "N passed, N failed" and exits nonzero if anything failed.  Every test
@@ -23,7 +23,7 @@
 #define _GNU_SOURCE
 #endif
 
-#include "wal.h"
+#include "storage/wal.h"
 
 #include <errno.h>
 #include <fcntl.h>

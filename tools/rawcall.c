@@ -8,8 +8,8 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "transport_grpc.h"
-#include "util.h"
+#include "net/transport_grpc.h"
+#include "base/util.h"
 
 static int hexval(char c)
 {

@@ -1,0 +1,413 @@
+/* protobuf-c <-> dht_msg.  Each message type maps to one request and one
+ * reply descriptor; the field copies are explicit so that a change to the
+ * .proto that is not mirrored here fails to compile rather than silently
+ * dropping a field. */
+#include "net/codec.h"
+
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "dht.pb-c.h"
+
+static const struct {
+    const char *path;
+    const ProtobufCMessageDescriptor *req, *rep;
+} methods[DHT_MSG_TYPE_MAX] = {
+    [DHT_MSG_LOCK] = {"/dht.Replica/Lock", &dht__lock_request__descriptor,
+                      &dht__lock_reply__descriptor},
+    [DHT_MSG_UNLOCK] = {"/dht.Replica/Unlock", &dht__unlock_request__descriptor,
+                        &dht__unlock_reply__descriptor},
+    [DHT_MSG_WRITE] = {"/dht.Replica/Write", &dht__write_request__descriptor,
+                       &dht__write_reply__descriptor},
+    [DHT_MSG_READ] = {"/dht.Replica/Read", &dht__read_request__descriptor,
+                      &dht__read_reply__descriptor},
+    [DHT_MSG_SCAN] = {"/dht.Replica/Scan", &dht__scan_request__descriptor,
+                      &dht__scan_reply__descriptor},
+    [DHT_MSG_PUT] = {"/dht.KeyValue/Put", &dht__put_request__descriptor,
+                     &dht__put_reply__descriptor},
+    [DHT_MSG_GET] = {"/dht.KeyValue/Get", &dht__get_request__descriptor,
+                     &dht__get_reply__descriptor},
+};
+
+const char *dht_codec_method(dht_msg_type t)
+{
+    return t > 0 && t < DHT_MSG_TYPE_MAX ? methods[t].path : NULL;
+}
+
+dht_msg_type dht_codec_method_type(const char *path)
+{
+    for (int t = 1; t < DHT_MSG_TYPE_MAX; t++) {
+        if (strcmp(methods[t].path, path) == 0)
+            return (dht_msg_type)t;
+    }
+    return 0;
+}
+
+/* Packs pm into buf when it fits in cap; returns its size either way. */
+static size_t pack(const ProtobufCMessage *pm, uint8_t *buf, size_t cap)
+{
+    size_t need = protobuf_c_message_get_packed_size(pm);
+    if (need <= cap)
+        protobuf_c_message_pack(pm, buf);
+    return need;
+}
+
+#define PACK(msg) pack(&(msg).base, buf, cap)
+
+size_t dht_codec_encode_request(const dht_msg *m, uint8_t *buf, size_t cap)
+{
+    switch (m->type) {
+    case DHT_MSG_LOCK: {
+        Dht__LockRequest r = DHT__LOCK_REQUEST__INIT;
+        r.key = m->key;
+        r.owner = m->owner;
+        r.lease_ms = m->lease_ms;
+        return PACK(r);
+    }
+    case DHT_MSG_UNLOCK: {
+        Dht__UnlockRequest r = DHT__UNLOCK_REQUEST__INIT;
+        r.key = m->key;
+        r.owner = m->owner;
+        return PACK(r);
+    }
+    case DHT_MSG_WRITE: {
+        Dht__WriteRequest r = DHT__WRITE_REQUEST__INIT;
+        r.key = m->key;
+        r.value = m->value;
+        r.counter = m->version.counter;
+        r.writer = m->version.writer;
+        r.release_owner = m->owner;
+        return PACK(r);
+    }
+    case DHT_MSG_READ: {
+        Dht__ReadRequest r = DHT__READ_REQUEST__INIT;
+        r.key = m->key;
+        return PACK(r);
+    }
+    case DHT_MSG_SCAN: {
+        Dht__ScanRequest r = DHT__SCAN_REQUEST__INIT;
+        r.after_key = m->key;
+        r.from_start = m->from_start;
+        r.limit = m->limit;
+        r.stripe = m->stripe;
+        return PACK(r);
+    }
+    case DHT_MSG_PUT: {
+        Dht__PutRequest r = DHT__PUT_REQUEST__INIT;
+        r.key = m->key;
+        r.value = m->value;
+        return PACK(r);
+    }
+    case DHT_MSG_GET: {
+        Dht__GetRequest r = DHT__GET_REQUEST__INIT;
+        r.key = m->key;
+        return PACK(r);
+    }
+    default:
+        return 0;
+    }
+}
+
+static size_t encode_scan_reply(const dht_msg *m, uint8_t *buf, size_t cap)
+{
+    Dht__ScanReply r = DHT__SCAN_REPLY__INIT;
+    r.more = m->more;
+    r.recovering = m->recovering;
+    r.next_stripe = m->stripe;
+    r.next_after_key = m->key;
+    r.next_from_start = m->from_start;
+    Dht__Entry *es = m->nentries ? calloc(m->nentries, sizeof *es) : NULL;
+    Dht__Entry **ps = m->nentries ? calloc(m->nentries, sizeof *ps) : NULL;
+    if (m->nentries && (es == NULL || ps == NULL)) {
+        free(es);
+        free(ps);
+        return SIZE_MAX; /* no buffer is large enough: caller fails the call */
+    }
+    for (uint32_t i = 0; i < m->nentries; i++) {
+        Dht__Entry e = DHT__ENTRY__INIT;
+        e.key = m->entries[i].key;
+        e.value = m->entries[i].value;
+        e.counter = m->entries[i].version.counter;
+        e.writer = m->entries[i].version.writer;
+        es[i] = e;
+        ps[i] = &es[i];
+    }
+    r.n_entries = m->nentries;
+    r.entries = ps;
+    size_t n = PACK(r);
+    free(es);
+    free(ps);
+    return n;
+}
+
+size_t dht_codec_encode_reply(const dht_msg *m, uint8_t *buf, size_t cap)
+{
+    switch (m->type) {
+    case DHT_MSG_LOCK: {
+        Dht__LockReply r = DHT__LOCK_REPLY__INIT;
+        r.granted = m->ok;
+        r.counter = m->version.counter;
+        r.writer = m->version.writer;
+        return PACK(r);
+    }
+    case DHT_MSG_UNLOCK: {
+        Dht__UnlockReply r = DHT__UNLOCK_REPLY__INIT;
+        r.released = m->ok;
+        return PACK(r);
+    }
+    case DHT_MSG_WRITE: {
+        Dht__WriteReply r = DHT__WRITE_REPLY__INIT;
+        r.ok = m->ok;
+        r.counter = m->version.counter;
+        r.writer = m->version.writer;
+        return PACK(r);
+    }
+    case DHT_MSG_READ: {
+        Dht__ReadReply r = DHT__READ_REPLY__INIT;
+        r.ok = m->ok;
+        r.value = m->value;
+        r.counter = m->version.counter;
+        r.writer = m->version.writer;
+        return PACK(r);
+    }
+    case DHT_MSG_SCAN:
+        return encode_scan_reply(m, buf, cap);
+    case DHT_MSG_PUT: {
+        Dht__PutReply r = DHT__PUT_REPLY__INIT;
+        r.ok = m->ok;
+        return PACK(r);
+    }
+    case DHT_MSG_GET: {
+        Dht__GetReply r = DHT__GET_REPLY__INIT;
+        r.value = m->value;
+        return PACK(r);
+    }
+    default:
+        return 0;
+    }
+}
+
+static ProtobufCMessage *unpack(const ProtobufCMessageDescriptor *d, const uint8_t *buf,
+                                size_t len)
+{
+    size_t max = d == &dht__scan_reply__descriptor ? DHT_CODEC_SCAN_MAX : DHT_CODEC_MAX * 8;
+    if (len > max)
+        return NULL; /* no valid message is that large */
+    return protobuf_c_message_unpack(d, NULL, len, buf);
+}
+
+int dht_codec_decode_request(dht_msg_type t, const uint8_t *buf, size_t len, dht_msg *out)
+{
+    if (t <= 0 || t >= DHT_MSG_TYPE_MAX)
+        return -1;
+    ProtobufCMessage *pm = unpack(methods[t].req, buf, len);
+    if (pm == NULL)
+        return -1;
+    memset(out, 0, sizeof *out);
+    out->type = t;
+    switch (t) {
+    case DHT_MSG_LOCK: {
+        Dht__LockRequest *r = (Dht__LockRequest *)pm;
+        out->key = r->key;
+        out->owner = r->owner;
+        out->lease_ms = r->lease_ms;
+        break;
+    }
+    case DHT_MSG_UNLOCK: {
+        Dht__UnlockRequest *r = (Dht__UnlockRequest *)pm;
+        out->key = r->key;
+        out->owner = r->owner;
+        break;
+    }
+    case DHT_MSG_WRITE: {
+        Dht__WriteRequest *r = (Dht__WriteRequest *)pm;
+        out->key = r->key;
+        out->value = r->value;
+        out->version.counter = r->counter;
+        out->version.writer = r->writer;
+        out->owner = r->release_owner;
+        break;
+    }
+    case DHT_MSG_READ:
+        out->key = ((Dht__ReadRequest *)pm)->key;
+        break;
+    case DHT_MSG_SCAN: {
+        Dht__ScanRequest *r = (Dht__ScanRequest *)pm;
+        out->key = r->after_key;
+        out->from_start = r->from_start;
+        out->limit = r->limit;
+        out->stripe = r->stripe;
+        break;
+    }
+    case DHT_MSG_PUT:
+        out->key = ((Dht__PutRequest *)pm)->key;
+        out->value = ((Dht__PutRequest *)pm)->value;
+        break;
+    case DHT_MSG_GET:
+        out->key = ((Dht__GetRequest *)pm)->key;
+        break;
+    default:
+        break;
+    }
+    protobuf_c_message_free_unpacked(pm, NULL);
+    return 0;
+}
+
+int dht_codec_decode_reply(dht_msg_type t, const uint8_t *buf, size_t len, dht_msg *out)
+{
+    if (t <= 0 || t >= DHT_MSG_TYPE_MAX)
+        return -1;
+    ProtobufCMessage *pm = unpack(methods[t].rep, buf, len);
+    if (pm == NULL)
+        return -1;
+    memset(out, 0, sizeof *out);
+    out->type = t;
+    switch (t) {
+    case DHT_MSG_LOCK: {
+        Dht__LockReply *r = (Dht__LockReply *)pm;
+        out->ok = r->granted;
+        out->version.counter = r->counter;
+        out->version.writer = r->writer;
+        break;
+    }
+    case DHT_MSG_UNLOCK:
+        out->ok = ((Dht__UnlockReply *)pm)->released;
+        break;
+    case DHT_MSG_WRITE: {
+        Dht__WriteReply *r = (Dht__WriteReply *)pm;
+        out->ok = r->ok;
+        out->version.counter = r->counter;
+        out->version.writer = r->writer;
+        break;
+    }
+    case DHT_MSG_READ: {
+        Dht__ReadReply *r = (Dht__ReadReply *)pm;
+        out->ok = r->ok;
+        out->value = r->value;
+        out->version.counter = r->counter;
+        out->version.writer = r->writer;
+        break;
+    }
+    case DHT_MSG_SCAN: {
+        Dht__ScanReply *r = (Dht__ScanReply *)pm;
+        out->more = r->more;
+        out->recovering = r->recovering;
+        out->stripe = r->next_stripe;
+        out->key = r->next_after_key;
+        out->from_start = r->next_from_start;
+        out->ok = true;
+        if (r->n_entries > 0) {
+            out->entries = malloc(r->n_entries * sizeof *out->entries);
+            if (out->entries == NULL) {
+                protobuf_c_message_free_unpacked(pm, NULL);
+                return -1;
+            }
+            out->nentries = (uint32_t)r->n_entries;
+            for (size_t i = 0; i < r->n_entries; i++) {
+                out->entries[i].key = r->entries[i]->key;
+                out->entries[i].value = r->entries[i]->value;
+                out->entries[i].version.counter = r->entries[i]->counter;
+                out->entries[i].version.writer = r->entries[i]->writer;
+            }
+        }
+        break;
+    }
+    case DHT_MSG_PUT:
+        out->ok = ((Dht__PutReply *)pm)->ok;
+        break;
+    case DHT_MSG_GET:
+        out->value = ((Dht__GetReply *)pm)->value;
+        out->ok = true;
+        break;
+    default:
+        break;
+    }
+    protobuf_c_message_free_unpacked(pm, NULL);
+    return 0;
+}
+
+int dht_codec_batchable(dht_msg_type t)
+{
+    return t == DHT_MSG_LOCK || t == DHT_MSG_UNLOCK || t == DHT_MSG_WRITE || t == DHT_MSG_READ;
+}
+
+/* Requests and replies share the item layout: unused fields stay 0 and
+ * cost nothing on the wire. */
+size_t dht_codec_encode_batch(const dht_msg *msgs, size_t n, uint64_t id, uint8_t *buf,
+                              size_t cap)
+{
+    Dht__BatchItem small[32], *items = n <= 32 ? small : malloc(n * sizeof *items);
+    Dht__BatchItem *psmall[32], **ptrs = n <= 32 ? psmall : malloc(n * sizeof *ptrs);
+    if (items == NULL || ptrs == NULL) {
+        if (items != small)
+            free(items);
+        if (ptrs != psmall)
+            free(ptrs);
+        return SIZE_MAX;
+    }
+    for (size_t i = 0; i < n; i++) {
+        Dht__BatchItem it = DHT__BATCH_ITEM__INIT;
+        it.type = (uint32_t)msgs[i].type;
+        it.key = msgs[i].key;
+        it.value = msgs[i].value;
+        it.counter = msgs[i].version.counter;
+        it.writer = msgs[i].version.writer;
+        it.owner = msgs[i].owner;
+        it.lease_ms = msgs[i].lease_ms;
+        it.ok = msgs[i].ok;
+        items[i] = it;
+        ptrs[i] = &items[i];
+    }
+    Dht__BatchRequest r = DHT__BATCH_REQUEST__INIT; /* same wire form as BatchReply */
+    r.n_items = n;
+    r.items = ptrs;
+    r.id = id;
+    size_t need = PACK(r);
+    if (items != small)
+        free(items);
+    if (ptrs != psmall)
+        free(ptrs);
+    return need;
+}
+
+int dht_codec_decode_batch(const uint8_t *buf, size_t len, dht_msg **out, size_t *n,
+                           uint64_t *id)
+{
+    if (len > DHT_CODEC_BATCH_MAX * 64)
+        return -1;
+    Dht__BatchRequest *r = dht__batch_request__unpack(NULL, len, buf);
+    if (r == NULL)
+        return -1;
+    if (r->n_items > DHT_CODEC_BATCH_MAX) {
+        dht__batch_request__free_unpacked(r, NULL);
+        return -1;
+    }
+    dht_msg *m = calloc(r->n_items ? r->n_items : 1, sizeof *m);
+    if (m == NULL) {
+        dht__batch_request__free_unpacked(r, NULL);
+        return -1;
+    }
+    for (size_t i = 0; i < r->n_items; i++) {
+        const Dht__BatchItem *it = r->items[i];
+        if (!dht_codec_batchable((dht_msg_type)it->type)) {
+            free(m);
+            dht__batch_request__free_unpacked(r, NULL);
+            return -1;
+        }
+        m[i].type = (dht_msg_type)it->type;
+        m[i].key = it->key;
+        m[i].value = it->value;
+        m[i].version.counter = it->counter;
+        m[i].version.writer = it->writer;
+        m[i].owner = it->owner;
+        m[i].lease_ms = it->lease_ms;
+        m[i].ok = it->ok;
+    }
+    *out = m;
+    *n = r->n_items;
+    if (id != NULL)
+        *id = r->id;
+    dht__batch_request__free_unpacked(r, NULL);
+    return 0;
+}

@@ -1,0 +1,75 @@
+/* The gRPC C-core transport: the only module that includes grpc headers.
+ *
+ * One instance owns: a channel per peer, `workers` threads each draining its
+ * own completion queue, an optional server (public KeyValue + internal
+ * Replica + grpc.health.v1.Health services) and a timer thread.  Outgoing
+ * calls are asynchronous, without wait-for-ready, so a dead peer fails fast
+ * with UNAVAILABLE: unary calls with a deadline, except replica requests,
+ * which travel batched on one long-lived stream per peer and kind, each
+ * request bounded by its own deadline.
+ */
+#ifndef DHT_TRANSPORT_GRPC_H
+#define DHT_TRANSPORT_GRPC_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "protocol/transport.h"
+
+typedef struct dht_grpc dht_grpc;
+
+typedef struct dht_grpc_config {
+    const char *const *peers; /* HOST:PORT of each replica; copied */
+    int npeers;
+    int workers;              /* completion-queue threads; <=0: number of cores */
+    int self;                 /* peer index served by `service` in this process, or -1:
+                                 its replica requests skip gRPC (see local_main) */
+    const char *listen_addr;  /* NULL: client only */
+    const dht_service *service;   /* required with listen_addr; copied */
+    /* Health check answer: 1 serving, 0 not serving.  NULL: always serving. */
+    int (*serving)(void *arg);
+    void *serving_arg;
+    /* Called on each peer reachability change (also from worker threads). */
+    void (*on_peer_state)(void *arg, int peer, const char *addr, int up);
+    void *peer_state_arg;
+} dht_grpc_config;
+
+/* Starts the transport (and server, if listen_addr is set).  On failure
+ * returns -1 with a one-line reason in err. */
+int dht_grpc_start(const dht_grpc_config *cfg, dht_grpc **out, char *err, size_t errlen);
+
+dht_transport *dht_grpc_transport(dht_grpc *g);
+
+/* Stops accepting, lets in-flight work finish (bounded by its deadlines),
+ * then tears everything down and frees g. */
+void dht_grpc_stop(dht_grpc *g);
+
+/* An asynchronous unary call with raw request bytes to peer, for clients of
+ * other services (the benchmark's etcd client).  cb runs exactly once on a
+ * worker thread with the gRPC status code (or -1 when the transport is
+ * shutting down) and the reply bytes (valid during the callback).  Returns
+ * nonzero if the call could not be started (cb will not run). */
+typedef void (*dht_grpc_raw_cb)(void *arg, int status, const uint8_t *resp, size_t len);
+int dht_grpc_call_async(dht_grpc *g, int peer, const char *method, const void *req,
+                        size_t req_len, int64_t deadline_ns, dht_grpc_raw_cb cb, void *arg);
+
+/* One blocking unary call with raw request bytes: for tools and tests (bad
+ * input, health probes).  Returns 0 when a gRPC status was received (in
+ * *status, with details and the reply bytes, truncated to *resp_len), or -1
+ * on a local error. */
+int dht_grpc_call_raw(const char *addr, const char *method, const void *req, size_t req_len,
+                      int64_t timeout_ns, int *status, char *details, size_t details_len,
+                      uint8_t *resp, size_t *resp_len);
+
+/* Switches off abseil's per-lock deadlock detection (on in Debian's
+ * abseil build, which gRPC's mutexes use) before gRPC starts; both start
+ * functions above call it.  Returns 1 if abseil's setter was found and
+ * called, 0 if this abseil build does not have it under a known name. */
+int dht_grpc_abseil_deadlock_checks_off(void);
+
+/* Name of a numeric gRPC status code, e.g. "UNAVAILABLE". */
+const char *dht_grpc_status_name(int code);
+
+#define DHT_HEALTH_METHOD "/grpc.health.v1.Health/Check"
+
+#endif

@@ -1,0 +1,88 @@
+/* The replica state machine: per key a value, its version and a lease lock.
+ *
+ * Rules (DESIGN.md "Replication protocol"):
+ *  - Lock(k, owner, lease) is granted when the lock is free, expired, or
+ *    already owner's; every reply carries the current version.
+ *  - Write(k, v, ver, release) stores (v, ver) only if ver is newer, durably
+ *    (through the persist hook) before acknowledging, then releases the lock
+ *    if `release` still owns it.  Versions fence stale writers: safety never
+ *    depends on the lock or on clocks.
+ *  - Read(k) returns (value, version); (0, (0,0)) for a key never written.
+ *    A replica marked recovering answers ok=false so it is never counted in
+ *    a read quorum while its state may be incomplete; for the same reason
+ *    it refuses locks, whose replies carry the version a writer builds on.
+ *    It does accept writes, so it misses nothing while it copies state.
+ *  - Scan(after, limit) returns a page of entries in key order, for state
+ *    transfer to recovering replicas and anti-entropy.
+ *
+ * Thread-safe: state is split over lock stripes, so replica requests from
+ * several transport threads run in parallel.  The caller passes the time
+ * (monotonic ns) so the in-memory test transport can drive leases with a
+ * virtual clock.
+ */
+#ifndef DHT_REPLICA_H
+#define DHT_REPLICA_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "base/msg.h"
+
+typedef struct dht_replica dht_replica;
+
+/* Makes n writes durable; returns 0 once all are, or a negative errno (then
+ * none of them is acknowledged).  Called without any stripe lock held,
+ * possibly from several threads at once. */
+typedef int (*dht_persist_fn)(void *arg, const dht_entry *writes, size_t n);
+
+dht_replica *dht_replica_new(void);
+void dht_replica_free(dht_replica *r);
+void dht_replica_set_persist(dht_replica *r, dht_persist_fn fn, void *arg);
+void dht_replica_set_recovering(dht_replica *r, bool recovering);
+bool dht_replica_recovering(const dht_replica *r);
+
+/* Answers one replica request (LOCK, UNLOCK, WRITE, READ); reply is filled. */
+void dht_replica_handle(dht_replica *r, int64_t now_ns, const dht_msg *req, dht_msg *reply);
+
+/* Answers n requests at once (reps[i] for reqs[i]); the writes among them
+ * are persisted together, with one log write and fsync. */
+void dht_replica_handle_batch(dht_replica *r, int64_t now_ns, const dht_msg *reqs,
+                              dht_msg *reps, size_t n);
+
+/* Installs (value, ver) if newer, without persisting: for log replay and
+ * state transfer that is already durable elsewhere.  Returns 1 if it changed
+ * the key. */
+int dht_replica_apply(dht_replica *r, int64_t key, int64_t value, dht_version ver);
+
+/* Current value and version of key (0 and (0,0) if never written). */
+void dht_replica_lookup(dht_replica *r, int64_t key, int64_t *value, dht_version *ver);
+
+/* Calls fn for every key that has a version (written at least once).
+ * Stripes are visited one at a time; fn must not call back into r. */
+typedef void (*dht_replica_visit_fn)(void *arg, int64_t key, int64_t value, dht_version ver);
+void dht_replica_foreach(dht_replica *r, dht_replica_visit_fn fn, void *arg);
+size_t dht_replica_size(dht_replica *r);
+
+/* Where a scan goes on: the state is split into stripes, scanned in order,
+ * each in key order.  Start with {0, 0, true}. */
+typedef struct {
+    uint32_t stripe;
+    int64_t after;   /* within stripe: keys above this... */
+    bool from_start; /* ...unless from its first key */
+} dht_scan_cursor;
+
+/* Fills up to limit entries from *cur on into a malloc'd array the caller
+ * frees, and advances *cur; *more tells whether anything remains.  Every
+ * key written before the first page is returned exactly once by a full
+ * scan, whatever is written meanwhile.  Returns the count, or -1 when out
+ * of memory. */
+int dht_replica_scan(dht_replica *r, dht_scan_cursor *cur, uint32_t limit, dht_entry **out,
+                     bool *more);
+
+/* Blocks writes between their persist and apply steps, so that a storage
+ * checkpoint sees every logged write already applied in memory. */
+void dht_replica_quiesce_begin(dht_replica *r);
+void dht_replica_quiesce_end(dht_replica *r);
+
+#endif

@@ -1,0 +1,404 @@
+/* In-memory transport: an event heap ordered by (virtual time, sequence).
+ *
+ * A call is planned when sent: its request is delivered after a random
+ * delay unless lost/cut/refused; the replica's state changes at delivery
+ * time (so a reply lost afterwards leaves the write applied, the case that
+ * makes put outcomes "unknown"); the reply travels back with its own delay
+ * and loss.  Whatever happens, exactly one of reply/error reaches the
+ * caller, at or before its deadline: a call record with a `done` flag and a
+ * count of events still referring to it guarantees both.
+ */
+#include "sim/sim_transport.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/util.h"
+
+#define MAX_REPLICAS 16
+#define MAX_ENDPOINTS 64
+
+typedef struct call {
+    int endpoint, replica;
+    dht_msg req;
+    int64_t deadline;
+    dht_reply_cb cb;
+    void *arg;
+    bool done;
+    int refs; /* scheduled events pointing here */
+} call;
+
+typedef enum { EV_DELIVER, EV_REPLY, EV_FAIL, EV_TIMER } ev_kind;
+
+typedef struct {
+    int64_t at;
+    uint64_t seq;
+    ev_kind kind;
+    call *c;          /* DELIVER, REPLY, FAIL */
+    dht_msg reply;    /* REPLY */
+    dht_status status; /* FAIL */
+    void (*fn)(void *); /* TIMER */
+    void *arg;
+} event;
+
+typedef struct {
+    dht_transport base; /* first */
+    sim_world *w;
+    int index;
+} endpoint;
+
+typedef struct {
+    dht_replica *r;
+    bool crashed, paused;
+    call **queue; /* requests waiting for a paused replica; owned */
+    size_t qlen, qcap;
+} replica_slot;
+
+struct sim_world {
+    sim_config cfg;
+    int64_t now;
+    uint64_t seq;
+    dht_rng rng;
+    event *heap;
+    size_t hlen, hcap;
+    replica_slot rs[MAX_REPLICAS];
+    endpoint eps[MAX_ENDPOINTS];
+    bool cut[MAX_ENDPOINTS][MAX_REPLICAS];
+};
+
+static bool ev_less(const event *a, const event *b)
+{
+    return a->at < b->at || (a->at == b->at && a->seq < b->seq);
+}
+
+static void push(sim_world *w, event e)
+{
+    if (w->hlen == w->hcap) {
+        w->hcap = w->hcap ? w->hcap * 2 : 256;
+        w->heap = realloc(w->heap, w->hcap * sizeof *w->heap);
+        if (w->heap == NULL)
+            abort();
+    }
+    e.seq = w->seq++;
+    size_t i = w->hlen++;
+    while (i > 0 && ev_less(&e, &w->heap[(i - 1) / 2])) {
+        w->heap[i] = w->heap[(i - 1) / 2];
+        i = (i - 1) / 2;
+    }
+    w->heap[i] = e;
+    if (e.c)
+        e.c->refs++;
+}
+
+static event pop(sim_world *w)
+{
+    event top = w->heap[0], last = w->heap[--w->hlen];
+    size_t i = 0;
+    for (;;) {
+        size_t c = 2 * i + 1;
+        if (c >= w->hlen)
+            break;
+        if (c + 1 < w->hlen && ev_less(&w->heap[c + 1], &w->heap[c]))
+            c++;
+        if (!ev_less(&w->heap[c], &last))
+            break;
+        w->heap[i] = w->heap[c];
+        i = c;
+    }
+    if (w->hlen)
+        w->heap[i] = last;
+    return top;
+}
+
+static int64_t delay(sim_world *w)
+{
+    int64_t span = w->cfg.delay_max_ns - w->cfg.delay_min_ns;
+    return w->cfg.delay_min_ns + (span > 0 ? (int64_t)dht_rng_below(&w->rng, (uint64_t)span) : 0);
+}
+
+static bool lost(sim_world *w)
+{
+    return w->cfg.loss > 0 && dht_rng_double(&w->rng) < w->cfg.loss;
+}
+
+static void fail_at(sim_world *w, call *c, int64_t at, dht_status st)
+{
+    if (at > c->deadline)
+        at = c->deadline;
+    if (at < w->now)
+        at = w->now;
+    push(w, (event){.at = at, .kind = EV_FAIL, .c = c, .status = st});
+}
+
+static void timeout(sim_world *w, call *c)
+{
+    fail_at(w, c, c->deadline, DHT_ERR_TIMEOUT);
+}
+
+/* ---- transport vtable ----------------------------------------------------- */
+
+static int sim_send(dht_transport *t, int peer, const dht_msg *req, int64_t deadline_ns,
+                    dht_reply_cb cb, void *arg)
+{
+    endpoint *ep = (endpoint *)t;
+    sim_world *w = ep->w;
+    if (peer < 0 || peer >= w->cfg.replicas)
+        return -1;
+    call *c = calloc(1, sizeof *c);
+    if (c == NULL)
+        return -1;
+    *c = (call){.endpoint = ep->index, .replica = peer, .req = *req, .deadline = deadline_ns,
+                .cb = cb, .arg = arg};
+    replica_slot *rs = &w->rs[peer];
+    if (w->cut[ep->index][peer] || lost(w))
+        timeout(w, c);
+    else if (rs->crashed)
+        fail_at(w, c, w->now + delay(w), DHT_ERR_UNAVAILABLE); /* connection refused */
+    else {
+        int64_t at = w->now + delay(w);
+        push(w, (event){.at = at, .kind = EV_DELIVER, .c = c});
+        /* The caller gives up at its deadline even if the request is still
+         * on its way; the replica may act on it later all the same. */
+        if (at > deadline_ns)
+            timeout(w, c);
+    }
+    if (c->refs == 0) /* cannot happen: every branch schedules */
+        abort();
+    return 0;
+}
+
+static int sim_after(dht_transport *t, int64_t delay_ns, dht_timer_cb cb, void *arg)
+{
+    sim_world *w = ((endpoint *)t)->w;
+    push(w, (event){.at = w->now + (delay_ns > 0 ? delay_ns : 0), .kind = EV_TIMER, .fn = cb,
+                    .arg = arg});
+    return 0;
+}
+
+static int64_t sim_now_ep(dht_transport *t)
+{
+    return ((endpoint *)t)->w->now;
+}
+
+static const dht_transport_ops sim_ops = {sim_send, sim_after, sim_now_ep, NULL, NULL, NULL};
+
+/* ---- event processing ------------------------------------------------------- */
+
+/* The replica serves c now. */
+static void serve(sim_world *w, call *c)
+{
+    dht_msg reply;
+    dht_replica_handle(w->rs[c->replica].r, w->now, &c->req, &reply);
+    if (w->cut[c->endpoint][c->replica] || lost(w)) {
+        timeout(w, c);
+        return;
+    }
+    int64_t at = w->now + delay(w);
+    if (at > c->deadline)
+        timeout(w, c);
+    else
+        push(w, (event){.at = at, .kind = EV_REPLY, .c = c, .reply = reply});
+}
+
+static void finish(call *c, dht_status st, const dht_msg *reply)
+{
+    if (c->done)
+        return;
+    c->done = true;
+    c->cb(c->arg, st, reply);
+}
+
+static void release(call *c)
+{
+    if (--c->refs == 0 && c->done)
+        free(c);
+}
+
+static void process(sim_world *w, event *e)
+{
+    w->now = e->at;
+    switch (e->kind) {
+    case EV_TIMER:
+        e->fn(e->arg);
+        return;
+    case EV_DELIVER: {
+        replica_slot *rs = &w->rs[e->c->replica];
+        if (rs->crashed) {
+            timeout(w, e->c); /* died with the request in flight */
+        } else if (rs->paused) {
+            if (rs->qlen == rs->qcap) {
+                rs->qcap = rs->qcap ? rs->qcap * 2 : 16;
+                rs->queue = realloc(rs->queue, rs->qcap * sizeof *rs->queue);
+                if (rs->queue == NULL)
+                    abort();
+            }
+            rs->queue[rs->qlen++] = e->c;
+            e->c->refs++; /* the queue's */
+            timeout(w, e->c);
+        } else {
+            serve(w, e->c);
+        }
+        break;
+    }
+    case EV_REPLY:
+        finish(e->c, DHT_OK, &e->reply);
+        break;
+    case EV_FAIL:
+        finish(e->c, e->status, NULL);
+        break;
+    }
+    release(e->c);
+}
+
+long sim_run_until(sim_world *w, int64_t t)
+{
+    long n = 0;
+    while (w->hlen > 0 && w->heap[0].at <= t) {
+        event e = pop(w);
+        process(w, &e);
+        n++;
+    }
+    if (t > w->now && t != INT64_MAX)
+        w->now = t;
+    return n;
+}
+
+long sim_run(sim_world *w)
+{
+    return sim_run_until(w, INT64_MAX);
+}
+
+/* ---- world -------------------------------------------------------------------- */
+
+sim_world *sim_new(const sim_config *cfg)
+{
+    if (cfg->replicas < 1 || cfg->replicas > MAX_REPLICAS || cfg->endpoints < 1 ||
+        cfg->endpoints > MAX_ENDPOINTS)
+        return NULL;
+    sim_world *w = calloc(1, sizeof *w);
+    if (w == NULL)
+        return NULL;
+    w->cfg = *cfg;
+    if (w->cfg.delay_max_ns == 0) {
+        w->cfg.delay_min_ns = 100 * 1000;
+        w->cfg.delay_max_ns = 2 * DHT_NS_PER_MS;
+    }
+    w->now = DHT_NS_PER_SEC; /* leave room below for "before the start" */
+    dht_rng_seed(&w->rng, cfg->seed);
+    for (int r = 0; r < cfg->replicas; r++)
+        w->rs[r].r = dht_replica_new();
+    for (int e = 0; e < cfg->endpoints; e++) {
+        w->eps[e].base.ops = &sim_ops;
+        w->eps[e].base.npeers = cfg->replicas;
+        w->eps[e].w = w;
+        w->eps[e].index = e;
+    }
+    return w;
+}
+
+void sim_free(sim_world *w)
+{
+    if (w == NULL)
+        return;
+    while (w->hlen > 0) { /* undelivered events: drop without callbacks */
+        event e = pop(w);
+        if (e.c) {
+            e.c->done = true;
+            release(e.c);
+        }
+    }
+    for (int r = 0; r < w->cfg.replicas; r++) {
+        for (size_t i = 0; i < w->rs[r].qlen; i++) {
+            w->rs[r].queue[i]->done = true;
+            release(w->rs[r].queue[i]);
+        }
+        free(w->rs[r].queue);
+        dht_replica_free(w->rs[r].r);
+    }
+    free(w->heap);
+    free(w);
+}
+
+dht_transport *sim_endpoint(sim_world *w, int e)
+{
+    return &w->eps[e].base;
+}
+
+dht_replica *sim_replica(sim_world *w, int r)
+{
+    return w->rs[r].r;
+}
+
+int64_t sim_now(sim_world *w)
+{
+    return w->now;
+}
+
+uint64_t sim_rand(sim_world *w, uint64_t n)
+{
+    return dht_rng_below(&w->rng, n);
+}
+
+void sim_set_loss(sim_world *w, double loss)
+{
+    w->cfg.loss = loss;
+}
+
+void sim_crash(sim_world *w, int r)
+{
+    w->rs[r].crashed = true;
+}
+
+static void copy_entry(void *arg, int64_t key, int64_t value, dht_version ver)
+{
+    dht_replica_apply(arg, key, value, ver);
+}
+
+void sim_restart(sim_world *w, int r, bool wipe)
+{
+    dht_replica *fresh = dht_replica_new();
+    if (!wipe)
+        dht_replica_foreach(w->rs[r].r, copy_entry, fresh);
+    dht_replica_free(w->rs[r].r);
+    w->rs[r].r = fresh;
+    w->rs[r].crashed = false;
+}
+
+void sim_pause(sim_world *w, int r)
+{
+    w->rs[r].paused = true;
+}
+
+void sim_resume(sim_world *w, int r)
+{
+    replica_slot *rs = &w->rs[r];
+    rs->paused = false;
+    /* Serve what queued up, in arrival order; the callers have long timed
+     * out, but the state changes still happen, as on a real stalled node. */
+    for (size_t i = 0; i < rs->qlen; i++) {
+        call *c = rs->queue[i];
+        dht_msg reply;
+        dht_replica_handle(rs->r, w->now, &c->req, &reply);
+        release(c);
+    }
+    rs->qlen = 0;
+}
+
+void sim_cut(sim_world *w, int e, int r, bool cut)
+{
+    w->cut[e][r] = cut;
+}
+
+void sim_heal_all(sim_world *w)
+{
+    memset(w->cut, 0, sizeof w->cut);
+    for (int r = 0; r < w->cfg.replicas; r++) {
+        if (w->rs[r].paused)
+            sim_resume(w, r);
+    }
+}
+
+void sim_at(sim_world *w, int64_t at, void (*fn)(void *), void *arg)
+{
+    push(w, (event){.at = at < w->now ? w->now : at, .kind = EV_TIMER, .fn = fn, .arg = arg});
+}

@@ -1,0 +1,59 @@
+/* Deterministic in-memory network for protocol tests.
+ *
+ * A sim_world holds N replicas and any number of coordinator endpoints, a
+ * virtual clock and one event queue.  Every message gets a random delay
+ * (so messages reorder), may be lost, and meets crashed, paused or
+ * partitioned replicas exactly as a real network would: a crashed replica
+ * refuses at once (UNAVAILABLE), a lost or cut message times out at its
+ * deadline, a paused replica queues requests and serves them, stale, when
+ * resumed.  Everything derives from one seed, so a failing run replays
+ * exactly.  Single-threaded: the test drives it with sim_run*().
+ */
+#ifndef DHT_SIM_TRANSPORT_H
+#define DHT_SIM_TRANSPORT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "protocol/replica.h"
+#include "protocol/transport.h"
+
+typedef struct sim_world sim_world;
+
+typedef struct {
+    uint64_t seed;
+    int replicas;          /* N */
+    int endpoints;         /* coordinator endpoints (transports) */
+    double loss;           /* probability each request or reply is lost */
+    int64_t delay_min_ns;  /* one-way delay range; default 100 us .. 2 ms */
+    int64_t delay_max_ns;
+} sim_config;
+
+sim_world *sim_new(const sim_config *cfg);
+void sim_free(sim_world *w); /* after sim_run() drained every event */
+
+dht_transport *sim_endpoint(sim_world *w, int e);
+dht_replica *sim_replica(sim_world *w, int r);
+int64_t sim_now(sim_world *w);
+uint64_t sim_rand(sim_world *w, uint64_t n); /* uniform in [0, n), from the seed */
+
+void sim_set_loss(sim_world *w, double loss);
+void sim_crash(sim_world *w, int r);
+/* Brings r back.  Locks are lost (they are memory only); data survives
+ * (as if logged) unless wipe is set. */
+void sim_restart(sim_world *w, int r, bool wipe);
+void sim_pause(sim_world *w, int r);
+void sim_resume(sim_world *w, int r);
+/* Cuts (or heals) the link between endpoint e and replica r, both ways. */
+void sim_cut(sim_world *w, int e, int r, bool cut);
+void sim_heal_all(sim_world *w);
+
+/* Schedules fn(arg) at virtual time `at` (test-driver events). */
+void sim_at(sim_world *w, int64_t at, void (*fn)(void *), void *arg);
+
+/* Processes events in time order: until none is left, or until the clock
+ * would pass t.  Returns the number processed. */
+long sim_run(sim_world *w);
+long sim_run_until(sim_world *w, int64_t t);
+
+#endif

@@ -1,5 +1,5 @@
 /* History recorder: one JSON line per completed operation in the format of
- * DESIGN.md ("History format"), for the linearizability checker. */
+ * docs/design.md ("The history format"), for the linearizability checker. */
 #ifndef DHT_CLIENT_HISTORY_H
 #define DHT_CLIENT_HISTORY_H
 

@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "protocol/coordinator.h"
+#include "protocol/membership.h"
 #include "kvclient.h"
 #include "base/log.h"
 #include "random.h"
@@ -72,7 +73,7 @@ static void usage(FILE *f)
             "  --ops N          stop after N operations\n"
             "  --duration S     stop after S seconds (without --ops/--duration: Ctrl+C)\n"
             "  --interval-ms MS pause between one client's operations (default 0)\n"
-            "  --history FILE   record every operation (JSON Lines, see DESIGN.md)\n"
+            "  --history FILE   record every operation (JSON Lines, see docs/design.md)\n"
             "  --seed N         seed of keys and choices (default random)\n"
             "  --quiet          print only the summary\n"
             "  --progress       print ops/s on stderr every second\n"
@@ -269,13 +270,20 @@ int main(int argc, char **argv)
 
     if (o.via && o.etcd)
         return bad("%s: choose one of --via and --etcd", "--etcd");
-    char members[DHT_MAX_MEMBERS][256], err[512];
+    /* The nodes this client talks to: every replica (fan-out, where they
+     * are the coordinator's members; the client is none of them), or the
+     * --via or --etcd nodes. */
+    char err[512];
     const char *list = o.etcd ? o.etcd : o.via ? o.via : o.servers;
-    int n = dht_parse_members(list, members, DHT_MAX_MEMBERS, err, sizeof err);
-    if (n < 0)
+    dht_membership *members;
+    if (dht_membership_new(list, NULL, &members, err, sizeof err) != 0)
         return bad("bad server address: %s", err);
-    if (strcmp(cmd, "health") == 0)
-        return cmd_health(members[0], o.deadline_ms);
+    int n = dht_membership_size(members);
+    if (strcmp(cmd, "health") == 0) {
+        rc = cmd_health(dht_membership_addr(members, 0), o.deadline_ms);
+        dht_membership_free(members);
+        return rc;
+    }
 
     char name[48];
     snprintf(name, sizeof name, "client %d", (int)getpid());
@@ -288,12 +296,13 @@ int main(int argc, char **argv)
 
     const char *peers[DHT_MAX_MEMBERS];
     for (int i = 0; i < n; i++)
-        peers[i] = members[i];
+        peers[i] = dht_membership_addr(members, i);
     dht_grpc_config gc = {.peers = peers, .npeers = n, .workers = (int)o.workers,
                           .on_peer_state = on_peer_state};
     dht_grpc *g;
     if (dht_grpc_start(&gc, &g, err, sizeof err) != 0) {
         fprintf(stderr, "client: %s\n", err);
+        dht_membership_free(members);
         return 1;
     }
     kvclient kv = {.t = dht_grpc_transport(g),
@@ -303,10 +312,12 @@ int main(int argc, char **argv)
         dht_coord_config cc;
         dht_coord_config_default(&cc);
         cc.deadline_ns = kv.deadline_ns;
+        cc.members = members;
         kv.coord = dht_coord_new(kv.t, &cc);
         if (kv.coord == NULL) {
             fprintf(stderr, "client: out of memory\n");
             dht_grpc_stop(g);
+            dht_membership_free(members);
             return 1;
         }
     }
@@ -342,5 +353,6 @@ int main(int argc, char **argv)
     fflush(stdout);
     dht_grpc_stop(g);
     dht_coord_free(kv.coord);
+    dht_membership_free(members);
     return rc;
 }

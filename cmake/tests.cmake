@@ -41,3 +41,15 @@ set_tests_properties(transport_grpc PROPERTIES LABELS "unit" TIMEOUT 60)
 # Coverage-guided fuzzing of the log replay parser (clang + libFuzzer), 10 s.
 add_test(NAME wal_libfuzzer_short COMMAND bash ${CMAKE_SOURCE_DIR}/tests/fuzz_libfuzzer.sh 10)
 set_tests_properties(wal_libfuzzer_short PROPERTIES SKIP_RETURN_CODE 77 TIMEOUT 120 LABELS "unit")
+
+# Whole nodes (lib/node) in the simulator, deterministic from a seed.
+add_library(dht_sim_cluster STATIC lib/sim/sim_cluster.c)
+target_link_libraries(dht_sim_cluster PUBLIC dht_sim dht_node)
+add_executable(test_node_sim tests/test_node_sim.c)
+target_link_libraries(test_node_sim dht_sim_cluster dht_lincheck)
+add_test(NAME node_sim COMMAND test_node_sim)
+set_tests_properties(node_sim PROPERTIES LABELS "unit" TIMEOUT 600)
+
+# The module map's include rules, and proof that a broken copy fails them.
+add_test(NAME layering COMMAND bash ${CMAKE_SOURCE_DIR}/tests/layering.sh --self-test)
+set_tests_properties(layering PROPERTIES LABELS "unit")

@@ -1,5 +1,8 @@
-/* server: one replica of the store, plus the public KeyValue service that
- * coordinates puts and gets for any key on the caller's behalf.
+/* server: one node of the store (a replica, plus the public KeyValue
+ * service that coordinates puts and gets for any key on the caller's
+ * behalf).  This file only turns flags and the environment into a
+ * configuration, handles signals, and starts and stops the node
+ * (lib/node/server_node.c); what a request does is decided below it.
  *
  * Configuration comes from flags, then the environment (IP, PORT, MEMBERS),
  * then defaults; with no port at all and a terminal on stdin it asks for
@@ -11,22 +14,19 @@
 #include <getopt.h>
 #include <netdb.h>
 #include <signal.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "storage/group_commit.h"
-#include "protocol/coordinator.h"
-#include "storage/durable.h"
 #include "base/log.h"
-#include "protocol/replica.h"
-#include "protocol/recovery.h"
-#include "net/transport_grpc.h"
 #include "base/util.h"
+#include "node/server_node.h"
+#include "protocol/membership.h"
 
+#define DHT_STR_(x) #x
+#define DHT_STR(x) DHT_STR_(x)
 #define DEFAULT_MEMBERS "127.0.0.1:50001,127.0.0.1:50002,127.0.0.1:50003"
 
 typedef struct {
@@ -118,7 +118,8 @@ static int parse_args(int argc, char **argv, options *o)
             break;
         case 'n':
             if (dht_parse_i64(optarg, 1, DHT_MAX_MEMBERS, &o->id) != 0)
-                return fail_usage("--id '%s' must be a member index 1..16", optarg);
+                return fail_usage("--id '%s' must be a member index 1.." DHT_STR(DHT_MAX_MEMBERS),
+                                  optarg);
             break;
         case 'd':
             if (dht_parse_i64(optarg, 10, 600000, &o->deadline_ms) != 0)
@@ -207,125 +208,6 @@ static int check_listen(const char *ip, int port, char *err, size_t errlen)
     return -1;
 }
 
-static bool is_local_host(const char *host)
-{
-    return strcmp(host, "127.0.0.1") == 0 || strcmp(host, "localhost") == 0 ||
-           strcmp(host, "0.0.0.0") == 0;
-}
-
-/* Index of this node in members, or -1. */
-static int find_self(char members[][256], int n, const char *ip, int port)
-{
-    for (int i = 0; i < n; i++) {
-        const char *colon = strrchr(members[i], ':');
-        char host[256];
-        snprintf(host, sizeof host, "%.*s", (int)(colon - members[i]), members[i]);
-        if (atoi(colon + 1) != port)
-            continue;
-        if (ip ? strcmp(host, ip) == 0 : is_local_host(host))
-            return i;
-    }
-    return -1;
-}
-
-/* ---- public service: run the coordinator on the caller's behalf ------------ */
-
-typedef struct {
-    dht_coord *_Atomic coord; /* set once the transport exists */
-    dht_replica *replica;
-    dht_transport *transport;
-    dht_durable *durable;
-    dht_group_commit *applier;
-} node;
-
-typedef struct {
-    dht_done_fn done;
-    void *done_arg;
-    int64_t key, value;
-    int64_t start; /* for the debug log's latency */
-} pub_call;
-
-static void pub_put_done(void *arg, dht_put_outcome outcome, const char *reason)
-{
-    pub_call *p = arg;
-    dht_msg rep = {.type = DHT_MSG_PUT, .ok = outcome == DHT_PUT_APPLIED, .outcome = outcome};
-    DHT_DEBUG("put(%lld, %lld) -> %s%s%s (%.2f ms)", (long long)p->key, (long long)p->value,
-              dht_put_outcome_name(outcome), reason ? ": " : "", reason ? reason : "",
-              (double)(dht_now_ns() - p->start) / 1e6);
-    p->done(p->done_arg, DHT_OK, &rep, reason);
-    free(p);
-}
-
-static void pub_get_done(void *arg, int ok, int64_t value, const char *reason)
-{
-    pub_call *p = arg;
-    dht_msg rep = {.type = DHT_MSG_GET, .value = value, .ok = true};
-    DHT_DEBUG("get(%lld) -> %s %lld (%.2f ms)", (long long)p->key, ok ? "ok" : "failed",
-              (long long)value, (double)(dht_now_ns() - p->start) / 1e6);
-    p->done(p->done_arg, ok ? DHT_OK : DHT_ERR_UNAVAILABLE, ok ? &rep : NULL, reason);
-    free(p);
-}
-
-static void on_public(void *arg, const dht_msg *req, int64_t deadline_ns, dht_done_fn done,
-                      void *done_arg)
-{
-    node *nd = arg;
-    dht_coord *coord = atomic_load(&nd->coord);
-    if (coord == NULL) {
-        done(done_arg, DHT_ERR_UNAVAILABLE, NULL, "node is starting");
-        return;
-    }
-    pub_call *p = malloc(sizeof *p);
-    int rc = -1;
-    if (p != NULL) {
-        *p = (pub_call){done, done_arg, req->key, req->value, dht_now_ns()};
-        /* Finish a little before the caller gives up, so that it hears
-         * the outcome rather than a timeout. */
-        int64_t dl = deadline_ns == INT64_MAX ? INT64_MAX : deadline_ns - 5 * DHT_NS_PER_MS;
-        rc = req->type == DHT_MSG_PUT
-                 ? dht_coord_put_by(coord, req->key, req->value, dl, pub_put_done, p)
-                 : dht_coord_get_by(coord, req->key, dl, pub_get_done, p);
-    }
-    if (rc != 0) {
-        free(p);
-        done(done_arg, DHT_ERR_UNAVAILABLE, NULL, "out of memory");
-    }
-}
-
-static void on_replica(void *arg, const dht_msg *req, dht_msg *reply)
-{
-    node *nd = arg;
-    dht_replica_handle(nd->replica, dht_now_ns(), req, reply);
-}
-
-/* Batches with writes go to the applier thread (group commit, no fsync on
- * a transport thread); the rest is answered at once. */
-static void on_replica_batch(void *arg, const dht_msg *reqs, dht_msg *reps, size_t n,
-                             void (*done)(void *), void *done_arg)
-{
-    node *nd = arg;
-    for (size_t i = 0; i < n; i++) {
-        if (reqs[i].type == DHT_MSG_WRITE &&
-            dht_group_commit_submit(nd->applier, reqs, reps, n, done, done_arg) == 0)
-            return;
-    }
-    dht_replica_handle_batch(nd->replica, dht_now_ns(), reqs, reps, n);
-    done(done_arg);
-}
-
-static int is_serving(void *arg)
-{
-    node *nd = arg;
-    return !dht_replica_recovering(nd->replica);
-}
-
-static void on_ready(void *arg, const char *why)
-{
-    node *nd = arg;
-    dht_durable_mark_initialized(nd->durable, why);
-    DHT_INFO("serving reads (%s)", why);
-}
-
 int main(int argc, char **argv)
 {
     options o;
@@ -343,19 +225,36 @@ int main(int argc, char **argv)
         }
     }
 
-    char members[DHT_MAX_MEMBERS][256], err[512];
-    int n = dht_parse_members(o.members ? o.members : DEFAULT_MEMBERS, members, DHT_MAX_MEMBERS,
-                              err, sizeof err);
-    if (n < 0) {
+    /* This node's identity is the address it advertises: IP (127.0.0.1
+     * when listening on every address) and PORT, or, with --id N, the Nth
+     * listed address.  The membership module finds it in the list after
+     * normalising both (localhost, 0.0.0.0 and 127.0.0.1 are one host). */
+    const char *list = o.members ? o.members : DEFAULT_MEMBERS;
+    char err[512], self_addr[DHT_ADDR_MAX];
+    dht_membership *members;
+    if (dht_membership_new(list, NULL, &members, err, sizeof err) != 0) {
         fprintf(stderr, "server: bad members list: %s\n", err);
         return 2;
     }
-    int self = o.id ? (int)o.id - 1 : find_self(members, n, o.ip, (int)o.port);
-    if (self < 0 || self >= n) {
+    int n = dht_membership_size(members);
+    if (o.id > n) {
+        fprintf(stderr, "server: --id %lld but the members list %s has %d entries\n",
+                (long long)o.id, list, n);
+        dht_membership_free(members);
+        return 2;
+    }
+    if (o.id)
+        snprintf(self_addr, sizeof self_addr, "%s", dht_membership_addr(members, (int)o.id - 1));
+    else
+        snprintf(self_addr, sizeof self_addr, strchr(o.ip ? o.ip : "", ':') ? "[%s]:%lld" : "%s:%lld",
+                 o.ip ? o.ip : "127.0.0.1", (long long)o.port);
+    int self = dht_membership_find(members, self_addr);
+    dht_membership_free(members);
+    if (self < 0 || dht_membership_new(list, self_addr, &members, err, sizeof err) != 0) {
         fprintf(stderr,
                 "server: this node (%s:%lld) is not in the members list %s; "
                 "fix MEMBERS or pass --id N\n",
-                o.ip ? o.ip : "127.0.0.1", (long long)o.port, o.members ? o.members : DEFAULT_MEMBERS);
+                o.ip ? o.ip : "127.0.0.1", (long long)o.port, list);
         return 2;
     }
     char name[32];
@@ -365,6 +264,7 @@ int main(int argc, char **argv)
     const char *listen_ip = o.ip ? o.ip : "0.0.0.0";
     if (check_listen(listen_ip, (int)o.port, err, sizeof err) != 0) {
         fprintf(stderr, "server: %s\n", err);
+        dht_membership_free(members);
         return 1;
     }
 
@@ -380,76 +280,31 @@ int main(int argc, char **argv)
      * rather than kill the node. */
     signal(SIGXFSZ, SIG_IGN);
 
-    node nd = {0};
-    nd.replica = dht_replica_new();
-    char data_dir[512];
+    char data_dir[512], listen_addr[300];
     if (o.data_dir)
         snprintf(data_dir, sizeof data_dir, "%s", o.data_dir);
     else
         snprintf(data_dir, sizeof data_dir, "data/node%d", self + 1);
-    int64_t t0 = dht_now_ns();
-    if (nd.replica == NULL ||
-        dht_durable_open(data_dir, o.fsync, nd.replica, &nd.durable, err, sizeof err) != 0) {
-        fprintf(stderr, "server: %s\n", nd.replica ? err : "out of memory");
-        dht_replica_free(nd.replica);
-        return 1;
-    }
-    DHT_INFO("data directory %s (fsync %s): %zu keys loaded in %.1f ms%s", data_dir,
-             dht_fsync_mode_name(o.fsync), dht_replica_size(nd.replica),
-             (double)(dht_now_ns() - t0) / 1e6,
-             dht_durable_initialized(nd.durable) ? "" : ", not initialized: recovering");
-    nd.applier = dht_group_commit_start(nd.replica);
-    if (nd.applier == NULL) {
-        fprintf(stderr, "server: cannot start the applier thread\n");
-        return 1;
-    }
-    const char *peers[DHT_MAX_MEMBERS];
-    for (int i = 0; i < n; i++)
-        peers[i] = members[i];
-    char listen_addr[300];
     snprintf(listen_addr, sizeof listen_addr, strchr(listen_ip, ':') ? "[%s]:%lld" : "%s:%lld",
              listen_ip, (long long)o.port);
-    dht_service svc = {.replica = on_replica, .replica_batch = on_replica_batch,
-                       .client = on_public, .arg = &nd};
-    dht_grpc_config gc = {.peers = peers, .npeers = n, .workers = (int)o.workers, .self = self,
-                          .listen_addr = listen_addr, .service = &svc,
-                          .serving = is_serving, .serving_arg = &nd};
-    dht_grpc *g;
-    if (dht_grpc_start(&gc, &g, err, sizeof err) != 0) {
+    dht_server_node_config sc = {.members = members, .listen_addr = listen_addr,
+                                 .data_dir = data_dir, .fsync = o.fsync, .workers = (int)o.workers,
+                                 .deadline_ms = o.deadline_ms, .lease_ms = o.lease_ms,
+                                 .ae_interval_ms = o.ae_interval_ms};
+    dht_server_node *node;
+    if (dht_server_node_start(&sc, &node, err, sizeof err) != 0) {
         fprintf(stderr, "server: %s\n", err);
-        dht_group_commit_stop(nd.applier);
-        dht_durable_close(nd.durable);
-        dht_replica_free(nd.replica);
+        dht_membership_free(members);
         return 1;
     }
-    nd.transport = dht_grpc_transport(g);
-    dht_coord_config cc;
-    dht_coord_config_default(&cc);
-    cc.deadline_ns = o.deadline_ms * DHT_NS_PER_MS;
-    cc.lease_ms = (uint32_t)o.lease_ms;
-    cc.self = self;
-    atomic_store(&nd.coord, dht_coord_new(nd.transport, &cc));
-
-    dht_recovery_config sc;
-    dht_recovery_config_default(&sc);
-    sc.self = self;
-    sc.ae_interval_ns = o.ae_interval_ms * DHT_NS_PER_MS;
-    sc.on_ready = on_ready;
-    sc.arg = &nd;
-    dht_recovery *sync = dht_recovery_start(nd.transport, nd.replica, &sc);
-
-    DHT_INFO("serving on %s as member %d of %d (%s), quorum %d", listen_addr, self + 1, n,
-             o.members ? o.members : DEFAULT_MEMBERS, n / 2 + 1);
+    DHT_INFO("serving on %s as member %d of %d (%s), quorum %d", listen_addr, self + 1, n, list,
+             dht_membership_quorum(members));
 
     int sig = 0;
     sigwait(&sigs, &sig);
     DHT_INFO("%s received, shutting down", sig == SIGINT ? "SIGINT" : "SIGTERM");
-    dht_recovery_stop(sync);
-    dht_grpc_stop(g);
-    dht_group_commit_stop(nd.applier);
-    dht_coord_free(atomic_load(&nd.coord));
-    dht_durable_close(nd.durable);
-    dht_replica_free(nd.replica);
+    dht_server_node_stop(node);
+    dht_membership_free(members);
     DHT_INFO("stopped");
     return 0;
 }

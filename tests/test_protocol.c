@@ -4,6 +4,7 @@
  * checker.  All randomness comes from the seed printed on failure; set
  * SIM_SEED to replay one. */
 #include "protocol/coordinator.h"
+#include "protocol/membership.h"
 #include "lincheck.h"
 #include "sim/sim_transport.h"
 #include "test.h"
@@ -114,13 +115,50 @@ static void next_op(void *arg)
     }
 }
 
+/* A list of n members 127.0.0.1:1..:n, into buf. */
+static void numbered_list(char *buf, size_t len, int n)
+{
+    buf[0] = '\0';
+    for (int i = 0; i < n; i++)
+        snprintf(buf + strlen(buf), len - strlen(buf), "%s127.0.0.1:%d", i ? "," : "", i + 1);
+}
+
+/* The synthetic list of n members, 127.0.0.1:1..:n, as member `self`
+ * sees it (-1: as a client).  Made once per (n, self) and kept for the
+ * process, so it outlives every coordinator given it. */
+static const dht_membership *sim_members(int n, int self)
+{
+    typedef struct {
+        int n, self;
+        dht_membership *m;
+    } entry;
+    static entry cache[16];
+    static int ncache;
+    for (int i = 0; i < ncache; i++)
+        if (cache[i].n == n && cache[i].self == self)
+            return cache[i].m;
+    CHECK(ncache < (int)(sizeof cache / sizeof cache[0]));
+    char list[DHT_MAX_MEMBERS * 16], me[32], err[256];
+    numbered_list(list, sizeof list, n);
+    snprintf(me, sizeof me, "127.0.0.1:%d", self + 1);
+    dht_membership *m;
+    if (dht_membership_new(list, self >= 0 ? me : NULL, &m, err, sizeof err) != 0) {
+        fprintf(stderr, "%s\n", err);
+        CHECK(0);
+    }
+    cache[ncache++] = (entry){n, self, m};
+    return m;
+}
+
 static dht_coord *make_coord(sim_world *w, int endpoint, uint64_t seed)
 {
+    dht_transport *t = sim_endpoint(w, endpoint);
     dht_coord_config cfg;
     dht_coord_config_default(&cfg);
+    cfg.members = sim_members(t->npeers, -1);
     cfg.seed = seed;
     cfg.id = (uint32_t)endpoint + 1;
-    dht_coord *c = dht_coord_new(sim_endpoint(w, endpoint), &cfg);
+    dht_coord *c = dht_coord_new(t, &cfg);
     CHECK(c != NULL);
     return c;
 }
@@ -222,12 +260,17 @@ static int get1(sim_world *w, dht_coord *c, int64_t k, int64_t *v)
     return r.ok;
 }
 
-static sim_world *world(uint64_t seed, double loss, int endpoints)
+static sim_world *world_of(int replicas, uint64_t seed, double loss, int endpoints)
 {
-    sim_config cfg = {.seed = seed, .replicas = 3, .endpoints = endpoints, .loss = loss};
+    sim_config cfg = {.seed = seed, .replicas = replicas, .endpoints = endpoints, .loss = loss};
     sim_world *w = sim_new(&cfg);
     CHECK(w != NULL);
     return w;
+}
+
+static sim_world *world(uint64_t seed, double loss, int endpoints)
+{
+    return world_of(3, seed, loss, endpoints);
 }
 
 static void test_put_then_get(void)
@@ -253,11 +296,12 @@ static void test_put_then_get(void)
     sim_free(w);
 }
 
-static void run_scenario(const char *name, uint64_t seed, double loss, int clients, int ops,
-                         int64_t keys, void (*faults)(sim_world *, void *), void *fault_arg,
-                         bool expect_no_failures)
+static void run_scenario_of(int replicas, const char *name, uint64_t seed, double loss,
+                            int clients, int ops, int64_t keys,
+                            void (*faults)(sim_world *, void *), void *fault_arg,
+                            bool expect_no_failures)
 {
-    sim_world *w = world(seed, loss, clients);
+    sim_world *w = world_of(replicas, seed, loss, clients);
     workload wl;
     workload_init(&wl, w, clients, ops, keys, seed * 31);
     if (faults)
@@ -274,6 +318,14 @@ static void run_scenario(const char *name, uint64_t seed, double loss, int clien
     check_linearizable(&wl, seed);
     workload_free(&wl);
     sim_free(w);
+}
+
+static void run_scenario(const char *name, uint64_t seed, double loss, int clients, int ops,
+                         int64_t keys, void (*faults)(sim_world *, void *), void *fault_arg,
+                         bool expect_no_failures)
+{
+    run_scenario_of(3, name, seed, loss, clients, ops, keys, faults, fault_arg,
+                    expect_no_failures);
 }
 
 static void test_random_no_faults(void)
@@ -625,7 +677,7 @@ typedef struct {
     dht_transport base; /* first */
     dht_transport_ops ops;
     dht_transport *inner;
-    int sent[3][DHT_MSG_TYPE_MAX];
+    int sent[DHT_MAX_MEMBERS][DHT_MSG_TYPE_MAX];
 } counting;
 
 static int counting_send(dht_transport *t, int peer, const dht_msg *req, int64_t deadline_ns,
@@ -674,9 +726,9 @@ static dht_coord *make_coord_self(dht_transport *t, int self)
 {
     dht_coord_config cfg;
     dht_coord_config_default(&cfg);
+    cfg.members = sim_members(t->npeers, self);
     cfg.seed = 5;
     cfg.id = 9;
-    cfg.self = self;
     dht_coord *c = dht_coord_new(t, &cfg);
     CHECK(c != NULL);
     return c;
@@ -767,6 +819,188 @@ static void test_failed_peer_is_not_asked_first(void)
     sim_free(w);
 }
 
+/* ---- membership ------------------------------------------------------------- */
+
+/* dht_membership_new that must fail, with a message containing `want`. */
+static void refused(const char *list, const char *self, const char *want)
+{
+    dht_membership *m = (dht_membership *)&m; /* must come back NULL */
+    char err[512] = "";
+    CHECK_EQ(dht_membership_new(list, self, &m, err, sizeof err), -1);
+    CHECK(m == NULL);
+    if (strstr(err, want) == NULL) {
+        fprintf(stderr, "'%s': message '%s' lacks '%s'\n", list ? list : "(null)", err, want);
+        CHECK(0);
+    }
+}
+
+static void test_membership_parse_and_normalise(void)
+{
+    char err[256], a[DHT_ADDR_MAX], b[DHT_ADDR_MAX], c[DHT_ADDR_MAX];
+    CHECK_EQ(dht_member_addr_normalise("localhost:5", a, sizeof a, err, sizeof err), 0);
+    CHECK_EQ(dht_member_addr_normalise("127.0.0.1:5", b, sizeof b, err, sizeof err), 0);
+    CHECK_EQ(dht_member_addr_normalise("LOCALHOST:5", c, sizeof c, err, sizeof err), 0);
+    CHECK(strcmp(a, "127.0.0.1:5") == 0 && strcmp(b, a) == 0 && strcmp(c, a) == 0);
+    CHECK_EQ(dht_member_addr_normalise("0.0.0.0:5", a, sizeof a, err, sizeof err), 0);
+    CHECK(strcmp(a, "127.0.0.1:5") == 0);
+    CHECK_EQ(dht_member_addr_normalise("Node-A.Example:050", a, sizeof a, err, sizeof err), 0);
+    CHECK(strcmp(a, "node-a.example:50") == 0);
+    CHECK_EQ(dht_member_addr_normalise("[FE80::1]:7", a, sizeof a, err, sizeof err), 0);
+    CHECK(strcmp(a, "[FE80::1]:7") == 0); /* bracketed IPv6 stays as written */
+    const char *bad[] = {"nonsense", ":5", "a:0", "a:65536", "a b:5", "::1:5", "[::1:5", "[]:5",
+                         "a]:5", ""};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        CHECK_EQ(dht_member_addr_normalise(bad[i], a, sizeof a, err, sizeof err), -1);
+
+    dht_membership *m;
+    CHECK_EQ(dht_membership_new("localhost:5,Node-B:6,[::1]:7", NULL, &m, err, sizeof err), 0);
+    CHECK_EQ(dht_membership_size(m), 3);
+    CHECK_EQ(dht_membership_self(m), -1);
+    CHECK(strcmp(dht_membership_addr(m, 0), "localhost:5") == 0); /* as listed */
+    CHECK(strcmp(dht_membership_addr(m, 1), "Node-B:6") == 0);
+    CHECK(dht_membership_addr(m, 3) == NULL);
+    CHECK_EQ(dht_membership_find(m, "localhost:5"), 0);
+    CHECK_EQ(dht_membership_find(m, "127.0.0.1:5"), 0);
+    CHECK_EQ(dht_membership_find(m, "LOCALHOST:5"), 0);
+    CHECK_EQ(dht_membership_find(m, "node-b:6"), 1);
+    CHECK_EQ(dht_membership_find(m, "[::1]:7"), 2);
+    CHECK_EQ(dht_membership_find(m, "127.0.0.1:6"), -1);
+    CHECK_EQ(dht_membership_find(m, "garbage"), -1);
+    dht_membership_free(m);
+
+    refused(NULL, NULL, "empty member list");
+    refused("", NULL, "empty member list");
+    refused("a:1,,b:2", NULL, "empty entry 2");
+    refused("a:1,nonsense", NULL, "'nonsense' is not HOST:PORT");
+    refused("127.0.0.1:0,127.0.0.1:2", NULL, "port must be a number");
+    refused("a:1,a:1", NULL, "a:1 appears twice");
+    refused("localhost:5,127.0.0.1:5", NULL, "appears twice");
+    refused("a:1,LOCALHOST:5,b:2,0.0.0.0:5", NULL, "LOCALHOST:5 and 0.0.0.0:5 are the same member");
+    refused("node:1,NODE:1", NULL, "appears twice");
+}
+
+static void test_membership_limit(void)
+{
+    static char list[(DHT_MAX_MEMBERS + 1) * 16];
+    char err[256], want[64];
+    dht_membership *m;
+    numbered_list(list, sizeof list, DHT_MAX_MEMBERS);
+    CHECK_EQ(dht_membership_new(list, "127.0.0.1:128", &m, err, sizeof err), 0);
+    CHECK_EQ(dht_membership_size(m), DHT_MAX_MEMBERS);
+    CHECK_EQ(dht_membership_self(m), DHT_MAX_MEMBERS - 1);
+    CHECK_EQ(dht_membership_quorum(m), DHT_MAX_MEMBERS / 2 + 1);
+    dht_peerset all = dht_membership_replicas(m, 42);
+    CHECK_EQ(dht_peerset_count(&all), DHT_MAX_MEMBERS);
+    CHECK(dht_peerset_has(&all, DHT_MAX_MEMBERS - 1));
+    dht_membership_free(m);
+    numbered_list(list, sizeof list, DHT_MAX_MEMBERS + 1);
+    snprintf(want, sizeof want, "limit of %d members", DHT_MAX_MEMBERS);
+    refused(list, NULL, want);
+}
+
+static void test_membership_self_by_address(void)
+{
+    const char *list = "10.0.0.1:5,localhost:6,10.0.0.3:7";
+    char err[256];
+    dht_membership *m;
+    CHECK_EQ(dht_membership_new(list, "127.0.0.1:6", &m, err, sizeof err), 0);
+    CHECK_EQ(dht_membership_self(m), 1);
+    dht_membership_free(m);
+    CHECK_EQ(dht_membership_new(list, "0.0.0.0:6", &m, err, sizeof err), 0);
+    CHECK_EQ(dht_membership_self(m), 1);
+    dht_membership_free(m);
+    CHECK_EQ(dht_membership_new(list, "10.0.0.3:7", &m, err, sizeof err), 0);
+    CHECK_EQ(dht_membership_self(m), 2);
+    dht_membership_free(m);
+    refused(list, "10.0.0.9:5", "is not in the member list");
+    refused(list, "127.0.0.1:5", "is not in the member list"); /* the port matters */
+    refused(list, "nonsense", "this node's address");
+}
+
+static void test_membership_quorum_arithmetic(void)
+{
+    /* n:                      1  2  3  4  5  6  7  8  9 */
+    static const int q[] = {0, 1, 2, 2, 3, 3, 4, 4, 5, 5};
+    static const int rs[] = {0, 1, 1, 2, 2, 3, 3, 4, 4, 5};
+    for (int n = 1; n <= 9; n++) {
+        char list[9 * 16], err[256];
+        numbered_list(list, sizeof list, n);
+        dht_membership *m;
+        CHECK_EQ(dht_membership_new(list, NULL, &m, err, sizeof err), 0);
+        CHECK_EQ(dht_membership_replica_count(m), n);
+        CHECK_EQ(dht_membership_quorum(m), q[n]);
+        CHECK_EQ(dht_membership_recovery_sources(m), rs[n]);
+        /* two quorums always meet; the sources meet every quorum missing one */
+        CHECK(2 * q[n] > n);
+        dht_peerset r = dht_membership_replicas(m, -7);
+        CHECK_EQ(dht_peerset_count(&r), n);
+        dht_membership_free(m);
+    }
+}
+
+static void test_coordinator_takes_its_numbers_from_the_membership(void)
+{
+    sim_world *w = world_of(5, base_seed(), 0, 1);
+    dht_transport *t = sim_endpoint(w, 0);
+    dht_coord_config cfg;
+    dht_coord_config_default(&cfg);
+    cfg.members = sim_members(3, -1); /* not the transport's five peers */
+    CHECK(dht_coord_new(t, &cfg) == NULL);
+    cfg.members = sim_members(5, 4);
+    dht_coord *c = dht_coord_new(t, &cfg);
+    CHECK(c != NULL);
+    CHECK_EQ(dht_coord_quorum(c), 3);
+    dht_coord_free(c);
+    sim_free(w);
+}
+
+/* ---- at the member limit ------------------------------------------------------ */
+
+static void test_at_member_limit_rounds_start_at_self(void)
+{
+    /* The last member coordinates: locks and reads go to it and the ring
+     * after it (0..Q-2), i.e. across every 64-bit word of a peer set;
+     * writes go to every member. */
+    enum { N = DHT_MAX_MEMBERS, Q = N / 2 + 1 };
+    sim_world *w = world_of(N, base_seed(), 0, 1);
+    static counting ct;
+    counting_init(&ct, sim_endpoint(w, 0));
+    dht_coord *c = make_coord_self(&ct.base, N - 1);
+    CHECK_EQ(dht_coord_quorum(c), Q);
+    int64_t v;
+    for (int i = 0; i < 5; i++) {
+        CHECK_EQ(put1(w, c, i, 100 + i), DHT_PUT_APPLIED);
+        CHECK(get1(w, c, i, &v) && v == 100 + i);
+    }
+    for (int r = 0; r < N; r++) {
+        bool first = r == N - 1 || r < Q - 1;
+        CHECK_EQ(ct.sent[r][DHT_MSG_LOCK], first ? 5 : 0);
+        CHECK_EQ(ct.sent[r][DHT_MSG_READ], first ? 5 : 0);
+        CHECK_EQ(ct.sent[r][DHT_MSG_WRITE], 5);
+        dht_version ver;
+        dht_replica_lookup(sim_replica(w, r), 4, &v, &ver);
+        CHECK_EQ(v, 104);
+    }
+    dht_coord_free(c);
+    sim_free(w);
+}
+
+static void crash_last_replica_later(sim_world *w, void *arg)
+{
+    (void)arg;
+    fc[0] = (fault_ctx){w, DHT_MAX_MEMBERS - 1};
+    sim_at(w, sim_now(w) + 150 * MS, do_crash, &fc[0]);
+}
+
+static void test_at_member_limit_linearizable_with_a_crash(void)
+{
+    /* DHT_MAX_MEMBERS replicas, concurrent puts and gets on few keys, the
+     * last replica (the top bit of every peer set) crashing mid-run: no
+     * operation fails and the history is linearizable. */
+    run_scenario_of(DHT_MAX_MEMBERS, "at-limit", base_seed() + 5000, 0, 6, 80, 3,
+                    crash_last_replica_later, NULL, true);
+}
+
 static const test_case tests[] = {
     {"put_then_get", test_put_then_get},
     {"random_no_faults", test_random_no_faults},
@@ -787,6 +1021,14 @@ static const test_case tests[] = {
     {"healthy_round_asks_only_a_quorum", test_healthy_round_asks_only_a_quorum},
     {"stalled_first_choice_costs_one_hedge", test_stalled_first_choice_costs_one_hedge},
     {"failed_peer_is_not_asked_first", test_failed_peer_is_not_asked_first},
+    {"membership_parse_and_normalise", test_membership_parse_and_normalise},
+    {"membership_limit", test_membership_limit},
+    {"membership_self_by_address", test_membership_self_by_address},
+    {"membership_quorum_arithmetic", test_membership_quorum_arithmetic},
+    {"coordinator_takes_its_numbers_from_the_membership",
+     test_coordinator_takes_its_numbers_from_the_membership},
+    {"at_member_limit_rounds_start_at_self", test_at_member_limit_rounds_start_at_self},
+    {"at_member_limit_linearizable_with_a_crash", test_at_member_limit_linearizable_with_a_crash},
     {0, 0},
 };
 

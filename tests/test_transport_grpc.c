@@ -13,6 +13,7 @@
 
 #include "net/codec.h"
 #include "protocol/coordinator.h"
+#include "protocol/membership.h"
 #include "test.h"
 #include "net/transport_grpc.h"
 #include "base/util.h"
@@ -147,11 +148,17 @@ static void test_coordinator_ends_at_deadline_without_quorum(void)
     dht_grpc *g;
     char err[256];
     CHECK(dht_grpc_start(&cfg, &g, err, sizeof err) == 0);
+    char list[256];
+    snprintf(list, sizeof list, "%s,%s,%s", addrs[0], addrs[1], addrs[2]);
+    dht_membership *m;
+    CHECK(dht_membership_new(list, NULL, &m, err, sizeof err) == 0);
     dht_coord_config cc;
     dht_coord_config_default(&cc);
+    cc.members = m;
     cc.deadline_ns = 300 * MS;
     cc.rpc_timeout_ns = 5000 * MS; /* replica calls alone would outlast the deadline */
     dht_coord *c = dht_coord_new(dht_grpc_transport(g), &cc);
+    CHECK(c != NULL);
     enum { N = 200 };
     static put_wait w[N];
     atomic_int done = 0, wrong = 0;
@@ -168,6 +175,7 @@ static void test_coordinator_ends_at_deadline_without_quorum(void)
     CHECK(atomic_load(&late_max) < 150 * MS);
     dht_grpc_stop(g);
     dht_coord_free(c);
+    dht_membership_free(m);
     for (int i = 0; i < 3; i++)
         close(fds[i]);
 }

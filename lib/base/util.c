@@ -70,44 +70,6 @@ int dht_parse_hostport(const char *s, char *out, size_t outlen, char *err, size_
     return 0;
 }
 
-int dht_parse_members(const char *s, char out[][256], int max, char *err, size_t errlen)
-{
-    int n = 0;
-    const char *p = s;
-    if (s == NULL || *s == '\0') {
-        snprintf(err, errlen, "empty member list");
-        return -1;
-    }
-    for (;;) {
-        const char *comma = strchr(p, ',');
-        size_t len = comma ? (size_t)(comma - p) : strlen(p);
-        char item[256];
-        if (len == 0 || len >= sizeof item) {
-            snprintf(err, errlen, "member list '%s': empty or overlong entry", s);
-            return -1;
-        }
-        if (n == max) {
-            snprintf(err, errlen, "member list '%s': more than %d members", s, max);
-            return -1;
-        }
-        memcpy(item, p, len);
-        item[len] = '\0';
-        if (dht_parse_hostport(item, out[n], 256, err, errlen) != 0)
-            return -1;
-        for (int i = 0; i < n; i++) {
-            if (strcmp(out[i], out[n]) == 0) {
-                snprintf(err, errlen, "member list '%s': %s appears twice", s, out[n]);
-                return -1;
-            }
-        }
-        n++;
-        if (comma == NULL)
-            break;
-        p = comma + 1;
-    }
-    return n;
-}
-
 static uint64_t splitmix64(uint64_t *x)
 {
     uint64_t z = (*x += 0x9e3779b97f4a7c15ULL);

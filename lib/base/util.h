@@ -1,5 +1,6 @@
 /* Small helpers shared by the binaries and the protocol: clocks, strict
- * number parsing, address lists, a seeded PRNG. */
+ * number parsing, addresses, a seeded PRNG.  Member lists are
+ * protocol/membership.h's. */
 #ifndef DHT_UTIL_H
 #define DHT_UTIL_H
 
@@ -10,7 +11,6 @@
 
 #define DHT_NS_PER_MS 1000000LL
 #define DHT_NS_PER_SEC 1000000000LL
-#define DHT_MAX_MEMBERS 16
 
 int64_t dht_now_ns(void); /* CLOCK_MONOTONIC */
 
@@ -21,11 +21,6 @@ int dht_parse_double(const char *s, double min, double max, double *out);
 /* "host:port" with port 1..65535 and a non-empty host of sane characters.
  * Writes a normalised copy to out. */
 int dht_parse_hostport(const char *s, char *out, size_t outlen, char *err, size_t errlen);
-
-/* Splits a comma-separated member list into at most max entries, each
- * validated by dht_parse_hostport; rejects duplicates.  Returns the count
- * or -1 with err set. */
-int dht_parse_members(const char *s, char out[][256], int max, char *err, size_t errlen);
 
 /* xoshiro256** seeded via splitmix64: fast, reproducible from one seed. */
 typedef struct { uint64_t s[4]; } dht_rng;

@@ -38,7 +38,6 @@
 
 #include "base/util.h"
 
-#define MAX_PEERS 32
 /* A peer whose request failed is not asked first for this long. */
 #define SUSPECT_NS (1000 * DHT_NS_PER_MS)
 
@@ -47,7 +46,10 @@ typedef struct op op;
 struct dht_coord {
     dht_transport *t;
     dht_coord_config cfg;
-    int n, q;
+    const dht_membership *m; /* cfg.members: the caller's */
+    int n;                   /* members: peers 0..n-1 of the transport */
+    int r, q;                /* replicas of a key, and a quorum of them */
+    int self;                /* our own replica's position, or -1 */
     atomic_uint_fast32_t seq;
     pthread_mutex_t rng_mu;
     dht_rng rng;
@@ -57,8 +59,8 @@ struct dht_coord {
     pthread_cond_t live_cv;
     int live;
     atomic_uint rr; /* first peer of a quorum when there is no self */
-    _Atomic int64_t suspect_until[MAX_PEERS];
-    _Atomic int64_t last_heard[MAX_PEERS]; /* last reply from each peer */
+    _Atomic int64_t *suspect_until; /* n of each */
+    _Atomic int64_t *last_heard;    /* last reply from each peer */
     /* Rounds that asked only a quorum, in start order, until their hedge
      * time; one timer ticks while any are queued. */
     pthread_mutex_t hedge_mu;
@@ -78,13 +80,14 @@ struct op {
     phase ph;
     uint32_t round;
     uint64_t owner;
+    dht_peerset replicas; /* the peers that store key */
     /* current round's tallies */
     int pending, grants, refusals, failures;
-    uint32_t asked;    /* peers asked this round */
-    uint32_t answered; /* peers that answered this round, any way */
-    uint32_t granted;  /* peers holding our lock this round */
-    uint32_t refused;  /* peers that answered "held by another" this round */
-    uint32_t holders;  /* peers known to hold (value, ver)  */
+    dht_peerset asked;    /* peers asked this round */
+    dht_peerset answered; /* peers that answered this round, any way */
+    dht_peerset granted;  /* peers holding our lock this round */
+    dht_peerset refused;  /* peers that answered "held by another" this round */
+    dht_peerset holders;  /* peers known to hold (value, ver)  */
     int replies;       /* READ: ok answers this round       */
     int outstanding;   /* WRITE/WRITEBACK: RPCs + retry timers */
     dht_version ver;   /* put: the version written; get: the highest read */
@@ -126,28 +129,40 @@ void dht_coord_config_default(dht_coord_config *cfg)
     cfg->backoff_min_ns = 2 * DHT_NS_PER_MS;
     cfg->backoff_max_ns = 64 * DHT_NS_PER_MS;
     cfg->write_retry_ns = 10 * DHT_NS_PER_MS;
-    cfg->self = -1;
     cfg->hedge_ns = 20 * DHT_NS_PER_MS;
 }
 
 dht_coord *dht_coord_new(dht_transport *t, const dht_coord_config *cfg)
 {
-    if (t->npeers < 1 || t->npeers > MAX_PEERS)
-        return NULL;
     dht_coord *c = calloc(1, sizeof *c);
     if (c == NULL)
         return NULL;
+    c->m = cfg->members;
+    if (c->m == NULL || t->npeers != dht_membership_size(c->m)) {
+        free(c);
+        return NULL;
+    }
+    c->n = dht_membership_size(c->m);
+    c->suspect_until = calloc((size_t)c->n, sizeof *c->suspect_until);
+    c->last_heard = calloc((size_t)c->n, sizeof *c->last_heard);
+    if (c->suspect_until == NULL || c->last_heard == NULL) {
+        free(c->suspect_until);
+        free(c->last_heard);
+        free(c);
+        return NULL;
+    }
     c->t = t;
     c->cfg = *cfg;
-    c->n = t->npeers;
-    c->q = t->npeers / 2 + 1;
+    c->r = dht_membership_replica_count(c->m);
+    c->q = dht_membership_quorum(c->m);
+    c->self = dht_membership_self(c->m);
     uint64_t seed = cfg->seed ? cfg->seed : dht_random_seed();
     dht_rng_seed(&c->rng, seed);
     while (c->cfg.id == 0)
         c->cfg.id = (uint32_t)dht_rng_next(&c->rng);
     atomic_init(&c->seq, 0);
     atomic_init(&c->rr, 0);
-    for (int i = 0; i < MAX_PEERS; i++) {
+    for (int i = 0; i < c->n; i++) {
         atomic_init(&c->suspect_until[i], 0);
         atomic_init(&c->last_heard[i], 0);
     }
@@ -171,6 +186,8 @@ void dht_coord_free(dht_coord *c)
     pthread_cond_destroy(&c->live_cv);
     pthread_mutex_destroy(&c->hedge_mu);
     pthread_mutex_destroy(&c->rng_mu);
+    free(c->suspect_until);
+    free(c->last_heard);
     free(c);
 }
 
@@ -207,14 +224,10 @@ static int64_t jitter(dht_coord *c, int64_t max)
     return d;
 }
 
-static int popcount(uint32_t x)
+/* Whether o's round has asked every replica of its key. */
+static bool asked_all(const op *o)
 {
-    return __builtin_popcount(x);
-}
-
-static uint32_t all_peers(const dht_coord *c)
-{
-    return c->n >= 32 ? UINT32_MAX : (1u << c->n) - 1;
+    return dht_peerset_equal(&o->asked, &o->replicas);
 }
 
 static void note_heard(dht_coord *c, int peer)
@@ -236,24 +249,25 @@ static void note_failure(dht_coord *c, int peer)
  * remote of another and the load stays even.  Everyone when hedging is off
  * or too few peers look healthy.  Any quorum will do for safety: two
  * quorums always intersect, whichever peers they are. */
-static uint32_t first_ask(dht_coord *c)
+static dht_peerset first_ask(const op *o)
 {
+    dht_coord *c = o->c;
     if (c->cfg.hedge_ns <= 0)
-        return all_peers(c);
-    int first = c->cfg.self >= 0 && c->cfg.self < c->n
-                    ? c->cfg.self
+        return o->replicas;
+    int first = c->self >= 0 && c->self < c->n
+                    ? c->self
                     : (int)(atomic_fetch_add(&c->rr, 1) % (unsigned)c->n);
     int64_t now = dht_transport_now(c->t);
-    uint32_t set = 0;
+    dht_peerset set = {{0}};
     int k = 0;
     for (int i = 0; i < c->n && k < c->q; i++) {
         int p = (first + i) % c->n;
-        if (atomic_load(&c->suspect_until[p]) <= now) {
-            set |= 1u << p;
+        if (dht_peerset_has(&o->replicas, p) && atomic_load(&c->suspect_until[p]) <= now) {
+            dht_peerset_add(&set, p);
             k++;
         }
     }
-    return k == c->q ? set : all_peers(c);
+    return k == c->q ? set : o->replicas;
 }
 
 static void hedge_forget(op *o);
@@ -324,13 +338,12 @@ static int op_timer(op *o, int peer, int64_t delay, dht_timer_cb cb)
 
 /* Sends m to every peer of set not asked yet this round, counting it
  * pending (or failed, if it cannot be sent). */
-static void ask(op *o, uint32_t set, const dht_msg *m, dht_reply_cb cb)
+static void ask(op *o, const dht_peerset *set, const dht_msg *m, dht_reply_cb cb)
 {
     for (int p = 0; p < o->c->n; p++) {
-        uint32_t bit = 1u << p;
-        if (!(set & bit) || (o->asked & bit))
+        if (!dht_peerset_has(set, p) || dht_peerset_has(&o->asked, p))
             continue;
-        o->asked |= bit;
+        dht_peerset_add(&o->asked, p);
         o->pending++;
         if (op_send(o, p, m, cb) != 0) {
             o->pending--;
@@ -403,7 +416,7 @@ static void write_settle(op *o)
 {
     if (o->ph != PH_WRITE && o->ph != PH_WRITEBACK)
         return;
-    int acks = popcount(o->holders);
+    int acks = dht_peerset_count(&o->holders);
     if (acks >= o->c->q) {
         if (o->is_put)
             finish_put(o, DHT_PUT_APPLIED, NULL);
@@ -425,7 +438,7 @@ static void on_write_retry(void *arg)
     op *o = x->o;
     pthread_mutex_lock(&o->mu);
     o->outstanding--;
-    if ((o->ph == PH_WRITE || o->ph == PH_WRITEBACK) && !(o->holders & (1u << x->peer)))
+    if ((o->ph == PH_WRITE || o->ph == PH_WRITEBACK) && !dht_peerset_has(&o->holders, x->peer))
         send_write(o, x->peer);
     write_settle(o);
     free(x);
@@ -442,7 +455,7 @@ static void on_write_reply(void *arg, dht_status st, const dht_msg *rep)
     o->outstanding--;
     if (o->ph == PH_WRITE || o->ph == PH_WRITEBACK) {
         if (st == DHT_OK && rep->ok) {
-            o->holders |= 1u << x->peer;
+            dht_peerset_add(&o->holders, x->peer);
         } else {
             if (st != DHT_OK)
                 note_failure(o->c, x->peer);
@@ -463,7 +476,7 @@ static void start_write(op *o, phase ph)
     o->round++;
     o->outstanding = 0;
     for (int p = 0; p < o->c->n; p++) {
-        if (!(o->holders & (1u << p)))
+        if (dht_peerset_has(&o->replicas, p) && !dht_peerset_has(&o->holders, p))
             send_write(o, p);
     }
     write_settle(o);
@@ -485,7 +498,7 @@ static dht_msg lock_msg(const op *o)
 static void expand_lock(op *o)
 {
     dht_msg m = lock_msg(o);
-    ask(o, all_peers(o->c), &m, on_lock_reply);
+    ask(o, &o->replicas, &m, on_lock_reply);
 }
 
 static void on_unlock_reply(void *arg, dht_status st, const dht_msg *rep)
@@ -524,10 +537,10 @@ static void abandon_lock_round(op *o)
      * arrived: with replies lost (one-way loss, a timeout) a grant may sit
      * unseen and block the key for a lease.  Unlock frees only our own. */
     for (int p = 0; p < c->n; p++) {
-        if ((o->asked & (1u << p)) && !(o->refused & (1u << p)))
+        if (dht_peerset_has(&o->asked, p) && !dht_peerset_has(&o->refused, p))
             send_unlock(o, p, o->owner);
     }
-    bool unreachable = o->failures > c->n - c->q;
+    bool unreachable = o->failures > c->r - c->q;
     o->round++; /* stragglers of this round are now stale */
     o->ph = PH_BACKOFF;
     int64_t now = dht_transport_now(c->t);
@@ -538,7 +551,7 @@ static void abandon_lock_round(op *o)
         if (unreachable)
             snprintf(why, sizeof why,
                      "unavailable: %d of %d replicas failed to answer, no majority of %d",
-                     o->failures, c->n, c->q);
+                     o->failures, c->r, c->q);
         else
             snprintf(why, sizeof why, "lock not obtained before the deadline (contention)");
         finish_put(o, DHT_PUT_NOT_APPLIED, why);
@@ -562,10 +575,10 @@ static void check_lock_round(op *o)
     if (o->grants >= c->q) {
         o->ver.counter = o->max_counter + 1;
         o->ver.writer = o->owner;
-        o->holders = 0;
+        o->holders = (dht_peerset){{0}};
         o->write_sent = true;
         start_write(o, PH_WRITE);
-    } else if ((o->refusals > 0 || o->failures > 0) && o->asked != all_peers(c)) {
+    } else if ((o->refusals > 0 || o->failures > 0) && !asked_all(o)) {
         /* One of the quorum asked first cannot grant: ask the rest now. */
         expand_lock(o);
         check_lock_round(o);
@@ -585,14 +598,15 @@ static void start_lock_round(op *o)
     o->round++;
     o->owner = next_owner(c);
     o->pending = 0;
-    o->asked = o->answered = 0;
+    o->asked = o->answered = (dht_peerset){{0}};
     o->grants = o->refusals = o->failures = 0;
-    o->granted = 0;
-    o->refused = 0;
+    o->granted = (dht_peerset){{0}};
+    o->refused = (dht_peerset){{0}};
     o->max_counter = 0;
     o->contention_armed = false;
     dht_msg m = lock_msg(o);
-    ask(o, first_ask(c), &m, on_lock_reply);
+    dht_peerset first = first_ask(o);
+    ask(o, &first, &m, on_lock_reply);
     if (!hedge_watch(o))
         expand_lock(o);
     check_lock_round(o);
@@ -621,15 +635,15 @@ static void on_lock_reply(void *arg, dht_status st, const dht_msg *rep)
             send_unlock(o, x->peer, x->owner);
     } else {
         o->pending--;
-        o->answered |= 1u << x->peer;
+        dht_peerset_add(&o->answered, x->peer);
         if (granted) {
             o->grants++;
-            o->granted |= 1u << x->peer;
+            dht_peerset_add(&o->granted, x->peer);
             if (rep->version.counter > o->max_counter)
                 o->max_counter = rep->version.counter;
         } else if (st == DHT_OK) {
             o->refusals++;
-            o->refused |= 1u << x->peer;
+            dht_peerset_add(&o->refused, x->peer);
         } else {
             o->failures++;
         }
@@ -653,7 +667,7 @@ static dht_msg read_msg(const op *o)
 static void expand_read(op *o)
 {
     dht_msg m = read_msg(o);
-    ask(o, all_peers(o->c), &m, on_read_reply);
+    ask(o, &o->replicas, &m, on_read_reply);
 }
 
 static void start_read_round(op *o)
@@ -662,13 +676,14 @@ static void start_read_round(op *o)
     o->ph = PH_READ;
     o->round++;
     o->pending = 0;
-    o->asked = o->answered = 0;
+    o->asked = o->answered = (dht_peerset){{0}};
     o->replies = o->failures = 0;
-    o->holders = 0;
+    o->holders = (dht_peerset){{0}};
     o->ver = (dht_version){0, 0};
     o->value = 0;
     dht_msg m = read_msg(o);
-    ask(o, first_ask(c), &m, on_read_reply);
+    dht_peerset first = first_ask(o);
+    ask(o, &first, &m, on_read_reply);
     if (o->failures > 0 || !hedge_watch(o))
         expand_read(o);
     if (o->pending < c->q) {
@@ -692,18 +707,18 @@ static void read_settle(op *o)
 {
     dht_coord *c = o->c;
     if (o->replies >= c->q) {
-        if (popcount(o->holders) == o->replies)
+        if (dht_peerset_count(&o->holders) == o->replies)
             finish_get(o, 1, NULL); /* a quorum already holds the latest */
         else
             start_write(o, PH_WRITEBACK);
-    } else if (o->failures > 0 && o->asked != all_peers(c)) {
+    } else if (o->failures > 0 && !asked_all(o)) {
         /* One of the quorum asked first cannot answer: ask the rest now. */
         expand_read(o);
         read_settle(o);
     } else if (o->replies + o->pending < c->q) {
         char why[128];
         snprintf(why, sizeof why, "unavailable: %d of %d replicas failed to answer, no majority of %d",
-                 o->failures, c->n, c->q);
+                 o->failures, c->r, c->q);
         o->round++;
         o->ph = PH_BACKOFF;
         int64_t now = dht_transport_now(c->t);
@@ -720,23 +735,23 @@ static void on_read_reply(void *arg, dht_status st, const dht_msg *rep)
     op *o = x->o;
     pthread_mutex_lock(&o->mu);
     bool good = st == DHT_OK && rep->ok;
-    uint32_t bit = 1u << x->peer;
     if (!good)
         note_failure(o->c, x->peer); /* unreachable, or recovering */
     else
         note_heard(o->c, x->peer);
     if (x->round == o->round && o->ph == PH_READ) {
         o->pending--;
-        o->answered |= bit;
+        dht_peerset_add(&o->answered, x->peer);
         if (good) {
             o->replies++;
             int cmp = dht_version_cmp(rep->version, o->ver);
             if (o->replies == 1 || cmp > 0) {
                 o->ver = rep->version;
                 o->value = rep->value;
-                o->holders = bit;
+                o->holders = (dht_peerset){{0}};
+                dht_peerset_add(&o->holders, x->peer);
             } else if (cmp == 0) {
-                o->holders |= bit;
+                dht_peerset_add(&o->holders, x->peer);
             }
         } else {
             o->failures++;
@@ -745,7 +760,7 @@ static void on_read_reply(void *arg, dht_status st, const dht_msg *rep)
     } else if (x->round + 1 == o->round && o->ph == PH_WRITEBACK && good &&
                dht_version_cmp(rep->version, o->ver) >= 0) {
         /* A late reader of the same round already holds what we write back. */
-        o->holders |= bit;
+        dht_peerset_add(&o->holders, x->peer);
         write_settle(o);
     }
     free(x);
@@ -783,7 +798,7 @@ static bool hedge_arm(dht_coord *c, int64_t delay)
 static bool hedge_watch(op *o)
 {
     dht_coord *c = o->c;
-    if (o->asked == all_peers(c) || o->hedge_queued)
+    if (asked_all(o) || o->hedge_queued)
         return true; /* a queued op is re-queued for its new round when it pops */
     pthread_mutex_lock(&c->hedge_mu);
     bool ok = hedge_arm(c, c->cfg.hedge_ns);
@@ -877,7 +892,7 @@ static void hedge_tick(void *arg)
              * else first for a while.  (A merely busy peer answers other
              * requests meanwhile and keeps its place.) */
             for (int p = 0; p < c->n; p++)
-                if ((o->asked & ~o->answered & (1u << p)) &&
+                if (dht_peerset_has(&o->asked, p) && !dht_peerset_has(&o->answered, p) &&
                     now - atomic_load_explicit(&c->last_heard[p], memory_order_relaxed) >
                         c->cfg.hedge_ns)
                     note_failure(c, p);
@@ -915,6 +930,7 @@ static op *op_new(dht_coord *c, bool is_put, int64_t key, int64_t value, int64_t
     if (deadline < o->deadline)
         o->deadline = deadline;
     o->backoff = c->cfg.backoff_min_ns;
+    o->replicas = dht_membership_replicas(c->m, key);
     o->arg = arg;
     return o;
 }
@@ -931,12 +947,12 @@ static void on_op_deadline(void *arg)
         char why[128];
         if (o->ph == PH_WRITE || o->ph == PH_WRITEBACK)
             snprintf(why, sizeof why, "deadline passed with %d of %d write acks",
-                     popcount(o->holders), o->c->q);
+                     dht_peerset_count(&o->holders), o->c->q);
         else
             snprintf(why, sizeof why, "deadline passed before a majority answered");
         if (o->is_put && o->ph == PH_LOCK) {
             for (int p = 0; p < o->c->n; p++)
-                if (o->granted & (1u << p))
+                if (dht_peerset_has(&o->granted, p))
                     send_unlock(o, p, o->owner);
         }
         if (o->is_put)

@@ -14,6 +14,7 @@
 #include <stdint.h>
 
 #include "base/msg.h"
+#include "protocol/membership.h"
 #include "protocol/transport.h"
 
 typedef struct dht_coord dht_coord;
@@ -26,11 +27,15 @@ typedef struct dht_coord_config {
     int64_t backoff_min_ns;     /* first retry backoff; default 2 ms             */
     int64_t backoff_max_ns;     /* cap of the doubling backoff; default 64 ms    */
     int64_t write_retry_ns;     /* resend of a failed write/write-back; 10 ms    */
+    /* Who the replicas are, which of them is this process's own
+     * (dht_membership_self, -1: none) and how many make a quorum.  The
+     * caller owns it and it must outlive the coordinator; the transport's
+     * peers are its members, in order (npeers == its size).  Required. */
+    const dht_membership *members;
     /* Locks and reads go first to a quorum only: this process's own
-     * replica (self, -1: none) and the peers after it in ring order.  The
-     * rest are asked when one of those fails or refuses, or when the
-     * quorum has not answered within hedge_ns (0: always ask everyone). */
-    int self;                   /* default -1                                     */
+     * replica and the peers after it in ring order.  The rest are asked
+     * when one of those fails or refuses, or when the quorum has not
+     * answered within hedge_ns (0: always ask everyone). */
     int64_t hedge_ns;           /* default 20 ms                                  */
     uint32_t id;                /* coordinator id, high half of every owner id; 0: random */
     uint64_t seed;              /* backoff jitter; 0: random                     */
@@ -38,7 +43,8 @@ typedef struct dht_coord_config {
 
 void dht_coord_config_default(dht_coord_config *cfg);
 
-/* t must outlive the coordinator.  Returns NULL on allocation failure. */
+/* t must outlive the coordinator.  Returns NULL on allocation failure,
+ * without cfg->members, or when t->npeers is not its size. */
 dht_coord *dht_coord_new(dht_transport *t, const dht_coord_config *cfg);
 /* Waits until every started operation, with its stragglers (late unlocks,
  * write retries, all bounded by RPC deadlines), is gone, then frees c.  The

@@ -1,34 +1,69 @@
-/* State sync thread: see sync.h for the protocol and why it is safe.
+/* Recovery and anti-entropy as a chain of steps: see recovery.h for the
+ * protocol and why it is safe.
  *
- * The thread blocks on its own calls (a condition variable per call), never
- * on a transport thread.  Every wait is bounded by an RPC deadline or by
- * the stop flag, so dht_recovery_stop returns promptly. */
+ * Every step (a Scan, an install, a timer) counts in `inflight` while it
+ * is outstanding; its completion drops the count and, unless a stop was
+ * requested, starts the next step.  dht_recovery_stop waits for the count
+ * to reach zero, so the object is never freed under a callback.  A step
+ * that cannot be started (send refused, out of memory) is turned into a
+ * retry timer instead of a recursive call, so chains never grow the stack.
+ */
 #include "protocol/recovery.h"
 
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
-#include "protocol/blocking_call.h"
 #include "base/log.h"
 #include "base/util.h"
+
+typedef enum { PEER_SILENT, PEER_RECOVERING, PEER_READY } peer_state;
+
+/* What a finished pull continues with. */
+typedef enum { AFTER_RECOVERY_PULL, AFTER_AE_PULL } pull_next;
+
+typedef void (*step_fn)(dht_recovery *s);
 
 struct dht_recovery {
     dht_transport *t;
     dht_replica *r;
     dht_recovery_config cfg;
-    pthread_t thread;
+    int n, self;
+
     pthread_mutex_t mu;
-    pthread_cond_t cv;
+    pthread_cond_t idle;
+    int inflight;
     bool stop;
+    void *timer;       /* pending cancelable timer, if any (mu) */
+    step_fn timer_step; /* what the pending timer starts; NULL: a failed pull */
+
+    /* Start-up question (all peers asked at once). */
+    peer_state *st;
+    int asks_pending;
+    bool announced;
+
+    /* Recovery copy: sources done so far, next candidate peer. */
+    int copied, next_source;
+    long copied_entries;
+
+    /* The pull in progress (one at a time). */
+    int peer;
+    pull_next then;
+    bool pace;
+    dht_scan_cursor cur;
+    long installed;
+    dht_msg *reqs, *reps; /* the page being installed; owned */
+    size_t nreqs;
+    bool more;
+
+    /* Anti-entropy pass: next peer to pull. */
+    int ae_next;
 };
 
 void dht_recovery_config_default(dht_recovery_config *cfg)
 {
     memset(cfg, 0, sizeof *cfg);
-    cfg->self = -1;
     cfg->page = 512;
     cfg->rpc_timeout_ns = 2 * DHT_NS_PER_SEC;
     cfg->ae_interval_ns = DHT_NS_PER_SEC;
@@ -36,117 +71,176 @@ void dht_recovery_config_default(dht_recovery_config *cfg)
     cfg->retry_ns = 200 * DHT_NS_PER_MS;
 }
 
-/* Sleeps up to ns; returns true if asked to stop. */
-static bool nap(dht_recovery *s, int64_t ns)
+/* ---- step bookkeeping ------------------------------------------------------ */
+
+/* A completion keeps its step's count while it works, so that a stop
+ * cannot free s under it, and drops it last (step_end), after the next
+ * step began; nothing may touch s after step_end. */
+static void step_end(dht_recovery *s)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    int64_t abs = (int64_t)ts.tv_sec * DHT_NS_PER_SEC + ts.tv_nsec + ns;
-    ts.tv_sec = abs / DHT_NS_PER_SEC;
-    ts.tv_nsec = abs % DHT_NS_PER_SEC;
     pthread_mutex_lock(&s->mu);
-    while (!s->stop && pthread_cond_timedwait(&s->cv, &s->mu, &ts) == 0) {
+    if (--s->inflight == 0)
+        pthread_cond_broadcast(&s->idle);
+    pthread_mutex_unlock(&s->mu);
+}
+
+/* At the top of a completion: false (and the count dropped) if a stop was
+ * requested, true to go on. */
+static bool step_continue(dht_recovery *s)
+{
+    pthread_mutex_lock(&s->mu);
+    bool stop = s->stop;
+    pthread_mutex_unlock(&s->mu);
+    if (stop)
+        step_end(s);
+    return !stop;
+}
+
+static void step_begin(dht_recovery *s)
+{
+    pthread_mutex_lock(&s->mu);
+    s->inflight++;
+    pthread_mutex_unlock(&s->mu);
+}
+
+/* Starts `next` after delay_ns (NULL: fail the current pull then).  One
+ * chain, so one timer at a time: its step is kept in s. */
+static void after(dht_recovery *s, int64_t delay_ns, step_fn next);
+
+/* ---- pulls: paged Scan of one peer, newer entries installed ------------------- */
+
+static void pull_page(dht_recovery *s);
+static void pull_finished(dht_recovery *s, bool ok);
+static void ask_all(dht_recovery *s);
+static void recovery_next_source(dht_recovery *s);
+static void ae_pass_start(dht_recovery *s);
+static void ae_next_peer(dht_recovery *s);
+
+static void free_page(dht_recovery *s)
+{
+    free(s->reqs);
+    free(s->reps);
+    s->reqs = s->reps = NULL;
+    s->nreqs = 0;
+}
+
+static void on_installed(void *arg)
+{
+    dht_recovery *s = arg;
+    bool ok = true;
+    for (size_t i = 0; i < s->nreqs; i++)
+        ok = ok && s->reps[i].ok;
+    s->installed += ok ? (long)s->nreqs : 0;
+    bool more = s->more;
+    free_page(s);
+    if (!step_continue(s))
+        return;
+    if (!ok) {
+        DHT_WARN("recovery: could not store copied entries locally");
+        pull_finished(s, false);
+    } else if (!more) {
+        pull_finished(s, true);
+    } else {
+        after(s, s->pace ? s->cfg.page_pause_ns : 0, pull_page);
     }
-    bool stop = s->stop;
-    pthread_mutex_unlock(&s->mu);
-    return stop;
+    step_end(s);
 }
 
-static bool stopping(dht_recovery *s)
+static void page_received(dht_recovery *s, dht_status st, const dht_msg *rep);
+
+static void on_page(void *arg, dht_status st, const dht_msg *rep)
 {
-    pthread_mutex_lock(&s->mu);
-    bool stop = s->stop;
-    pthread_mutex_unlock(&s->mu);
-    return stop;
+    dht_recovery *s = arg;
+    if (!step_continue(s))
+        return;
+    page_received(s, st, rep);
+    step_end(s);
 }
 
-/* Scans one page of peer from cur; on DHT_OK *rep holds entries the caller
- * frees and the next page's cursor. */
-static dht_status scan_page(dht_recovery *s, int peer, const dht_scan_cursor *cur, uint32_t limit,
-                            dht_msg *rep)
+static void page_received(dht_recovery *s, dht_status st, const dht_msg *rep)
 {
-    dht_msg req = {.type = DHT_MSG_SCAN, .key = cur->after, .from_start = cur->from_start,
-                   .stripe = cur->stripe, .limit = limit};
+    if (st != DHT_OK || !rep->ok) {
+        pull_finished(s, false);
+        return;
+    }
+    /* Only entries newer than ours go to the write path: equal ones would
+     * be refused anyway, and copying them would cost a log write each. */
+    size_t n = 0;
+    if (rep->nentries > 0) {
+        s->reqs = calloc(rep->nentries, sizeof *s->reqs);
+        s->reps = calloc(rep->nentries, sizeof *s->reps);
+        if (s->reqs == NULL || s->reps == NULL) {
+            free_page(s);
+            pull_finished(s, false);
+            return;
+        }
+    }
+    for (uint32_t i = 0; i < rep->nentries; i++) {
+        const dht_entry *e = &rep->entries[i];
+        int64_t v;
+        dht_version cur;
+        dht_replica_lookup(s->r, e->key, &v, &cur);
+        if (dht_version_cmp(e->version, cur) > 0)
+            s->reqs[n++] = (dht_msg){.type = DHT_MSG_WRITE, .key = e->key, .value = e->value,
+                                     .version = e->version};
+    }
+    s->nreqs = n;
+    s->more = rep->more;
+    s->cur = (dht_scan_cursor){rep->stripe, rep->key, rep->from_start};
+    if (n == 0) {
+        free_page(s);
+        if (!s->more)
+            pull_finished(s, true);
+        else
+            after(s, s->pace ? s->cfg.page_pause_ns : 0, pull_page);
+        return;
+    }
+    step_begin(s);
+    if (s->cfg.install(s->cfg.arg, s->reqs, s->reps, n, on_installed, s) != 0) {
+        step_end(s);
+        free_page(s);
+        pull_finished(s, false);
+    }
+}
+
+static void pull_page(dht_recovery *s)
+{
+    dht_msg req = {.type = DHT_MSG_SCAN, .key = s->cur.after, .from_start = s->cur.from_start,
+                   .stripe = s->cur.stripe, .limit = s->cfg.page};
     int64_t deadline = dht_transport_now(s->t) + s->cfg.rpc_timeout_ns;
-    return dht_call_blocking(s->t, peer, &req, deadline, rep, NULL, 0);
-}
-
-/* Installs one entry through the write path (so it is logged); returns 1
- * if it was newer than ours, 0 if not, -1 if it could not be stored. */
-static int install(dht_recovery *s, const dht_entry *e)
-{
-    int64_t v;
-    dht_version cur;
-    dht_replica_lookup(s->r, e->key, &v, &cur);
-    if (dht_version_cmp(e->version, cur) <= 0)
-        return 0;
-    dht_msg w = {.type = DHT_MSG_WRITE, .key = e->key, .value = e->value, .version = e->version};
-    dht_msg rep;
-    dht_replica_handle(s->r, dht_transport_now(s->t), &w, &rep);
-    return rep.ok ? 1 : -1;
-}
-
-/* Pulls every entry of peer; returns the number installed, or -1 if the
- * pass did not complete (peer unreachable, local write failure, stop). */
-static long pull_all(dht_recovery *s, int peer, bool pace)
-{
-    long installed = 0;
-    dht_scan_cursor cur = {0, 0, true};
-    for (;;) {
-        if (stopping(s))
-            return -1;
-        dht_msg rep;
-        if (scan_page(s, peer, &cur, s->cfg.page, &rep) != DHT_OK || !rep.ok) {
-            free(rep.entries);
-            return -1;
-        }
-        for (uint32_t i = 0; i < rep.nentries; i++) {
-            int rc = install(s, &rep.entries[i]);
-            if (rc < 0) {
-                free(rep.entries);
-                return -1;
-            }
-            installed += rc;
-        }
-        free(rep.entries);
-        if (!rep.more)
-            return installed;
-        cur = (dht_scan_cursor){rep.stripe, rep.key, rep.from_start};
-        if (pace && nap(s, s->cfg.page_pause_ns))
-            return -1;
+    step_begin(s);
+    if (dht_transport_send(s->t, s->peer, &req, deadline, on_page, s) != 0) {
+        step_end(s);
+        after(s, s->cfg.retry_ns, NULL); /* counts as a failed pull, later */
     }
 }
 
-/* ---- start-up decision and recovery --------------------------------------- */
-
-typedef enum { PEER_SILENT, PEER_RECOVERING, PEER_READY } peer_state;
-
-static peer_state ask(dht_recovery *s, int peer)
+static void pull_start(dht_recovery *s, int peer, bool pace, pull_next then)
 {
-    dht_msg rep;
-    dht_scan_cursor start = {0, 0, true};
-    dht_status st = scan_page(s, peer, &start, 0, &rep);
-    free(rep.entries);
-    if (st != DHT_OK || !rep.ok)
-        return PEER_SILENT;
-    return rep.recovering ? PEER_RECOVERING : PEER_READY;
+    s->peer = peer;
+    s->pace = pace;
+    s->then = then;
+    s->cur = (dht_scan_cursor){0, 0, true};
+    s->installed = 0;
+    pull_page(s);
 }
 
-/* Returns true once the replica may serve. */
-static bool try_recover(dht_recovery *s, bool *announced)
+/* ---- start-up decision and recovery ----------------------------------------- */
+
+static void become_ready(dht_recovery *s, const char *why)
 {
-    int n = s->t->npeers, q = n / 2 + 1;
-    int need = n - q + 1; /* peers besides us whose union covers every quorum */
-    if (s->cfg.self < 0 || n == 1) {
-        s->cfg.on_ready(s->cfg.arg, "single-node cluster");
-        return true;
-    }
-    peer_state st[64];
+    s->cfg.on_ready(s->cfg.arg, why);
+    dht_replica_set_recovering(s->r, false);
+    after(s, s->cfg.ae_interval_ns, ae_pass_start);
+}
+
+static void decide(dht_recovery *s)
+{
+    int need = dht_membership_recovery_sources(s->cfg.members);
     int ready = 0, recovering = 0;
-    for (int p = 0; p < n; p++) {
-        st[p] = p == s->cfg.self ? PEER_SILENT : ask(s, p);
-        ready += st[p] == PEER_READY;
-        recovering += st[p] == PEER_RECOVERING;
+    for (int p = 0; p < s->n; p++) {
+        ready += s->st[p] == PEER_READY;
+        recovering += s->st[p] == PEER_RECOVERING;
     }
     if (recovering > 0) {
         /* Two empty nodes at once would be two failures, beyond the model:
@@ -155,72 +249,210 @@ static bool try_recover(dht_recovery *s, bool *announced)
          * it, so nothing is missing here.  (Requiring them to be copied
          * would deadlock three new nodes once the first one decided.) */
         DHT_INFO("%d peer(s) are new too: this is a new cluster", recovering);
-        s->cfg.on_ready(s->cfg.arg, "new cluster");
-        return true;
+        become_ready(s, "new cluster");
+        return;
     }
-    if (ready == 0) {
-        if (!*announced)
-            DHT_INFO("empty data directory: waiting for peers to tell a new cluster from "
-                     "a lost disk (not serving reads meanwhile)");
-        *announced = true;
-        return false;
-    }
-    if (ready < need) {
-        if (!*announced)
-            DHT_WARN("lost or new data directory: recovery needs %d peers with data, %d answer; "
-                     "waiting (not serving reads meanwhile)", need, ready);
-        *announced = true;
-        return false;
+    if (ready == 0 || ready < need) {
+        if (!s->announced) {
+            if (ready == 0)
+                DHT_INFO("empty data directory: waiting for peers to tell a new cluster from "
+                         "a lost disk (not serving reads meanwhile)");
+            else
+                DHT_WARN("lost or new data directory: recovery needs %d peers with data, %d "
+                         "answer; waiting (not serving reads meanwhile)", need, ready);
+        }
+        s->announced = true;
+        after(s, s->cfg.retry_ns, ask_all);
+        return;
     }
     DHT_INFO("joining a cluster that holds data (this node is new or lost its disk): "
              "copying every key from %d peers", need);
-    int done = 0;
-    long total = 0;
-    for (int p = 0; p < n && done < need; p++) {
-        if (st[p] != PEER_READY)
-            continue;
-        long got = pull_all(s, p, false);
-        if (got < 0) {
-            DHT_WARN("recovery from peer %d interrupted; will retry", p + 1);
-            continue;
-        }
-        total += got;
-        done++;
-    }
-    if (done < need)
-        return false;
-    DHT_INFO("recovery complete: %ld entries installed, %zu keys held", total,
-             dht_replica_size(s->r));
-    s->cfg.on_ready(s->cfg.arg, "recovered from peers");
-    return true;
+    s->copied = 0;
+    s->next_source = 0;
+    s->copied_entries = 0;
+    recovery_next_source(s);
 }
 
-static void *sync_main(void *arg)
+static void recovery_next_source(dht_recovery *s)
+{
+    int need = dht_membership_recovery_sources(s->cfg.members);
+    if (s->copied >= need) {
+        DHT_INFO("recovery complete: %ld entries installed, %zu keys held", s->copied_entries,
+                 dht_replica_size(s->r));
+        become_ready(s, "recovered from peers");
+        return;
+    }
+    while (s->next_source < s->n && s->st[s->next_source] != PEER_READY)
+        s->next_source++;
+    if (s->next_source >= s->n) {
+        after(s, s->cfg.retry_ns, ask_all); /* too few complete copies: ask again */
+        return;
+    }
+    pull_start(s, s->next_source++, false, AFTER_RECOVERY_PULL);
+}
+
+static void on_answer(void *arg, dht_status st, const dht_msg *rep)
+{
+    void **ctx = arg; /* {s, peer}: see ask_all */
+    dht_recovery *s = ctx[0];
+    int peer = (int)(intptr_t)ctx[1];
+    free(ctx);
+    pthread_mutex_lock(&s->mu);
+    s->st[peer] = st != DHT_OK || !rep->ok    ? PEER_SILENT
+                  : rep->recovering ? PEER_RECOVERING
+                                    : PEER_READY;
+    bool last = --s->asks_pending == 0;
+    pthread_mutex_unlock(&s->mu);
+    if (!step_continue(s))
+        return;
+    if (last)
+        decide(s);
+    step_end(s);
+}
+
+static void ask_all(dht_recovery *s)
+{
+    if (!dht_replica_recovering(s->r)) { /* restarted with its data */
+        after(s, s->cfg.ae_interval_ns, ae_pass_start);
+        return;
+    }
+    if (s->self < 0 || s->n == 1) {
+        become_ready(s, "single-node cluster");
+        return;
+    }
+    dht_msg req = {.type = DHT_MSG_SCAN, .from_start = true, .limit = 0};
+    int64_t deadline = dht_transport_now(s->t) + s->cfg.rpc_timeout_ns;
+    /* One extra count while the asks go out, so a reply that arrives
+     * before the loop ends cannot run decide() early. */
+    pthread_mutex_lock(&s->mu);
+    s->asks_pending = 1;
+    for (int p = 0; p < s->n; p++)
+        s->st[p] = PEER_SILENT;
+    pthread_mutex_unlock(&s->mu);
+    for (int p = 0; p < s->n; p++) {
+        if (p == s->self)
+            continue;
+        void **ctx = malloc(2 * sizeof *ctx);
+        if (ctx == NULL)
+            continue;
+        ctx[0] = s;
+        ctx[1] = (void *)(intptr_t)p;
+        pthread_mutex_lock(&s->mu);
+        s->asks_pending++;
+        pthread_mutex_unlock(&s->mu);
+        step_begin(s);
+        if (dht_transport_send(s->t, p, &req, deadline, on_answer, ctx) != 0) {
+            free(ctx);
+            pthread_mutex_lock(&s->mu);
+            s->asks_pending--;
+            pthread_mutex_unlock(&s->mu);
+            step_end(s);
+        }
+    }
+    pthread_mutex_lock(&s->mu);
+    bool last = --s->asks_pending == 0;
+    pthread_mutex_unlock(&s->mu);
+    if (last)
+        decide(s);
+}
+
+/* ---- anti-entropy ------------------------------------------------------------ */
+
+static void ae_pass_start(dht_recovery *s)
+{
+    s->ae_next = 0;
+    ae_next_peer(s);
+}
+
+static void ae_next_peer(dht_recovery *s)
+{
+    if (s->ae_next == s->self)
+        s->ae_next++;
+    if (s->ae_next >= s->n) {
+        after(s, s->cfg.ae_interval_ns, ae_pass_start);
+        return;
+    }
+    pull_start(s, s->ae_next++, true, AFTER_AE_PULL);
+}
+
+static void pull_finished(dht_recovery *s, bool ok)
+{
+    if (s->then == AFTER_RECOVERY_PULL) {
+        if (ok) {
+            s->copied++;
+            s->copied_entries += s->installed;
+        } else {
+            DHT_WARN("recovery from peer %d interrupted; will retry", s->peer + 1);
+        }
+        recovery_next_source(s);
+        return;
+    }
+    if (ok && s->installed > 0)
+        DHT_INFO("anti-entropy: %ld newer entries from peer %d", s->installed, s->peer + 1);
+    ae_next_peer(s);
+}
+
+/* ---- timers -------------------------------------------------------------------- */
+
+static void on_timer(void *arg)
 {
     dht_recovery *s = arg;
-    bool announced = false;
-    while (dht_replica_recovering(s->r)) {
-        if (try_recover(s, &announced)) {
-            dht_replica_set_recovering(s->r, false);
-            break;
-        }
-        if (nap(s, s->cfg.retry_ns))
-            return NULL;
+    pthread_mutex_lock(&s->mu);
+    s->timer = NULL;
+    step_fn next = s->timer_step;
+    pthread_mutex_unlock(&s->mu);
+    if (!step_continue(s))
+        return;
+    if (next == NULL)
+        pull_finished(s, false);
+    else
+        next(s);
+    step_end(s);
+}
+
+static void after(dht_recovery *s, int64_t delay_ns, step_fn next)
+{
+    pthread_mutex_lock(&s->mu);
+    if (s->stop) {
+        pthread_mutex_unlock(&s->mu);
+        return;
     }
-    while (!nap(s, s->cfg.ae_interval_ns)) {
-        for (int p = 0; p < s->t->npeers && !stopping(s); p++) {
-            if (p == s->cfg.self)
-                continue;
-            long got = pull_all(s, p, true);
-            if (got > 0)
-                DHT_INFO("anti-entropy: %ld newer entries from peer %d", got, p + 1);
+    s->inflight++;
+    s->timer_step = next;
+    dht_transport *t = s->t;
+    if (t->ops->after_cancelable != NULL) {
+        /* Under mu, so a stop cannot look for the handle before it is set;
+         * the callback takes mu too and never runs inside this call. */
+        s->timer = t->ops->after_cancelable(t, delay_ns, on_timer, s);
+        if (s->timer != NULL) {
+            pthread_mutex_unlock(&s->mu);
+            return;
         }
     }
-    return NULL;
+    pthread_mutex_unlock(&s->mu);
+    if (dht_transport_after(t, delay_ns, on_timer, s) != 0) {
+        /* No timer at all: the transport is shutting down.  The chain ends
+         * here; a stop finds nothing in flight. */
+        step_end(s);
+    }
+}
+
+/* ---- start and stop ------------------------------------------------------------- */
+
+static void on_start(void *arg)
+{
+    dht_recovery *s = arg;
+    if (!step_continue(s))
+        return;
+    ask_all(s);
+    step_end(s);
 }
 
 dht_recovery *dht_recovery_start(dht_transport *t, dht_replica *r, const dht_recovery_config *cfg)
 {
+    if (cfg->members == NULL || cfg->install == NULL || cfg->on_ready == NULL ||
+        dht_membership_size(cfg->members) != t->npeers)
+        return NULL;
     dht_recovery *s = calloc(1, sizeof *s);
     if (s == NULL)
         return NULL;
@@ -229,27 +461,54 @@ dht_recovery *dht_recovery_start(dht_transport *t, dht_replica *r, const dht_rec
     s->cfg = *cfg;
     if (s->cfg.page == 0)
         s->cfg.page = 512;
+    s->n = dht_membership_size(cfg->members);
+    s->self = dht_membership_self(cfg->members);
+    s->st = calloc((size_t)s->n, sizeof *s->st);
+    if (s->st == NULL) {
+        free(s);
+        return NULL;
+    }
     pthread_mutex_init(&s->mu, NULL);
-    pthread_cond_init(&s->cv, NULL);
-    if (pthread_create(&s->thread, NULL, sync_main, s) != 0) {
+    pthread_cond_init(&s->idle, NULL);
+    /* The first step runs from the transport, never inside this call, so
+     * the caller has its handle before any callback can use it. */
+    s->inflight = 1;
+    if (dht_transport_after(t, 0, on_start, s) != 0) {
         pthread_mutex_destroy(&s->mu);
-        pthread_cond_destroy(&s->cv);
+        pthread_cond_destroy(&s->idle);
+        free(s->st);
         free(s);
         return NULL;
     }
     return s;
 }
 
-void dht_recovery_stop(dht_recovery *s)
+void dht_recovery_request_stop(dht_recovery *s)
 {
     if (s == NULL)
         return;
     pthread_mutex_lock(&s->mu);
     s->stop = true;
-    pthread_cond_broadcast(&s->cv);
+    if (s->timer != NULL && s->t->ops->cancel(s->t, s->timer) == 1) {
+        s->timer = NULL;
+        if (--s->inflight == 0)
+            pthread_cond_broadcast(&s->idle);
+    }
     pthread_mutex_unlock(&s->mu);
-    pthread_join(s->thread, NULL);
+}
+
+void dht_recovery_stop(dht_recovery *s)
+{
+    if (s == NULL)
+        return;
+    dht_recovery_request_stop(s);
+    pthread_mutex_lock(&s->mu);
+    while (s->inflight > 0)
+        pthread_cond_wait(&s->idle, &s->mu);
+    pthread_mutex_unlock(&s->mu);
     pthread_mutex_destroy(&s->mu);
-    pthread_cond_destroy(&s->cv);
+    pthread_cond_destroy(&s->idle);
+    free_page(s);
+    free(s->st);
     free(s);
 }

@@ -1,6 +1,6 @@
 /* The replica state machine: per key a value, its version and a lease lock.
  *
- * Rules (DESIGN.md "Replication protocol"):
+ * Rules (docs/design.md, "The protocol"):
  *  - Lock(k, owner, lease) is granted when the lock is free, expired, or
  *    already owner's; every reply carries the current version.
  *  - Write(k, v, ver, release) stores (v, ver) only if ver is newer, durably

@@ -10,16 +10,22 @@
  */
 #include "sim/sim_transport.h"
 
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "base/util.h"
+#include "protocol/membership.h"
 
-#define MAX_REPLICAS 16
-#define MAX_ENDPOINTS 64
+#define MAX_REPLICAS DHT_MAX_MEMBERS
+#define MAX_ENDPOINTS 256
 
 typedef struct call {
+    sim_world *w;
     int endpoint, replica;
+    uint64_t incarnation; /* of the replica slot when a bound service took it */
+    dht_msg reply;        /* a bound service fills it */
     dht_msg req;
     int64_t deadline;
     dht_reply_cb cb;
@@ -45,10 +51,13 @@ typedef struct {
     dht_transport base; /* first */
     sim_world *w;
     int index;
+    bool dead; /* its process crashed: it hears nothing any more */
 } endpoint;
 
 typedef struct {
     dht_replica *r;
+    const dht_service *svc; /* bound node: requests go to it instead of r */
+    uint64_t incarnation;   /* bumped by each crash of a bound slot */
     bool crashed, paused;
     call **queue; /* requests waiting for a paused replica; owned */
     size_t qlen, qcap;
@@ -61,9 +70,13 @@ struct sim_world {
     dht_rng rng;
     event *heap;
     size_t hlen, hcap;
+    int nendpoints;
     replica_slot rs[MAX_REPLICAS];
     endpoint eps[MAX_ENDPOINTS];
     bool cut[MAX_ENDPOINTS][MAX_REPLICAS];
+    bool tracing;
+    char *trace;
+    size_t tlen, tcap;
 };
 
 static bool ev_less(const event *a, const event *b)
@@ -147,10 +160,12 @@ static int sim_send(dht_transport *t, int peer, const dht_msg *req, int64_t dead
     call *c = calloc(1, sizeof *c);
     if (c == NULL)
         return -1;
-    *c = (call){.endpoint = ep->index, .replica = peer, .req = *req, .deadline = deadline_ns,
-                .cb = cb, .arg = arg};
+    *c = (call){.w = w, .endpoint = ep->index, .replica = peer, .req = *req,
+                .deadline = deadline_ns, .cb = cb, .arg = arg};
     replica_slot *rs = &w->rs[peer];
-    if (w->cut[ep->index][peer] || lost(w))
+    if (ep->dead)
+        fail_at(w, c, w->now, DHT_ERR_SHUTDOWN);
+    else if (w->cut[ep->index][peer] || lost(w))
         timeout(w, c);
     else if (rs->crashed)
         fail_at(w, c, w->now + delay(w), DHT_ERR_UNAVAILABLE); /* connection refused */
@@ -184,20 +199,56 @@ static const dht_transport_ops sim_ops = {sim_send, sim_after, sim_now_ep, NULL,
 
 /* ---- event processing ------------------------------------------------------- */
 
-/* The replica serves c now. */
-static void serve(sim_world *w, call *c)
+/* Sends the reply to c back over the network (or loses it). */
+static void reply_to(sim_world *w, call *c, const dht_msg *reply)
 {
-    dht_msg reply;
-    dht_replica_handle(w->rs[c->replica].r, w->now, &c->req, &reply);
     if (w->cut[c->endpoint][c->replica] || lost(w)) {
+        free(reply->entries);
         timeout(w, c);
         return;
     }
     int64_t at = w->now + delay(w);
-    if (at > c->deadline)
+    if (at > c->deadline) {
+        free(reply->entries);
         timeout(w, c);
-    else
-        push(w, (event){.at = at, .kind = EV_REPLY, .c = c, .reply = reply});
+    } else {
+        push(w, (event){.at = at, .kind = EV_REPLY, .c = c, .reply = *reply});
+    }
+}
+
+static void release(call *c);
+
+/* A bound service finished c (from inside its replica_batch or later). */
+static void served(void *arg)
+{
+    call *c = arg;
+    sim_world *w = c->w;
+    replica_slot *rs = &w->rs[c->replica];
+    if (rs->crashed || rs->incarnation != c->incarnation) {
+        /* The node died with the request: no reply ever leaves. */
+        free(c->reply.entries);
+        timeout(w, c);
+    } else {
+        reply_to(w, c, &c->reply);
+    }
+    c->reply = (dht_msg){0};
+    release(c);
+}
+
+/* The replica serves c now. */
+static void serve(sim_world *w, call *c)
+{
+    replica_slot *rs = &w->rs[c->replica];
+    if (rs->svc != NULL) {
+        c->incarnation = rs->incarnation;
+        c->reply = (dht_msg){0};
+        c->refs++; /* the service's, until served() */
+        rs->svc->replica_batch(rs->svc->arg, &c->req, &c->reply, 1, served, c);
+        return;
+    }
+    dht_msg reply;
+    dht_replica_handle(rs->r, w->now, &c->req, &reply);
+    reply_to(w, c, &reply);
 }
 
 static void finish(call *c, dht_status st, const dht_msg *reply)
@@ -205,7 +256,26 @@ static void finish(call *c, dht_status st, const dht_msg *reply)
     if (c->done)
         return;
     c->done = true;
+    if (c->w->eps[c->endpoint].dead) {
+        st = DHT_ERR_SHUTDOWN; /* its process is gone: tell its state machines */
+        reply = NULL;
+    }
     c->cb(c->arg, st, reply);
+}
+
+static void trace_event(sim_world *w, const event *e)
+{
+    static const char *const kinds[] = {"deliver", "reply", "fail", "timer"};
+    if (e->kind == EV_TIMER) {
+        sim_tracef(w, "%lld timer", (long long)e->at);
+        return;
+    }
+    const dht_msg *m = e->kind == EV_REPLY ? &e->reply : &e->c->req;
+    sim_tracef(w, "%lld %s e%d r%d %s k=%lld v=%lld ver=%llu.%llu ok=%d st=%d n=%u",
+               (long long)e->at, kinds[e->kind], e->c->endpoint, e->c->replica,
+               dht_msg_type_name(e->c->req.type), (long long)m->key, (long long)m->value,
+               (unsigned long long)m->version.counter, (unsigned long long)m->version.writer,
+               (int)m->ok, (int)e->status, m->nentries);
 }
 
 static void release(call *c)
@@ -217,6 +287,8 @@ static void release(call *c)
 static void process(sim_world *w, event *e)
 {
     w->now = e->at;
+    if (w->tracing)
+        trace_event(w, e);
     switch (e->kind) {
     case EV_TIMER:
         e->fn(e->arg);
@@ -242,6 +314,7 @@ static void process(sim_world *w, event *e)
     }
     case EV_REPLY:
         finish(e->c, DHT_OK, &e->reply);
+        free(e->reply.entries); /* the replier's; the callback has read it */
         break;
     case EV_FAIL:
         finish(e->c, e->status, NULL);
@@ -272,7 +345,7 @@ long sim_run(sim_world *w)
 
 sim_world *sim_new(const sim_config *cfg)
 {
-    if (cfg->replicas < 1 || cfg->replicas > MAX_REPLICAS || cfg->endpoints < 1 ||
+    if (cfg->replicas < 1 || cfg->replicas > MAX_REPLICAS || cfg->endpoints < 0 ||
         cfg->endpoints > MAX_ENDPOINTS)
         return NULL;
     sim_world *w = calloc(1, sizeof *w);
@@ -287,13 +360,62 @@ sim_world *sim_new(const sim_config *cfg)
     dht_rng_seed(&w->rng, cfg->seed);
     for (int r = 0; r < cfg->replicas; r++)
         w->rs[r].r = dht_replica_new();
-    for (int e = 0; e < cfg->endpoints; e++) {
-        w->eps[e].base.ops = &sim_ops;
-        w->eps[e].base.npeers = cfg->replicas;
-        w->eps[e].w = w;
-        w->eps[e].index = e;
-    }
+    for (int e = 0; e < cfg->endpoints; e++)
+        sim_endpoint_add(w);
     return w;
+}
+
+int sim_endpoint_add(sim_world *w)
+{
+    if (w->nendpoints == MAX_ENDPOINTS)
+        return -1;
+    int e = w->nendpoints++;
+    w->eps[e] = (endpoint){.base = {.ops = &sim_ops, .npeers = w->cfg.replicas}, .w = w,
+                           .index = e};
+    return e;
+}
+
+void sim_endpoint_kill(sim_world *w, int e)
+{
+    w->eps[e].dead = true;
+}
+
+void sim_bind(sim_world *w, int r, const dht_service *svc)
+{
+    w->rs[r].svc = svc;
+}
+
+void sim_trace_enable(sim_world *w, bool on)
+{
+    w->tracing = on;
+}
+
+const char *sim_trace_text(sim_world *w)
+{
+    return w->trace ? w->trace : "";
+}
+
+void sim_tracef(sim_world *w, const char *fmt, ...)
+{
+    if (!w->tracing)
+        return;
+    for (;;) {
+        va_list ap;
+        va_start(ap, fmt);
+        size_t room = w->tcap - w->tlen;
+        int k = w->trace ? vsnprintf(w->trace + w->tlen, room, fmt, ap) : -1;
+        va_end(ap);
+        if (k >= 0 && (size_t)k + 1 < room) {
+            w->tlen += (size_t)k;
+            w->trace[w->tlen++] = '\n';
+            w->trace[w->tlen] = '\0';
+            return;
+        }
+        w->tcap = w->tcap ? w->tcap * 2 : 1 << 16;
+        w->trace = realloc(w->trace, w->tcap);
+        if (w->trace == NULL)
+            abort();
+    }
 }
 
 void sim_free(sim_world *w)
@@ -302,6 +424,8 @@ void sim_free(sim_world *w)
         return;
     while (w->hlen > 0) { /* undelivered events: drop without callbacks */
         event e = pop(w);
+        if (e.kind == EV_REPLY)
+            free(e.reply.entries);
         if (e.c) {
             e.c->done = true;
             release(e.c);
@@ -316,6 +440,7 @@ void sim_free(sim_world *w)
         dht_replica_free(w->rs[r].r);
     }
     free(w->heap);
+    free(w->trace);
     free(w);
 }
 
@@ -347,11 +472,25 @@ void sim_set_loss(sim_world *w, double loss)
 void sim_crash(sim_world *w, int r)
 {
     w->rs[r].crashed = true;
+    w->rs[r].incarnation++;
+    if (w->rs[r].svc != NULL) {
+        /* Requests that waited for a paused node die with it. */
+        for (size_t i = 0; i < w->rs[r].qlen; i++)
+            release(w->rs[r].queue[i]);
+        w->rs[r].qlen = 0;
+        w->rs[r].paused = false;
+    }
 }
 
 static void copy_entry(void *arg, int64_t key, int64_t value, dht_version ver)
 {
     dht_replica_apply(arg, key, value, ver);
+}
+
+void sim_restart_bound(sim_world *w, int r, const dht_service *svc)
+{
+    w->rs[r].svc = svc;
+    w->rs[r].crashed = false;
 }
 
 void sim_restart(sim_world *w, int r, bool wipe)
@@ -377,8 +516,13 @@ void sim_resume(sim_world *w, int r)
      * out, but the state changes still happen, as on a real stalled node. */
     for (size_t i = 0; i < rs->qlen; i++) {
         call *c = rs->queue[i];
-        dht_msg reply;
-        dht_replica_handle(rs->r, w->now, &c->req, &reply);
+        if (rs->svc != NULL) {
+            serve(w, c); /* the reply finds the call timed out, and is dropped */
+        } else {
+            dht_msg reply;
+            dht_replica_handle(rs->r, w->now, &c->req, &reply);
+            free(reply.entries);
+        }
         release(c);
     }
     rs->qlen = 0;

@@ -23,7 +23,7 @@ typedef struct sim_world sim_world;
 typedef struct {
     uint64_t seed;
     int replicas;          /* N */
-    int endpoints;         /* coordinator endpoints (transports) */
+    int endpoints;         /* coordinator endpoints made at start; more: sim_endpoint_add */
     double loss;           /* probability each request or reply is lost */
     int64_t delay_min_ns;  /* one-way delay range; default 100 us .. 2 ms */
     int64_t delay_max_ns;
@@ -47,6 +47,27 @@ void sim_resume(sim_world *w, int r);
 /* Cuts (or heals) the link between endpoint e and replica r, both ways. */
 void sim_cut(sim_world *w, int e, int r, bool cut);
 void sim_heal_all(sim_world *w);
+
+/* Nodes: a replica slot bound to a node's service hands each request to
+ * its replica_batch (a batch of one) and replies when the node answers,
+ * which may be later (group commit).  A crash of a bound slot drops what
+ * its node had not answered; the node's own transport is then killed
+ * (sim_endpoint_kill) so its leftover state machines hear only failures.
+ * A restart binds the slot to the next incarnation's service. */
+void sim_bind(sim_world *w, int r, const dht_service *svc);
+void sim_restart_bound(sim_world *w, int r, const dht_service *svc);
+/* Adds an endpoint (a process's transport); its index, or -1 at the limit. */
+int sim_endpoint_add(sim_world *w);
+/* The endpoint's process died: its sends fail at once (DHT_ERR_SHUTDOWN)
+ * and replies to it arrive as DHT_ERR_SHUTDOWN; its timers still run, so
+ * what it had started can wind down and be freed. */
+void sim_endpoint_kill(sim_world *w, int e);
+
+/* A text trace of every event processed (and of sim_tracef lines): two
+ * runs of one seed must produce the same bytes. */
+void sim_trace_enable(sim_world *w, bool on);
+void sim_tracef(sim_world *w, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+const char *sim_trace_text(sim_world *w); /* owned by w */
 
 /* Schedules fn(arg) at virtual time `at` (test-driver events). */
 void sim_at(sim_world *w, int64_t at, void (*fn)(void *), void *arg);

@@ -79,10 +79,10 @@ static void run_round(dht_group_commit *a, job *list)
     }
 }
 
-static void *applier_main(void *arg)
+static void *commit_main(void *arg)
 {
     dht_group_commit *a = arg;
-    pthread_setname_np(pthread_self(), "dht-applier");
+    pthread_setname_np(pthread_self(), "dht-commit");
     /* SCHED_BATCH: waking from an fsync, this thread does not preempt a
      * running transport thread; it runs when a core frees up.  On two
      * cores it kept switching the workers out in the middle of their
@@ -116,7 +116,7 @@ dht_group_commit *dht_group_commit_start(dht_replica *r)
     a->r = r;
     pthread_mutex_init(&a->mu, NULL);
     pthread_cond_init(&a->cv, NULL);
-    if (pthread_create(&a->thread, NULL, applier_main, a) != 0) {
+    if (pthread_create(&a->thread, NULL, commit_main, a) != 0) {
         pthread_mutex_destroy(&a->mu);
         pthread_cond_destroy(&a->cv);
         free(a);

@@ -19,7 +19,7 @@ typedef struct dht_group_commit dht_group_commit;
 
 dht_group_commit *dht_group_commit_start(dht_replica *r);
 /* Queues n requests; reps (pre-zeroed, n entries) are filled and then
- * done(done_arg) runs on the applier thread.  reqs and reps stay the
+ * done(done_arg) runs on the group-commit thread.  reqs and reps stay the
  * caller's and must live until done.  Returns nonzero if stopping (done
  * will not run). */
 int dht_group_commit_submit(dht_group_commit *a, const dht_msg *reqs, dht_msg *reps, size_t n,

@@ -1,0 +1,109 @@
+/* Byte buffers: the glue between gRPC's grpc_byte_buffer and our messages
+ * (net/codec.h).  Every file that sends or receives a message goes through
+ * these, so encoding and decoding live in one place. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "net/codec.h"
+#include "net/grpc_internal.h"
+
+grpc_byte_buffer *dht_grpc_bb_from(const void *buf, size_t len)
+{
+    grpc_slice s = grpc_slice_from_copied_buffer(buf, len);
+    grpc_byte_buffer *bb = grpc_raw_byte_buffer_create(&s, 1);
+    grpc_slice_unref(s);
+    return bb;
+}
+
+/* The whole payload of a byte buffer as one slice (the caller unrefs it);
+ * false if there is none. */
+bool dht_grpc_bb_slice(grpc_byte_buffer *bb, grpc_slice *out)
+{
+    grpc_byte_buffer_reader r;
+    if (bb == NULL || !grpc_byte_buffer_reader_init(&r, bb))
+        return false;
+    *out = grpc_byte_buffer_reader_readall(&r);
+    grpc_byte_buffer_reader_destroy(&r);
+    return true;
+}
+
+/* Copies a byte buffer into buf; returns the length, or -1 if it does not
+ * fit or cannot be read. */
+long dht_grpc_bb_read(grpc_byte_buffer *bb, uint8_t *buf, size_t cap)
+{
+    grpc_slice s;
+    if (!dht_grpc_bb_slice(bb, &s))
+        return -1;
+    size_t len = GRPC_SLICE_LENGTH(s);
+    long rc = -1;
+    if (len <= cap) {
+        memcpy(buf, GRPC_SLICE_START_PTR(s), len);
+        rc = (long)len;
+    }
+    grpc_slice_unref(s);
+    return rc;
+}
+
+/* Encodes m (request or reply) into a new byte buffer; NULL if it cannot. */
+grpc_byte_buffer *dht_grpc_bb_encode(const dht_msg *m, bool reply)
+{
+    uint8_t small[DHT_CODEC_MAX];
+    size_t n = reply ? dht_codec_encode_reply(m, small, sizeof small)
+                     : dht_codec_encode_request(m, small, sizeof small);
+    if (n <= sizeof small)
+        return dht_grpc_bb_from(small, n);
+    if (n == SIZE_MAX)
+        return NULL;
+    uint8_t *big = malloc(n);
+    if (big == NULL)
+        return NULL;
+    if (reply)
+        dht_codec_encode_reply(m, big, n);
+    else
+        dht_codec_encode_request(m, big, n);
+    grpc_byte_buffer *bb = dht_grpc_bb_from(big, n);
+    free(big);
+    return bb;
+}
+
+/* Encodes a batch of requests or replies into a new byte buffer; NULL if it
+ * cannot. */
+grpc_byte_buffer *dht_grpc_bb_encode_batch(const dht_msg *msgs, size_t n, uint64_t id)
+{
+    size_t need = dht_codec_encode_batch(msgs, n, id, NULL, 0);
+    uint8_t *buf = need != SIZE_MAX ? malloc(need ? need : 1) : NULL;
+    if (buf == NULL)
+        return NULL;
+    dht_codec_encode_batch(msgs, n, id, buf, need);
+    grpc_byte_buffer *bb = dht_grpc_bb_from(buf, need);
+    free(buf);
+    return bb;
+}
+
+/* Decodes a batch message (see dht_codec_decode_batch: *out is malloc'd,
+ * the caller frees it); -1 if bb is missing or not a valid batch. */
+int dht_grpc_bb_decode_batch(grpc_byte_buffer *bb, dht_msg **out, size_t *n, uint64_t *id)
+{
+    grpc_slice sl;
+    if (!dht_grpc_bb_slice(bb, &sl))
+        return -1;
+    int rc = dht_codec_decode_batch(GRPC_SLICE_START_PTR(sl), GRPC_SLICE_LENGTH(sl), out, n, id);
+    grpc_slice_unref(sl);
+    return rc;
+}
+
+/* The requests of queued items as one batch message; NULL if it cannot. */
+grpc_byte_buffer *dht_grpc_bb_encode_items(const qitem *items, size_t n, uint64_t id)
+{
+    if (n == 0)
+        return NULL; /* never sent */
+    dht_msg small[32], *msgs = n <= 32 ? small : malloc(n * sizeof *msgs);
+    if (msgs == NULL)
+        return NULL;
+    for (size_t i = 0; i < n; i++)
+        msgs[i] = items[i].req;
+    grpc_byte_buffer *bb = dht_grpc_bb_encode_batch(msgs, n, id);
+    if (msgs != small)
+        free(msgs);
+    return bb;
+}

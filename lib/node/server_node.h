@@ -1,0 +1,34 @@
+/* A node as a process: the WAL-backed replica, the group-commit thread and
+ * the gRPC transport around a dht_node.  server/main.c fills the options
+ * from flags and the environment and calls start and stop; everything a
+ * request does happens below this module.
+ */
+#ifndef DHT_SERVER_NODE_H
+#define DHT_SERVER_NODE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "protocol/membership.h"
+#include "storage/wal.h"
+
+typedef struct dht_server_node dht_server_node;
+
+typedef struct {
+    const dht_membership *members; /* with self set; outlives the server node */
+    const char *listen_addr;       /* "ip:port" or "[ipv6]:port" */
+    const char *data_dir;
+    dht_fsync_mode fsync;
+    int workers;                   /* <=0: number of cores */
+    int64_t deadline_ms, lease_ms, ae_interval_ms;
+} dht_server_node_config;
+
+/* Opens the data directory (replaying snapshot and log), starts group
+ * commit, the gRPC server and the node.  0, or -1 with a one-line reason. */
+int dht_server_node_start(const dht_server_node_config *cfg, dht_server_node **out, char *err,
+                          size_t errlen);
+/* Stops recovery, the transport (in-flight calls end by their deadlines),
+ * group commit and the node, closes the log and frees s. */
+void dht_server_node_stop(dht_server_node *s);
+
+#endif

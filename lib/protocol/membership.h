@@ -1,0 +1,99 @@
+/* Membership and quorum arithmetic: the one place that knows who the
+ * members are, which of them this process is, which members replicate a
+ * key, and how many answers make a quorum or a complete recovery.
+ *
+ * The coordinator, recovery and the node ask this module; none of them
+ * computes n/2+1 or walks an address list itself, so that partitioning the
+ * key space and changing members later change this module, not them.
+ *
+ * Identity is an address, not a position: a node is the member whose
+ * "host:port" matches the address it advertises.  Addresses are compared
+ * after normalisation (case-folded host; "localhost" and "0.0.0.0" are
+ * 127.0.0.1; an IPv6 literal must be bracketed, [::1]:50001, and is kept
+ * as written), so a list that says localhost:50001 finds a node started as
+ * 127.0.0.1:50001.  Positions (0..n-1) are what the transports index peers
+ * by; they stay internal to one process.
+ *
+ * A dht_membership is immutable once made, so any thread may read it
+ * without locks.  Whoever made it frees it (dht_membership_free), after
+ * everything that was given it is gone.
+ */
+#ifndef DHT_MEMBERSHIP_H
+#define DHT_MEMBERSHIP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* The member limit of the whole system: lists, peer sets, transports and
+ * the simulator are all sized by this one constant. */
+#define DHT_MAX_MEMBERS 128
+/* Longest "host:port" kept, terminating NUL included. */
+#define DHT_ADDR_MAX 256
+
+/* A set of member positions, for per-round tallies (asked, granted, ...). */
+typedef struct {
+    uint64_t w[(DHT_MAX_MEMBERS + 63) / 64];
+} dht_peerset;
+
+static inline void dht_peerset_add(dht_peerset *s, int p)
+{
+    s->w[p >> 6] |= UINT64_C(1) << (p & 63);
+}
+
+static inline bool dht_peerset_has(const dht_peerset *s, int p)
+{
+    return (s->w[p >> 6] >> (p & 63)) & 1;
+}
+
+static inline bool dht_peerset_equal(const dht_peerset *a, const dht_peerset *b)
+{
+    for (size_t i = 0; i < sizeof a->w / sizeof a->w[0]; i++)
+        if (a->w[i] != b->w[i])
+            return false;
+    return true;
+}
+
+static inline int dht_peerset_count(const dht_peerset *s)
+{
+    int n = 0;
+    for (size_t i = 0; i < sizeof s->w / sizeof s->w[0]; i++)
+        n += __builtin_popcountll(s->w[i]);
+    return n;
+}
+
+typedef struct dht_membership dht_membership;
+
+/* Parses a comma-separated "host:port" list (1..DHT_MAX_MEMBERS entries,
+ * each validated, duplicates after normalisation refused).  self_addr is
+ * this process's advertised address, or NULL for a process that is not a
+ * member (the fan-out client).  A self_addr that is not in the list is an
+ * error.  Returns 0, or -1 with a one-line reason in err. */
+int dht_membership_new(const char *list, const char *self_addr, dht_membership **out,
+                       char *err, size_t errlen);
+void dht_membership_free(dht_membership *m);
+
+int dht_membership_size(const dht_membership *m);
+/* This process's position, or -1 when it is not a member. */
+int dht_membership_self(const dht_membership *m);
+/* Member p's address as listed (p in 0..size-1; NULL otherwise). */
+const char *dht_membership_addr(const dht_membership *m, int p);
+/* Position of addr (normalised), or -1. */
+int dht_membership_find(const dht_membership *m, const char *addr);
+
+/* The members that store key (today: every member), and how many of them
+ * must answer for a read or write to count: a majority of that set. */
+dht_peerset dht_membership_replicas(const dht_membership *m, int64_t key);
+int dht_membership_replica_count(const dht_membership *m);
+int dht_membership_quorum(const dht_membership *m);
+/* How many replicas other than a recovering one must be copied so that
+ * the copy intersects every quorum that may have acknowledged a write
+ * without it: R - Q + 1.  (With R = 1 that is 1 although there is no
+ * other replica: a lone replica has nothing to recover from.) */
+int dht_membership_recovery_sources(const dht_membership *m);
+
+/* Normalises "host:port" into out (see above); 0, or -1 with err set. */
+int dht_member_addr_normalise(const char *addr, char *out, size_t outlen, char *err,
+                              size_t errlen);
+
+#endif

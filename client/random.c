@@ -25,7 +25,7 @@
 
 typedef struct {
     const random_opts *o;
-    history *hist;
+    history *history;
     volatile sig_atomic_t *stop;
     int64_t end_ns; /* 0: none */
     atomic_llong issued;
@@ -81,7 +81,7 @@ static void record(lclient *l, const kv_result *r, int64_t ret)
     bool failed;
     if (l->is_put) {
         dht_put_outcome out = r->outcome;
-        history_record(sh->hist, l->id, true, l->key, l->value, l->call, ret,
+        history_record(sh->history, l->id, true, l->key, l->value, l->call, ret,
                        out == DHT_PUT_APPLIED ? 1 : out == DHT_PUT_NOT_APPLIED ? 0 : -1);
         l->puts_ok += out == DHT_PUT_APPLIED;
         l->puts_false += out == DHT_PUT_NOT_APPLIED;
@@ -94,7 +94,7 @@ static void record(lclient *l, const kv_result *r, int64_t ret)
                      failed ? r->reason : NULL);
         }
     } else {
-        history_record(sh->hist, l->id, false, l->key, r->ok ? r->value : 0, l->call, ret,
+        history_record(sh->history, l->id, false, l->key, r->ok ? r->value : 0, l->call, ret,
                        r->ok ? 1 : 0);
         l->gets_ok += r->ok;
         l->gets_failed += !r->ok;
@@ -157,15 +157,15 @@ int run_random(kvclient *c, const random_opts *o, volatile sig_atomic_t *stop)
     atomic_init(&sh.done, 0);
     atomic_init(&sh.running, (int)o->concurrency);
     if (o->history_path) {
-        sh.hist = history_open(o->history_path);
-        if (sh.hist == NULL) {
+        sh.history = history_open(o->history_path);
+        if (sh.history == NULL) {
             perror(o->history_path);
             return 1;
         }
     }
     lclient *ws = calloc((size_t)o->concurrency, sizeof *ws);
     if (ws == NULL) {
-        history_close(sh.hist);
+        history_close(sh.history);
         fprintf(stderr, "client: out of memory\n");
         return 1;
     }
@@ -246,7 +246,7 @@ int run_random(kvclient *c, const random_opts *o, volatile sig_atomic_t *stop)
                (long long)puts_unknown, (long long)gets_ok, (long long)gets_failed, secs,
                secs > 0 ? (double)total / secs : 0, p50, p99, maxms);
     fflush(stdout);
-    if (history_close(sh.hist) != 0) {
+    if (history_close(sh.history) != 0) {
         fprintf(stderr, "client: writing history %s failed\n", o->history_path);
         return 1;
     }

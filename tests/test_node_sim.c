@@ -42,7 +42,7 @@ struct run {
     client cl[16];
     int nclients;
     int64_t keys;
-    dht_history_op *hist;
+    dht_history_op *history;
     size_t nhist, cap;
     int applied, not_applied, unknown, gets_ok, gets_failed;
 };
@@ -51,10 +51,10 @@ static void record(run *r, client *c, int ok)
 {
     if (r->nhist == r->cap) {
         r->cap = r->cap ? r->cap * 2 : 1024;
-        r->hist = realloc(r->hist, r->cap * sizeof *r->hist);
-        CHECK(r->hist != NULL);
+        r->history = realloc(r->history, r->cap * sizeof *r->history);
+        CHECK(r->history != NULL);
     }
-    r->hist[r->nhist++] = (dht_history_op){
+    r->history[r->nhist++] = (dht_history_op){
         .client = c->id, .is_put = c->is_put, .key = c->key, .value = c->value,
         .call = c->call, .ret = ok < 0 ? DHT_HISTORY_RET_UNKNOWN : sim_now(r->w), .ok = ok};
     sim_tracef(r->w, "%lld client %d %s(%lld, %lld) -> %d", (long long)sim_now(r->w), c->id,
@@ -134,12 +134,12 @@ static void run_init(run *r, const sim_cluster_config *cfg, int nclients, int op
 static void check_linearizable(run *r, uint64_t seed)
 {
     dht_lincheck_result res;
-    int v = dht_lincheck(r->hist, r->nhist, &res);
+    int v = dht_lincheck(r->history, r->nhist, &res);
     if (v != DHT_LIN_OK) {
         fprintf(stderr, "seed %" PRIu64 ": %s (%s), key %lld\n", seed,
                 dht_lincheck_verdict_str(v), res.reason ? res.reason : "", (long long)res.key);
         if (res.sub)
-            dht_history_print(stderr, r->hist, res.sub, res.nsub);
+            dht_history_print(stderr, r->history, res.sub, res.nsub);
     }
     dht_lincheck_result_free(&res);
     CHECK_EQ(v, DHT_LIN_OK);
@@ -174,7 +174,7 @@ static void check_converged(run *r)
 static void run_free(run *r)
 {
     sim_cluster_free(r->c);
-    free(r->hist);
+    free(r->history);
 }
 
 /* ---- scenarios ---------------------------------------------------------------- */

@@ -111,6 +111,9 @@ static int install(void *arg, const dht_msg *reqs, dht_msg *reps, size_t count,
     return n->cfg.commit(n->cfg.commit_arg, reqs, reps, count, done, done_arg);
 }
 
+/* Runs once per start-up, on whichever thread completed recovery's last
+ * step (a transport worker or the group-commit thread): one fsync there is
+ * the price of not having a thread of its own. */
 static void on_ready(void *arg, const char *why)
 {
     dht_node *n = arg;
@@ -146,8 +149,9 @@ int dht_node_start(dht_node *n, dht_transport *t, char *err, size_t errlen)
     cc.members = n->cfg.members;
     dht_coord *coord = dht_coord_new(t, &cc);
     if (coord == NULL) {
-        snprintf(err, errlen, "cannot start the coordinator (out of memory, or the transport "
-                              "has another member count)");
+        snprintf(err, errlen, dht_membership_size(n->cfg.members) != t->npeers
+                                  ? "the transport's peers are not the members"
+                                  : "cannot start the coordinator: out of memory");
         return -1;
     }
     dht_recovery_config rc = n->cfg.recovery;

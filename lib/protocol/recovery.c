@@ -431,8 +431,11 @@ static void after(dht_recovery *s, int64_t delay_ns, step_fn next)
     }
     pthread_mutex_unlock(&s->mu);
     if (dht_transport_after(t, delay_ns, on_timer, s) != 0) {
-        /* No timer at all: the transport is shutting down.  The chain ends
-         * here; a stop finds nothing in flight. */
+        /* No timer at all: the transport is shutting down (a node stops
+         * recovery first, so then s->stop is set and we never got here) or
+         * out of memory.  The chain ends; say so, since nothing else will. */
+        DHT_ERROR("recovery and anti-entropy stopped: the transport could not arm a timer "
+                  "(out of memory?); restart this node to resume them");
         step_end(s);
     }
 }

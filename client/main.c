@@ -8,7 +8,8 @@
  * KeyValue calls to the listed nodes instead, and with --etcd it drives an
  * etcd cluster through etcd's own KV API (the benchmark's baseline, see
  * client/etcd.h and bench/bench.sh).  With no command it runs `random` at
- * a readable pace, like the exam demo.
+ * a readable pace, like the exam demo.  With --tls-ca it speaks TLS to
+ * every node, presenting --tls-cert when given (README, "Security").
  */
 #include <getopt.h>
 #include <signal.h>
@@ -21,6 +22,7 @@
 #include "protocol/membership.h"
 #include "kvclient.h"
 #include "base/log.h"
+#include "base/pem.h"
 #include "random.h"
 #include "net/transport_grpc.h"
 #include "base/util.h"
@@ -65,6 +67,13 @@ static void usage(FILE *f)
             "  --deadline-ms MS deadline of each put/get (default 2000)\n"
             "  --workers N      completion-queue threads (default 2)\n"
             "  --log-level L    error|warn|info|debug (default error)\n"
+            "  --tls-ca FILE    TLS: the cluster CA (PEM; env TLS_CA); each node's name as\n"
+            "                   listed must be in its certificate\n"
+            "  --tls-cert FILE  TLS: present this certificate chain (PEM; env TLS_CERT);\n"
+            "                   the fan-out mode needs one with the peer role (URI SAN\n"
+            "                   dht:peer, make-certs.sh's coordinator.crt); --via needs\n"
+            "                   one only from a node run with --client-cert-auth\n"
+            "  --tls-key FILE   its private key (PEM; env TLS_KEY)\n"
             "random options:\n"
             "  --keys N         keys 0..N-1 (default 100)\n"
             "  --put-ratio R    fraction of puts, 0..1 (default 0.5)\n"
@@ -93,6 +102,7 @@ static int bad(const char *fmt, const char *arg)
 
 typedef struct {
     const char *servers, *via, *etcd;
+    dht_tls_paths tls;
     int64_t deadline_ms, workers;
     dht_log_level level;
     random_opts r;
@@ -111,6 +121,8 @@ static int parse_options(int argc, char **argv, options *o)
         {"interval-ms", required_argument, 0, 'i'}, {"history", required_argument, 0, 'H'},
         {"seed", required_argument, 0, 'S'},        {"quiet", no_argument, 0, 'q'},
         {"progress", no_argument, 0, 'p'},          {"json", no_argument, 0, 'j'},
+        {"tls-cert", required_argument, 0, 'C'},    {"tls-key", required_argument, 0, 'K'},
+        {"tls-ca", required_argument, 0, 'A'},
         {"help", no_argument, 0, 'h'},              {0, 0, 0, 0}};
     int c;
     int64_t v;
@@ -182,6 +194,15 @@ static int parse_options(int argc, char **argv, options *o)
             o->r.json = true;
             o->r.quiet = true;
             break;
+        case 'C':
+            o->tls.cert = optarg;
+            break;
+        case 'K':
+            o->tls.key = optarg;
+            break;
+        case 'A':
+            o->tls.ca = optarg;
+            break;
         case 'h':
             usage(stdout);
             exit(0);
@@ -208,14 +229,14 @@ static void on_peer_state(void *arg, int peer, const char *addr, int up)
                 ts, (int)getpid(), addr);
 }
 
-static int cmd_health(const char *addr, int64_t deadline_ms)
+static int cmd_health(const char *addr, int64_t deadline_ms, const dht_grpc_tls *tls)
 {
     int status;
     char details[256];
     uint8_t resp[64];
     size_t resp_len = sizeof resp;
-    if (dht_grpc_call_raw(addr, DHT_HEALTH_METHOD, "", 0, deadline_ms * DHT_NS_PER_MS, &status,
-                          details, sizeof details, resp, &resp_len) != 0) {
+    if (dht_grpc_call_raw_tls(tls, addr, DHT_HEALTH_METHOD, "", 0, deadline_ms * DHT_NS_PER_MS,
+                              &status, details, sizeof details, resp, &resp_len) != 0) {
         fprintf(stderr, "client: health call to %s failed\n", addr);
         return 1;
     }
@@ -236,6 +257,7 @@ int main(int argc, char **argv)
     o.r.concurrency = 1;
     const char *env = getenv("MEMBERS");
     o.servers = env && *env ? env : DEFAULT_SERVERS;
+    dht_tls_paths_env(&o.tls);
     int rc = parse_options(argc, argv, &o);
     if (rc)
         return rc;
@@ -270,6 +292,18 @@ int main(int argc, char **argv)
 
     if (o.via && o.etcd)
         return bad("%s: choose one of --via and --etcd", "--etcd");
+    if (!o.tls.cert != !o.tls.key)
+        return bad("%s: --tls-cert and --tls-key go together", o.tls.cert ? "--tls-key missing"
+                                                                          : "--tls-cert missing");
+    if (o.tls.cert && !o.tls.ca)
+        return bad("%s: a certificate needs --tls-ca, the CA that checks the nodes'",
+                   "--tls-ca missing");
+    /* The fan-out client calls dht.Replica itself; without the role every
+     * call would come back PERMISSION_DENIED or UNAUTHENTICATED. */
+    if (o.tls.ca && !o.tls.cert && !o.via && !o.etcd && strcmp(cmd, "health") != 0)
+        return bad("%s: the fan-out client coordinates and needs a peer-role certificate "
+                   "(--tls-cert/--tls-key, e.g. make-certs.sh's coordinator.crt), or use --via",
+                   "TLS");
     /* The nodes this client talks to: every replica (fan-out, where they
      * are the coordinator's members; the client is none of them), or the
      * --via or --etcd nodes. */
@@ -279,9 +313,19 @@ int main(int argc, char **argv)
     if (dht_membership_new(list, NULL, &members, err, sizeof err) != 0)
         return bad("bad server address: %s", err);
     int n = dht_membership_size(members);
-    if (strcmp(cmd, "health") == 0) {
-        rc = cmd_health(dht_membership_addr(members, 0), o.deadline_ms);
+    dht_pem_set pem = {0};
+    dht_grpc_tls tls = {0};
+    if (o.tls.ca &&
+        dht_grpc_tls_load(o.tls.cert, o.tls.key, o.tls.ca, &pem, &tls, err, sizeof err) != 0) {
+        fprintf(stderr, "client: %s\n", err);
         dht_membership_free(members);
+        return 1;
+    }
+    const dht_grpc_tls *tlsp = o.tls.ca ? &tls : NULL;
+    if (strcmp(cmd, "health") == 0) {
+        rc = cmd_health(dht_membership_addr(members, 0), o.deadline_ms, tlsp);
+        dht_membership_free(members);
+        dht_pem_set_free(&pem);
         return rc;
     }
 
@@ -298,9 +342,11 @@ int main(int argc, char **argv)
     for (int i = 0; i < n; i++)
         peers[i] = dht_membership_addr(members, i);
     dht_grpc_config gc = {.peers = peers, .npeers = n, .workers = (int)o.workers,
-                          .on_peer_state = on_peer_state};
+                          .on_peer_state = on_peer_state, .tls = tlsp};
     dht_grpc *g;
-    if (dht_grpc_start(&gc, &g, err, sizeof err) != 0) {
+    rc = dht_grpc_start(&gc, &g, err, sizeof err);
+    dht_pem_set_free(&pem); /* the transport keeps its own copy */
+    if (rc != 0) {
         fprintf(stderr, "client: %s\n", err);
         dht_membership_free(members);
         return 1;

@@ -19,7 +19,7 @@ set(PROC_TESTS
   p4_liveness_false_put_retry p5_kill9_mid_load public_service_each_node
   bad_input
   d1_kill_all_restart d2_crash_restart_loop d3_wipe_then_kill_other d4_catch_up
-  d5_storage_errors clean_shutdown)
+  d5_storage_errors clean_shutdown hostile_regressions)
 foreach(t ${PROC_TESTS})
   add_test(NAME proc_${t}
     COMMAND bash ${CMAKE_SOURCE_DIR}/tests/process/${t}.sh $<TARGET_FILE_DIR:server>)
@@ -53,3 +53,9 @@ set_tests_properties(node_sim PROPERTIES LABELS "unit" TIMEOUT 600)
 # The module map's include rules, and proof that a broken copy fails them.
 add_test(NAME layering COMMAND bash ${CMAKE_SOURCE_DIR}/tests/layering.sh --self-test)
 set_tests_properties(layering PROPERTIES LABELS "unit")
+
+# Bounded resources: 5,000 idle connections and unread streams against one
+# node while an honest client calls it (needs python3-grpcio; else skipped).
+add_test(NAME abuse_limits
+  COMMAND bash ${CMAKE_SOURCE_DIR}/tests/abuse/abuse_limits.sh $<TARGET_FILE_DIR:server>)
+set_tests_properties(abuse_limits PROPERTIES TIMEOUT 180 SKIP_RETURN_CODE 77 LABELS "process")

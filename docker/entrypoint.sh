@@ -14,6 +14,10 @@
 #   DATA_DIR    directory of the write-ahead log (--data-dir; created if missing)
 #   FSYNC       always|batch|never (--fsync)
 #   LOG_LEVEL   error|warn|info|debug (--log-level)
+#   TLS_CERT, TLS_KEY, TLS_CA
+#               this member's certificate, its key and the cluster CA (PEM
+#               files; --tls-cert/--tls-key/--tls-ca): all three or none
+#   CLIENT_CERT_AUTH  1: KeyValue callers need a certificate too (needs TLS)
 #   SERVER_BIN  the server binary (default: `server` on PATH)
 # Arguments given to this script are passed on to the server after the
 # options above (e.g. --deadline-ms 1000).
@@ -81,7 +85,31 @@ if [[ -n ${LOG_LEVEL:-} ]]; then
         die "LOG_LEVEL='$LOG_LEVEL' must be error, warn, info or debug"
     args+=(--log-level "$LOG_LEVEL")
 fi
+# Half a TLS configuration would otherwise be a usage error of the server;
+# saying which variable is missing, and whether a mounted file is readable
+# by this (unprivileged) user, points at the compose file, not at the flags.
+tls_set=() tls_unset=()
+for v in TLS_CERT TLS_KEY TLS_CA; do
+    if [[ -n ${!v:-} ]]; then tls_set+=("$v"); else tls_unset+=("$v"); fi
+done
+if ((${#tls_set[@]})); then
+    ((${#tls_unset[@]} == 0)) ||
+        die "TLS needs all three of TLS_CERT, TLS_KEY and TLS_CA, or none: ${tls_set[*]} set, ${tls_unset[*]} not"
+    [[ $help == *--tls-cert* ]] || die "TLS_CERT/TLS_KEY/TLS_CA are set but $SERVER_BIN has no --tls-cert option"
+    for v in TLS_CERT TLS_KEY TLS_CA; do
+        [[ -f ${!v} ]] || die "$v=${!v} is not a file (is the certificates directory mounted?)"
+        [[ -r ${!v} ]] || die "$v=${!v} is not readable by uid $(id -u) (make-certs.sh writes keys mode 600: chown them to this uid)"
+    done
+    args+=(--tls-cert "$TLS_CERT" --tls-key "$TLS_KEY" --tls-ca "$TLS_CA")
+fi
+if [[ -n ${CLIENT_CERT_AUTH:-} ]]; then
+    [[ $CLIENT_CERT_AUTH == 0 || $CLIENT_CERT_AUTH == 1 ]] || die "CLIENT_CERT_AUTH='$CLIENT_CERT_AUTH' must be 1 or 0"
+    if [[ $CLIENT_CERT_AUTH == 1 ]]; then
+        ((${#tls_set[@]})) || die "CLIENT_CERT_AUTH=1 needs TLS_CERT, TLS_KEY and TLS_CA"
+        args+=(--client-cert-auth)
+    fi
+fi
 
-# The server reads IP/PORT/MEMBERS itself too; the flags just make the
-# command line in `ps` and in the logs self-explanatory.
+# The server reads IP/PORT/MEMBERS and TLS_* itself too; the flags just make
+# the command line in `ps` and in the logs self-explanatory.
 exec "$SERVER_BIN" "${args[@]}" "$@"

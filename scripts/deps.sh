@@ -3,7 +3,7 @@
 # Usage: scripts/deps.sh [extra packages...]
 set -euo pipefail
 pkgs=(build-essential cmake pkg-config libgrpc-dev libprotobuf-c-dev protobuf-c-compiler
-      protobuf-compiler clang libclang-rt-14-dev iproute2 nftables procps tmux "$@")
+      protobuf-compiler clang libclang-rt-14-dev iproute2 nftables procps tmux python3-grpcio python3-h2 openssl "$@")
 missing=()
 for p in "${pkgs[@]}"; do
     dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

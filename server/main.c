@@ -6,7 +6,8 @@
  *
  * Configuration comes from flags, then the environment (IP, PORT, MEMBERS),
  * then defaults; with no port at all and a terminal on stdin it asks for
- * one, like the exam's Go demo.  SIGINT/SIGTERM stop it cleanly: the main
+ * one, like the exam's Go demo.  The TLS files are read here and their
+ * text handed down (README, "Security").  SIGINT/SIGTERM stop it cleanly: the main
  * thread waits for them with sigwait while the transport's threads serve.
  */
 #include <arpa/inet.h>
@@ -17,11 +18,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include "base/log.h"
+#include "base/pem.h"
 #include "base/util.h"
+#include "net/transport_grpc.h"
 #include "node/server_node.h"
 #include "protocol/membership.h"
 
@@ -39,6 +43,8 @@ typedef struct {
     const char *data_dir; /* NULL: data/node<N> under the working directory */
     dht_fsync_mode fsync;
     int64_t ae_interval_ms;
+    dht_tls_paths tls; /* all three or none */
+    bool client_cert_auth;
 } options;
 
 static void usage(FILE *f)
@@ -62,8 +68,18 @@ static void usage(FILE *f)
             "                    never = no fsync (survives a process crash, not a power cut)\n"
             "  --anti-entropy-ms MS  pause between background catch-up passes (default 1000)\n"
             "  --log-level L     error|warn|info|debug (default info; debug logs each request)\n"
+            "  --tls-cert FILE   this member's certificate chain (PEM; env TLS_CERT): with\n"
+            "                    --tls-key and --tls-ca the node serves only TLS, dials its\n"
+            "                    peers with TLS presenting this certificate, and serves\n"
+            "                    dht.Replica only to certificates of the CA with the URI\n"
+            "                    SAN dht:peer; its SANs must hold every name it is dialled by\n"
+            "  --tls-key FILE    the certificate's private key (PEM; env TLS_KEY)\n"
+            "  --tls-ca FILE     the cluster CA (PEM, may hold several; env TLS_CA)\n"
+            "  --client-cert-auth  KeyValue callers need a certificate of the CA too, any\n"
+            "                    role (env CLIENT_CERT_AUTH=1; needs the TLS flags)\n"
             "  --help            this text\n"
-            "Flags win over environment variables.\n");
+            "Flags win over environment variables.  Without the TLS flags the node serves\n"
+            "plaintext and trusts anyone who can reach its port as a member.\n");
 }
 
 static int fail_usage(const char *fmt, const char *arg)
@@ -84,6 +100,8 @@ static int parse_args(int argc, char **argv, options *o)
         {"workers", required_argument, 0, 'w'},   {"log-level", required_argument, 0, 'v'},
         {"data-dir", required_argument, 0, 'D'},  {"fsync", required_argument, 0, 'f'},
         {"anti-entropy-ms", required_argument, 0, 'a'},
+        {"tls-cert", required_argument, 0, 'C'},  {"tls-key", required_argument, 0, 'K'},
+        {"tls-ca", required_argument, 0, 'A'},    {"client-cert-auth", no_argument, 0, 'c'},
         {"help", no_argument, 0, 'h'},            {0, 0, 0, 0}};
     memset(o, 0, sizeof *o);
     o->deadline_ms = 2000;
@@ -102,6 +120,12 @@ static int parse_args(int argc, char **argv, options *o)
         o->ip = e;
     if ((e = getenv("MEMBERS")) != NULL && *e)
         o->members = e;
+    dht_tls_paths_env(&o->tls);
+    if ((e = getenv("CLIENT_CERT_AUTH")) != NULL && *e) {
+        if (strcmp(e, "1") != 0 && strcmp(e, "0") != 0)
+            return fail_usage("environment CLIENT_CERT_AUTH='%s' must be 1 or 0", e);
+        o->client_cert_auth = e[0] == '1';
+    }
     opterr = 0;
     int c;
     while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
@@ -148,6 +172,18 @@ static int parse_args(int argc, char **argv, options *o)
             if (dht_parse_i64(optarg, 10, 3600000, &o->ae_interval_ms) != 0)
                 return fail_usage("--anti-entropy-ms '%s' must be 10..3600000", optarg);
             break;
+        case 'C':
+            o->tls.cert = optarg;
+            break;
+        case 'K':
+            o->tls.key = optarg;
+            break;
+        case 'A':
+            o->tls.ca = optarg;
+            break;
+        case 'c':
+            o->client_cert_auth = true;
+            break;
         case 'h':
             usage(stdout);
             exit(0);
@@ -157,6 +193,15 @@ static int parse_args(int argc, char **argv, options *o)
     }
     if (optind < argc)
         return fail_usage("unexpected argument '%s'", argv[optind]);
+    int ntls = !!o->tls.cert + !!o->tls.key + !!o->tls.ca;
+    if (ntls != 0 && ntls != 3)
+        return fail_usage("%s: TLS needs all three of --tls-cert, --tls-key and --tls-ca "
+                          "(or TLS_CERT, TLS_KEY, TLS_CA), or none of them",
+                          !o->tls.cert ? "--tls-cert missing"
+                          : !o->tls.key ? "--tls-key missing"
+                                        : "--tls-ca missing");
+    if (o->client_cert_auth && ntls == 0)
+        return fail_usage("%s needs --tls-cert, --tls-key and --tls-ca", "--client-cert-auth");
     return 0;
 }
 
@@ -279,6 +324,24 @@ int main(int argc, char **argv)
     /* A file-size limit must fail the write (EFBIG, a clean put failure)
      * rather than kill the node. */
     signal(SIGXFSZ, SIG_IGN);
+    /* Every client connection is a descriptor: take all the system allows,
+     * so that thousands of idle connections do not lock out the rest. */
+    struct rlimit nofile;
+    if (getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur < nofile.rlim_max) {
+        nofile.rlim_cur = nofile.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &nofile);
+    }
+
+    /* After the signal mask: checking the files starts gRPC, whose threads
+     * must not take SIGTERM. */
+    dht_pem_set pem = {0};
+    dht_grpc_tls tls = {0};
+    if (o.tls.ca && dht_grpc_tls_load(o.tls.cert, o.tls.key, o.tls.ca, &pem, &tls, err,
+                                      sizeof err) != 0) {
+        fprintf(stderr, "server: %s\n", err);
+        dht_membership_free(members);
+        return 1;
+    }
 
     char data_dir[512], listen_addr[300];
     if (o.data_dir)
@@ -290,15 +353,28 @@ int main(int argc, char **argv)
     dht_server_node_config sc = {.members = members, .listen_addr = listen_addr,
                                  .data_dir = data_dir, .fsync = o.fsync, .workers = (int)o.workers,
                                  .deadline_ms = o.deadline_ms, .lease_ms = o.lease_ms,
-                                 .ae_interval_ms = o.ae_interval_ms};
+                                 .ae_interval_ms = o.ae_interval_ms,
+                                 .tls = o.tls.ca ? &tls : NULL};
+    tls.client_cert_auth = o.client_cert_auth;
     dht_server_node *node;
     if (dht_server_node_start(&sc, &node, err, sizeof err) != 0) {
         fprintf(stderr, "server: %s\n", err);
+        dht_pem_set_free(&pem);
         dht_membership_free(members);
         return 1;
     }
+    dht_pem_set_free(&pem); /* the transport keeps its own copy */
     DHT_INFO("serving on %s as member %d of %d (%s), quorum %d", listen_addr, self + 1, n, list,
              dht_membership_quorum(members));
+    if (o.tls.ca)
+        DHT_INFO("TLS only: dht.Replica for certificates of %s with the URI SAN %s; KeyValue "
+                 "for %s", o.tls.ca, DHT_TLS_PEER_ROLE,
+                 o.client_cert_auth ? "any certificate of that CA" : "any TLS client");
+    else
+        DHT_WARN("serving PLAINTEXT without TLS: anyone who can reach port %lld is trusted as "
+                 "a member and may read and change any key and any replica's state (use "
+                 "--tls-cert/--tls-key/--tls-ca outside a private network; README, Security)",
+                 (long long)o.port);
 
     int sig = 0;
     sigwait(&sigs, &sig);

@@ -4,6 +4,7 @@
  * checker.  All randomness comes from the seed printed on failure; set
  * SIM_SEED to replay one. */
 #include "protocol/coordinator.h"
+#include "protocol/replica.h"
 #include "protocol/membership.h"
 #include "lincheck.h"
 #include "sim/sim_transport.h"
@@ -292,6 +293,37 @@ static void test_put_then_get(void)
         CHECK_EQ(v, -7);
         CHECK_EQ(ver.counter, 2);
     }
+    dht_coord_free(c);
+    sim_free(w);
+}
+
+/* A key whose counter reached the ceiling (only a broken or hostile member
+ * can write one) gets no put: the coordinator answers false instead of
+ * writing a version that would wrap or be refused, and leaves no lock. */
+static void test_put_at_counter_ceiling_not_applied(void)
+{
+    sim_world *w = world(base_seed(), 0, 1);
+    dht_coord *c = make_coord(w, 0, 1);
+    for (int r = 0; r < 3; r++)
+        dht_replica_apply(sim_replica(w, r), 5, 66, (dht_version){DHT_COUNTER_MAX, 1});
+    CHECK_EQ(put1(w, c, 5, 7), DHT_PUT_NOT_APPLIED);
+    int64_t v = -1;
+    CHECK(get1(w, c, 5, &v) && v == 66);
+    for (int r = 0; r < 3; r++) {
+        dht_version ver;
+        dht_replica_lookup(sim_replica(w, r), 5, &v, &ver);
+        CHECK_EQ(ver.counter, DHT_COUNTER_MAX);
+        /* unlocked: another owner is granted the key at once */
+        dht_msg rep, req = {.type = DHT_MSG_LOCK, .key = 5, .owner = 99, .lease_ms = 500};
+        dht_replica_handle(sim_replica(w, r), sim_now(w), &req, &rep);
+        CHECK(rep.ok);
+    }
+    /* one below the ceiling still has room for exactly one more put */
+    for (int r = 0; r < 3; r++)
+        dht_replica_apply(sim_replica(w, r), 6, 66, (dht_version){DHT_COUNTER_MAX - 1, 1});
+    CHECK_EQ(put1(w, c, 6, 7), DHT_PUT_APPLIED);
+    CHECK(get1(w, c, 6, &v) && v == 7);
+    CHECK_EQ(put1(w, c, 6, 8), DHT_PUT_NOT_APPLIED);
     dht_coord_free(c);
     sim_free(w);
 }
@@ -1002,6 +1034,7 @@ static void test_at_member_limit_linearizable_with_a_crash(void)
 }
 
 static const test_case tests[] = {
+    {"put_at_counter_ceiling_not_applied", test_put_at_counter_ceiling_not_applied},
     {"put_then_get", test_put_then_get},
     {"random_no_faults", test_random_no_faults},
     {"message_loss", test_message_loss},

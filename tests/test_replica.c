@@ -245,6 +245,51 @@ static void test_non_replica_message_refused(void)
     dht_replica_free(r);
 }
 
+/* Requests outside the protocol's bounds are refused and change nothing,
+ * one by one and inside a batch, where the valid items still apply. */
+static void test_out_of_range_requests_change_nothing(void)
+{
+    dht_replica *r = dht_replica_new();
+    CHECK(write_(r, 5, 1, 3, 7, 0).ok);
+    const dht_msg bad[] = {
+        {.type = DHT_MSG_WRITE, .key = 5, .value = 666, .version = {UINT64_MAX, UINT64_MAX}},
+        {.type = DHT_MSG_WRITE, .key = 5, .value = 666, .version = {DHT_COUNTER_MAX + 1, 1}},
+        {.type = DHT_MSG_WRITE, .key = 5, .value = 666, .version = {9, 0}},
+        {.type = DHT_MSG_WRITE, .key = 5, .value = 666, .version = {0, 9}},
+        {.type = DHT_MSG_LOCK, .key = 5, .owner = 1, .lease_ms = UINT32_MAX},
+        {.type = DHT_MSG_LOCK, .key = 5, .owner = 1, .lease_ms = 0},
+        {.type = DHT_MSG_LOCK, .key = 5, .owner = 0, .lease_ms = 500},
+        {.type = DHT_MSG_UNLOCK, .key = 5, .owner = 0},
+        {.type = DHT_MSG_SCAN, .limit = DHT_SCAN_PAGE_MAX + 1},
+        {.type = DHT_MSG_SCAN, .limit = 1, .stripe = DHT_REPLICA_STRIPES + 1},
+        {.type = DHT_MSG_PUT, .key = 5, .value = 666},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char why[160] = "";
+        CHECK(dht_replica_check(&bad[i], why, sizeof why) != 0);
+        CHECK(why[0] != '\0');
+        CHECK(!handle(r, 0, bad[i]).ok);
+    }
+    /* The ceiling itself is a valid version (room is left above it). */
+    dht_msg top = {.type = DHT_MSG_WRITE, .key = 6, .value = 6, .version = {DHT_COUNTER_MAX, 1}};
+    CHECK_EQ(dht_replica_check(&top, NULL, 0), 0);
+    /* A batch: the bad items refused, the good ones applied. */
+    dht_msg reqs[3] = {bad[0], top,
+                       {.type = DHT_MSG_LOCK, .key = 7, .owner = 3, .lease_ms = 500}};
+    dht_msg reps[3];
+    dht_replica_handle_batch(r, 0, reqs, reps, 3);
+    CHECK(!reps[0].ok);
+    CHECK(reps[1].ok);
+    CHECK(reps[2].ok);
+    dht_msg m = read_(r, 5);
+    CHECK_EQ(m.value, 1);
+    CHECK_EQ(m.version.counter, 3);
+    /* Key 5 is not locked for 49 days: another owner takes it at once. */
+    CHECK(lock(r, 0, 5, 2, 500).ok);
+    CHECK_EQ(read_(r, 6).value, 6);
+    dht_replica_free(r);
+}
+
 static const test_case tests[] = {
     {"unwritten_reads_zero", test_unwritten_reads_zero},
     {"lock_grant_refuse_reenter", test_lock_grant_refuse_reenter},
@@ -258,6 +303,7 @@ static const test_case tests[] = {
     {"many_keys_grow_and_visit", test_many_keys_grow_and_visit},
     {"scan_returns_every_key_once", test_scan_returns_every_key_once},
     {"non_replica_message_refused", test_non_replica_message_refused},
+    {"out_of_range_requests_change_nothing", test_out_of_range_requests_change_nothing},
     {0, 0},
 };
 

@@ -4,11 +4,14 @@
  *   rawcall HOST:PORT METHOD HEX [TIMEOUT_MS]
  *
  * Prints "STATUS_NAME details" and the reply bytes in hex; exit 0 when a
- * status came back, 1 when the call could not be made, 2 on bad usage. */
+ * status came back, 1 when the call could not be made, 2 on bad usage.
+ * With env TLS_CA it calls over TLS, presenting TLS_CERT/TLS_KEY when set,
+ * so tests can see what each kind of caller gets from a TLS node. */
 #include <stdio.h>
 #include <string.h>
 
 #include "net/transport_grpc.h"
+#include "base/pem.h"
 #include "base/util.h"
 
 static int hexval(char c)
@@ -47,10 +50,23 @@ int main(int argc, char **argv)
         fprintf(stderr, "rawcall: bad timeout\n");
         return 2;
     }
+    dht_tls_paths paths = {0};
+    dht_tls_paths_env(&paths);
+    dht_pem_set pem = {0};
+    dht_grpc_tls tls = {0};
+    char err[512];
+    if (paths.ca &&
+        dht_grpc_tls_load(paths.cert, paths.key, paths.ca, &pem, &tls, err, sizeof err) != 0) {
+        fprintf(stderr, "rawcall: %s\n", err);
+        return 1;
+    }
     int status;
     char details[512];
-    if (dht_grpc_call_raw(argv[1], argv[2], req, n, timeout_ms * DHT_NS_PER_MS, &status, details,
-                          sizeof details, resp, &resp_len) != 0) {
+    int rc = dht_grpc_call_raw_tls(paths.ca ? &tls : NULL, argv[1], argv[2], req, n,
+                                   timeout_ms * DHT_NS_PER_MS, &status, details, sizeof details,
+                                   resp, &resp_len);
+    dht_pem_set_free(&pem);
+    if (rc != 0) {
         fprintf(stderr, "rawcall: call failed\n");
         return 1;
     }

@@ -36,7 +36,10 @@ int dht_codec_decode_reply(dht_msg_type t, const uint8_t *buf, size_t len, dht_m
  * its request (0 in unary calls); the decoder stores it unless id is NULL. */
 #define DHT_CODEC_BATCH_METHOD "/dht.Replica/Batch"
 #define DHT_CODEC_STREAM_METHOD "/dht.Replica/Stream"
-#define DHT_CODEC_BATCH_MAX 65536u
+/* Items a batch may carry: senders cap theirs at 512 (BATCH_MAX_ITEMS),
+ * so a larger one is hostile or broken and is refused before it costs a
+ * decoded array (and it bounds the message at DHT_CODEC_BATCH_MAX * 64). */
+#define DHT_CODEC_BATCH_MAX 4096u
 size_t dht_codec_encode_batch(const dht_msg *msgs, size_t n, uint64_t id, uint8_t *buf,
                               size_t cap);
 int dht_codec_decode_batch(const uint8_t *buf, size_t len, dht_msg **out, size_t *n,

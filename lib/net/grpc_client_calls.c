@@ -266,11 +266,19 @@ int dht_grpc_call_raw(const char *addr, const char *method, const void *req, siz
                       int64_t timeout_ns, int *status, char *details, size_t details_len,
                       uint8_t *resp, size_t *resp_len)
 {
+    return dht_grpc_call_raw_tls(NULL, addr, method, req, req_len, timeout_ns, status, details,
+                                 details_len, resp, resp_len);
+}
+
+int dht_grpc_call_raw_tls(const dht_grpc_tls *tls, const char *addr, const char *method,
+                          const void *req, size_t req_len, int64_t timeout_ns, int *status,
+                          char *details, size_t details_len, uint8_t *resp, size_t *resp_len)
+{
     if (getenv("GRPC_VERBOSITY") == NULL)
         gpr_set_log_verbosity(GPR_LOG_SEVERITY_ERROR);
     dht_grpc_abseil_deadlock_checks_off();
     grpc_init();
-    grpc_channel_credentials *creds = grpc_insecure_credentials_create();
+    grpc_channel_credentials *creds = dht_grpc_channel_creds(tls);
     grpc_channel *ch = grpc_channel_create(addr, creds, dht_grpc_channel_args());
     grpc_channel_credentials_release(creds);
     grpc_completion_queue *cq = grpc_completion_queue_create_for_pluck(NULL);

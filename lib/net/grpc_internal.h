@@ -94,6 +94,12 @@ void dht_grpc_cs_status_done(struct cstream *cs, int success);
 
 /* ---- grpc_server_calls.c ---- */
 int dht_grpc_server_start(dht_grpc *g, const char *addr, char *err, size_t errlen);
+/* The server's resource bounds (grpc_limits.c): fills out with at most
+ * DHT_GRPC_LIMIT_ARGS arguments and returns how many.  *quota is a new
+ * memory quota the arguments point to: the caller unrefs it once the
+ * server holds its own reference (after grpc_server_create). */
+#define DHT_GRPC_LIMIT_ARGS 7
+int dht_grpc_limit_args(grpc_arg *out, grpc_resource_quota **quota);
 void dht_grpc_server_call_arrived(scall *s, int success);
 void dht_grpc_scall_free(scall *s);
 void dht_grpc_respond(scall *s, const uint8_t *msg, size_t len, grpc_status_code code,
@@ -107,5 +113,16 @@ void dht_grpc_ss_close_done(struct sstream *ss);
 
 /* ---- grpc_health.c ---- */
 void dht_grpc_serve_health(dht_grpc *g, scall *s);
+
+/* ---- grpc_tls.c: credentials and who may call what ---- */
+/* Copies tls's PEM text into g (nothing for NULL); -1 when out of memory. */
+int dht_grpc_tls_keep(dht_grpc *g, const dht_grpc_tls *tls);
+void dht_grpc_tls_drop(dht_grpc *g);
+/* Plaintext for NULL; the caller releases the result. */
+grpc_channel_credentials *dht_grpc_channel_creds(const dht_grpc_tls *tls);
+grpc_server_credentials *dht_grpc_server_creds(const dht_grpc *g);
+/* Whether s's caller may call s's method; if not, s has been answered
+ * (UNAUTHENTICATED or PERMISSION_DENIED) and is no longer the caller's. */
+bool dht_grpc_call_allowed(dht_grpc *g, scall *s);
 
 #endif

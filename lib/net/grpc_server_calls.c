@@ -10,6 +10,7 @@
 #include "base/log.h"
 #include "net/codec.h"
 #include "net/grpc_internal.h"
+#include "protocol/replica.h"
 
 /* ---- incoming calls ------------------------------------------------------ */
 
@@ -185,6 +186,8 @@ void dht_grpc_server_call_arrived(scall *s, int success)
         return;
     }
     request_call(g, s->w, s->method); /* keep the slot count constant */
+    if (!dht_grpc_call_allowed(g, s)) /* TLS: the caller's certificate (grpc_tls.c) */
+        return;
 
     if (s->method == M_GENERIC) {
         char *m = grpc_slice_to_c_string(s->details.method);
@@ -229,6 +232,12 @@ void dht_grpc_server_call_arrived(scall *s, int success)
         g->svc.client(g->svc.arg, &req, dht_grpc_call_deadline(s), public_done, s);
         return;
     }
+    char why[200];
+    if (dht_replica_check(&req, why, sizeof why) != 0) {
+        DHT_WARN("%s request refused: %s", dht_msg_type_name(req.type), why);
+        dht_grpc_respond(s, NULL, 0, GRPC_STATUS_INVALID_ARGUMENT, why);
+        return;
+    }
     dht_msg reply;
     memset(&reply, 0, sizeof reply);
     g->svc.replica(g->svc.arg, &req, &reply);
@@ -243,7 +252,7 @@ int dht_grpc_server_start(dht_grpc *g, const char *addr, char *err, size_t errle
 {
     /* Without this gRPC sets SO_REUSEPORT and a second server on a busy
      * port would "succeed" and split the traffic. */
-    grpc_arg a[4] = {
+    grpc_arg a[4 + DHT_GRPC_LIMIT_ARGS] = {
         {.type = GRPC_ARG_INTEGER, .key = GRPC_ARG_ALLOW_REUSEPORT, .value.integer = 0},
         /* accept our peers' one-second keepalive pings (see dht_grpc_channel_args) */
         {.type = GRPC_ARG_INTEGER, .key = GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS,
@@ -252,8 +261,10 @@ int dht_grpc_server_start(dht_grpc *g, const char *addr, char *err, size_t errle
         {.type = GRPC_ARG_INTEGER, .key = GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS,
          .value.integer = 1},
     };
-    grpc_channel_args sa = {4, a};
+    grpc_resource_quota *quota;
+    grpc_channel_args sa = {4 + dht_grpc_limit_args(a + 4, &quota), a};
     g->server = grpc_server_create(&sa, NULL);
+    grpc_resource_quota_unref(quota); /* the server holds its own */
     for (int i = 0; i < g->nworkers; i++)
         grpc_server_register_completion_queue(g->server, g->workers[i].cq, NULL);
     for (int m = 1; m < DHT_MSG_TYPE_MAX; m++)
@@ -266,7 +277,7 @@ int dht_grpc_server_start(dht_grpc *g, const char *addr, char *err, size_t errle
                                                        GRPC_SRM_PAYLOAD_NONE, 0);
     g->methods[M_HEALTH] = grpc_server_register_method(
         g->server, DHT_HEALTH_METHOD, NULL, GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER, 0);
-    grpc_server_credentials *creds = grpc_insecure_server_credentials_create();
+    grpc_server_credentials *creds = dht_grpc_server_creds(g);
     int port = grpc_server_add_http2_port(g->server, addr, creds);
     grpc_server_credentials_release(creds);
     if (port == 0) {

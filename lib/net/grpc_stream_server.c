@@ -25,6 +25,12 @@ typedef struct reply_out {
     grpc_byte_buffer *bb;
 } reply_out;
 
+/* Batches a stream may hold in the service or in `out` before it stops
+ * reading: a peer that sends and never reads its replies then meets HTTP/2
+ * flow control instead of growing our memory.  Our own peers keep at most
+ * one message in flight per stream, far below this. */
+#define SS_MAX_BACKLOG 64
+
 typedef struct sstream {
     otag recv_tag, send_tag, close_tag;
     dht_grpc *g;
@@ -34,6 +40,8 @@ typedef struct sstream {
     pthread_mutex_t mu;
     int refs, jobs;
     bool md_sent, sending, reading_done, status_sent, dead;
+    bool recv_paused; /* backlog full: the recv operation waits to be restarted */
+    int nout;         /* answers in out */
     grpc_byte_buffer *send_bb;
     reply_out *oh, *ot;
     grpc_slice status_details;
@@ -81,6 +89,7 @@ static void ss_pump_locked(sstream *ss)
     if (ss->oh != NULL && !ss->dead) {
         reply_out *o = ss->oh;
         ss->oh = o->next;
+        ss->nout--;
         if (ss->oh == NULL)
             ss->ot = NULL;
         ss->send_bb = o->bb;
@@ -109,6 +118,26 @@ static void ss_pump_locked(sstream *ss)
     }
 }
 
+static bool ss_start_recv(sstream *ss);
+static void ss_reading_done(sstream *ss);
+
+/* With mu held: whether a paused recv should restart now (the backlog
+ * drained to half, or the stream died and the recv must fail to end it). */
+static bool ss_take_resume_locked(sstream *ss)
+{
+    if (!ss->recv_paused || (!ss->dead && ss->jobs + ss->nout > SS_MAX_BACKLOG / 2))
+        return false;
+    ss->recv_paused = false;
+    return true;
+}
+
+/* Restarts the recv operation a full backlog paused (mu not held). */
+static void ss_resume(sstream *ss)
+{
+    if (!ss_start_recv(ss))
+        ss_reading_done(ss);
+}
+
 /* The service answered a streamed batch (on any thread). */
 static void ss_answered(void *arg)
 {
@@ -124,6 +153,7 @@ static void ss_answered(void *arg)
         else
             ss->oh = o;
         ss->ot = o;
+        ss->nout++;
         bb = NULL;
         o = NULL;
     } else if (!ss->dead) {
@@ -134,7 +164,8 @@ static void ss_answered(void *arg)
     }
     ss->jobs--;
     ss_pump_locked(ss);
-    bool last = --ss->refs == 0;
+    bool resume = ss_take_resume_locked(ss);
+    bool last = --ss->refs == 0; /* never while paused: the recv holds one */
     pthread_mutex_unlock(&ss->mu);
     if (bb)
         grpc_byte_buffer_destroy(bb);
@@ -142,6 +173,8 @@ static void ss_answered(void *arg)
     free(j->reqs);
     free(j->reps);
     free(j);
+    if (resume)
+        ss_resume(ss);
     if (last)
         ss_free(ss);
 }
@@ -216,7 +249,11 @@ void dht_grpc_ss_recv_done(sstream *ss, int success)
             g->svc.replica(g->svc.arg, &j->reqs[i], &j->reps[i]);
         ss_answered(j);
     }
-    if (!ss_start_recv(ss))
+    pthread_mutex_lock(&ss->mu);
+    bool pause = ss->jobs + ss->nout >= SS_MAX_BACKLOG && !ss->dead;
+    ss->recv_paused = pause;
+    pthread_mutex_unlock(&ss->mu);
+    if (!pause && !ss_start_recv(ss))
         ss_reading_done(ss);
 }
 
@@ -231,8 +268,11 @@ void dht_grpc_ss_send_done(sstream *ss, int success)
     if (!success)
         ss->dead = true;
     ss_pump_locked(ss);
+    bool resume = ss_take_resume_locked(ss);
     bool last = --ss->refs == 0;
     pthread_mutex_unlock(&ss->mu);
+    if (resume)
+        ss_resume(ss);
     if (last)
         ss_free(ss);
 }
@@ -242,8 +282,11 @@ void dht_grpc_ss_close_done(sstream *ss)
     pthread_mutex_lock(&ss->mu);
     if (ss->cancelled)
         ss->dead = true;
+    bool resume = ss_take_resume_locked(ss);
     bool last = --ss->refs == 0;
     pthread_mutex_unlock(&ss->mu);
+    if (resume)
+        ss_resume(ss);
     if (last)
         ss_free(ss);
 }

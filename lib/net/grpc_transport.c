@@ -48,6 +48,7 @@
  *   grpc_status.c         status names and the last error
  *   local_replica.c       the in-process path to the local replica (no gRPC)
  *   grpc_abseil.c         abseil's deadlock detector off (no gRPC)
+ *   grpc_tls.c            TLS credentials and each served call's auth check
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -142,7 +143,8 @@ int dht_grpc_start(const dht_grpc_config *cfg, dht_grpc **out, char *err, size_t
     g->queues = calloc(2 * (size_t)cfg->npeers + 1, sizeof *g->queues);
     g->workers = calloc((size_t)g->nworkers, sizeof *g->workers);
     if (g->addrs == NULL || g->channels == NULL || g->peer_up == NULL || g->queues == NULL ||
-        g->workers == NULL) {
+        g->workers == NULL || dht_grpc_tls_keep(g, cfg->tls) != 0) {
+        dht_grpc_tls_drop(g);
         free(g->addrs);
         free(g->channels);
         free((void *)g->peer_up);
@@ -157,7 +159,7 @@ int dht_grpc_start(const dht_grpc_config *cfg, dht_grpc **out, char *err, size_t
     }
     for (int i = 0; i < 2 * cfg->npeers; i++)
         pthread_mutex_init(&g->queues[i].mu, NULL);
-    grpc_channel_credentials *creds = grpc_insecure_credentials_create();
+    grpc_channel_credentials *creds = dht_grpc_channel_creds(cfg->tls);
     for (int i = 0; i < cfg->npeers; i++) {
         g->addrs[i] = strdup(cfg->peers[i]);
         g->channels[i] = grpc_channel_create(cfg->peers[i], creds, dht_grpc_channel_args());
@@ -192,6 +194,7 @@ int dht_grpc_start(const dht_grpc_config *cfg, dht_grpc **out, char *err, size_t
         free((void *)g->peer_up);
         free_queues(g);
         free(g->workers);
+        dht_grpc_tls_drop(g);
         pthread_mutex_destroy(&g->lmu);
         pthread_cond_destroy(&g->lcv);
         free(g);
@@ -252,6 +255,7 @@ void dht_grpc_stop(dht_grpc *g)
     free((void *)g->peer_up);
     free_queues(g);
     free(g->workers);
+    dht_grpc_tls_drop(g);
     pthread_mutex_destroy(&g->lmu);
     pthread_cond_destroy(&g->lcv);
     free(g);

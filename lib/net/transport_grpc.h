@@ -14,9 +14,27 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "base/pem.h"
 #include "protocol/transport.h"
 
 typedef struct dht_grpc dht_grpc;
+
+/* TLS (grpc_tls.c), PEM text the caller has loaded.  With it the server
+ * accepts only TLS and asks callers for an optional certificate it
+ * verifies against ca_pem; the dht.Replica service then answers only a
+ * caller whose certificate carries the peer role (the URI SAN
+ * DHT_TLS_PEER_ROLE), and KeyValue any TLS caller, or, with
+ * client_cert_auth, any caller with a certificate of ca_pem.  Outgoing
+ * channels verify the peer's certificate against ca_pem and its name
+ * against the host they dial, and present cert_pem when given. */
+typedef struct dht_grpc_tls {
+    const char *cert_pem; /* chain; NULL with key_pem: present none (a client only) */
+    const char *key_pem;
+    const char *ca_pem;   /* required */
+    int client_cert_auth; /* server: KeyValue callers need a certificate too */
+} dht_grpc_tls;
+
+#define DHT_TLS_PEER_ROLE "dht:peer"
 
 typedef struct dht_grpc_config {
     const char *const *peers; /* HOST:PORT of each replica; copied */
@@ -32,6 +50,7 @@ typedef struct dht_grpc_config {
     /* Called on each peer reachability change (also from worker threads). */
     void (*on_peer_state)(void *arg, int peer, const char *addr, int up);
     void *peer_state_arg;
+    const dht_grpc_tls *tls;  /* NULL: plaintext, every caller trusted; copied */
 } dht_grpc_config;
 
 /* Starts the transport (and server, if listen_addr is set).  On failure
@@ -60,6 +79,21 @@ int dht_grpc_call_async(dht_grpc *g, int peer, const char *method, const void *r
 int dht_grpc_call_raw(const char *addr, const char *method, const void *req, size_t req_len,
                       int64_t timeout_ns, int *status, char *details, size_t details_len,
                       uint8_t *resp, size_t *resp_len);
+/* The same over TLS when tls is not NULL.  A failed handshake is a status
+ * (UNAVAILABLE), as for any connection that cannot be made. */
+int dht_grpc_call_raw_tls(const dht_grpc_tls *tls, const char *addr, const char *method,
+                          const void *req, size_t req_len, int64_t timeout_ns, int *status,
+                          char *details, size_t details_len, uint8_t *resp, size_t *resp_len);
+
+/* For the binaries' TLS flags: reads the PEM files whose path is not NULL
+ * into pem (base/pem.h) and points tls at the text (client_cert_auth 0);
+ * with a certificate, also lets gRPC's TLS parse certificate, key and CA as
+ * a server would (nothing listens), so that a key that is not the
+ * certificate's, or PEM text that is no certificate, stops the process at
+ * start instead of failing every handshake.  0, or -1 with a one-line
+ * reason naming the file(s) in err; the caller frees pem. */
+int dht_grpc_tls_load(const char *cert_path, const char *key_path, const char *ca_path,
+                      dht_pem_set *pem, dht_grpc_tls *tls, char *err, size_t errlen);
 
 /* Switches off abseil's per-lock deadlock detection (on in Debian's
  * abseil build, which gRPC's mutexes use) before gRPC starts; both start

@@ -124,6 +124,10 @@ struct dht_grpc {
     void *serving_arg;
     void (*on_peer_state)(void *, int, const char *, int);
     void *peer_state_arg;
+    /* TLS (grpc_tls.c): owned copies of the configuration's PEM text, all
+     * NULL for plaintext; the server's credentials are made from them. */
+    char *tls_cert, *tls_key, *tls_ca;
+    bool client_cert_auth;
 
     atomic_bool stopping;
     atomic_int inflight; /* client calls + server calls not yet freed */

@@ -113,7 +113,7 @@ int dht_server_node_start(const dht_server_node_config *cfg, dht_server_node **o
     dht_grpc_config gc = {.peers = peers, .npeers = n, .workers = cfg->workers,
                           .self = dht_membership_self(cfg->members),
                           .listen_addr = cfg->listen_addr, .service = dht_node_service(s->node),
-                          .serving = is_serving, .serving_arg = s->node};
+                          .serving = is_serving, .serving_arg = s->node, .tls = cfg->tls};
     int rc = dht_grpc_start(&gc, &s->grpc, err, errlen);
     free(peers); /* the transport copied them */
     if (rc != 0) {

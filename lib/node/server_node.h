@@ -9,6 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "net/transport_grpc.h"
 #include "protocol/membership.h"
 #include "storage/wal.h"
 
@@ -21,6 +22,7 @@ typedef struct {
     dht_fsync_mode fsync;
     int workers;                   /* <=0: number of cores */
     int64_t deadline_ms, lease_ms, ae_interval_ms;
+    const dht_grpc_tls *tls;       /* NULL: plaintext; copied by the transport */
 } dht_server_node_config;
 
 /* Opens the data directory (replaying snapshot and log), starts group

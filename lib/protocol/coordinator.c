@@ -37,6 +37,7 @@
 #include <string.h>
 
 #include "base/util.h"
+#include "protocol/replica.h"
 
 /* A peer whose request failed is not asked first for this long. */
 #define SUSPECT_NS (1000 * DHT_NS_PER_MS)
@@ -572,7 +573,19 @@ static void on_contention_timer(void *arg)
 static void check_lock_round(op *o)
 {
     dht_coord *c = o->c;
-    if (o->grants >= c->q) {
+    if (o->grants >= c->q && o->max_counter >= DHT_COUNTER_MAX) {
+        /* No successor version is left (only a hostile or broken member
+         * writes such a counter): writing would wrap or be refused. */
+        for (int p = 0; p < c->n; p++) {
+            if (dht_peerset_has(&o->asked, p) && !dht_peerset_has(&o->refused, p))
+                send_unlock(o, p, o->owner);
+        }
+        o->round++;
+        char why[128];
+        snprintf(why, sizeof why, "key %lld has no version left (counter %llu is the maximum)",
+                 (long long)o->key, (unsigned long long)o->max_counter);
+        finish_put(o, DHT_PUT_NOT_APPLIED, why);
+    } else if (o->grants >= c->q) {
         o->ver.counter = o->max_counter + 1;
         o->ver.writer = o->owner;
         o->holders = (dht_peerset){{0}};

@@ -11,10 +11,11 @@
 
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#define STRIPES 64
+#define STRIPES DHT_REPLICA_STRIPES
 
 typedef struct {
     int64_t key;
@@ -255,11 +256,64 @@ static void do_scan(dht_replica *r, const dht_msg *req, dht_msg *rep)
     rep->from_start = cur.from_start;
 }
 
+int dht_replica_check(const dht_msg *req, char *why, size_t whylen)
+{
+    const char *bad = NULL;
+    char buf[160];
+    switch (req->type) {
+    case DHT_MSG_LOCK:
+        if (req->owner == 0)
+            bad = "lock owner 0";
+        else if (req->lease_ms == 0 || req->lease_ms > DHT_LEASE_MAX_MS) {
+            snprintf(buf, sizeof buf, "lease %u ms outside 1..%u", (unsigned)req->lease_ms,
+                     (unsigned)DHT_LEASE_MAX_MS);
+            bad = buf;
+        }
+        break;
+    case DHT_MSG_UNLOCK:
+        if (req->owner == 0)
+            bad = "lock owner 0";
+        break;
+    case DHT_MSG_WRITE:
+        if (req->version.writer == 0)
+            bad = "writer 0";
+        else if (req->version.counter == 0 || req->version.counter > DHT_COUNTER_MAX) {
+            snprintf(buf, sizeof buf, "version counter %llu outside 1..2^62",
+                     (unsigned long long)req->version.counter);
+            bad = buf;
+        }
+        break;
+    case DHT_MSG_READ:
+        break;
+    case DHT_MSG_SCAN:
+        if (req->limit > DHT_SCAN_PAGE_MAX) {
+            snprintf(buf, sizeof buf, "scan limit %u above %u", (unsigned)req->limit,
+                     (unsigned)DHT_SCAN_PAGE_MAX);
+            bad = buf;
+        } else if (req->stripe > STRIPES) {
+            snprintf(buf, sizeof buf, "scan stripe %u above %u", (unsigned)req->stripe,
+                     (unsigned)STRIPES);
+            bad = buf;
+        }
+        break;
+    default:
+        bad = "not a replica request";
+        break;
+    }
+    if (bad == NULL)
+        return 0;
+    if (why != NULL && whylen > 0)
+        snprintf(why, whylen, "%s", bad);
+    return -1;
+}
+
 void dht_replica_handle(dht_replica *r, int64_t now_ns, const dht_msg *req, dht_msg *reply)
 {
     memset(reply, 0, sizeof *reply);
     reply->type = req->type;
     reply->key = req->key;
+    if (dht_replica_check(req, NULL, 0) != 0)
+        return; /* refused: ok=false, nothing changed */
     switch (req->type) {
     case DHT_MSG_LOCK:
         do_lock(r, now_ns, req, reply);
@@ -288,7 +342,8 @@ void dht_replica_handle_batch(dht_replica *r, int64_t now_ns, const dht_msg *req
     dht_msg *rsmall[16], **wrep = n <= 16 ? rsmall : malloc(n * sizeof *wrep);
     size_t nw = 0;
     for (size_t i = 0; i < n; i++) {
-        if (reqs[i].type == DHT_MSG_WRITE && wreq != NULL && wrep != NULL) {
+        if (reqs[i].type == DHT_MSG_WRITE && wreq != NULL && wrep != NULL &&
+            dht_replica_check(&reqs[i], NULL, 0) == 0) {
             memset(&reps[i], 0, sizeof reps[i]);
             reps[i].type = DHT_MSG_WRITE;
             reps[i].key = reqs[i].key;

@@ -31,6 +31,25 @@
 
 typedef struct dht_replica dht_replica;
 
+/* What a well-formed replica request stays within.  A request outside is
+ * refused (ok=false) and changes nothing, whoever sent it:
+ *  - LOCK: owner != 0, lease 1..DHT_LEASE_MAX_MS (a lease longer than a
+ *    minute only ever blocks a key);
+ *  - UNLOCK: owner != 0;
+ *  - WRITE: writer != 0 and counter 1..DHT_COUNTER_MAX.  The ceiling leaves
+ *    every version room for 2^62 successors, so a coordinator's max + 1
+ *    never wraps (at a billion puts a second, one key needs 146 years to
+ *    get there honestly);
+ *  - SCAN: limit up to DHT_SCAN_PAGE_MAX, stripe up to DHT_REPLICA_STRIPES;
+ *  - READ: any key. */
+#define DHT_LEASE_MAX_MS 60000u
+#define DHT_COUNTER_MAX (UINT64_C(1) << 62)
+#define DHT_SCAN_PAGE_MAX 4096u
+#define DHT_REPLICA_STRIPES 64
+
+/* 0 if req is a well-formed replica request, else -1 with the reason. */
+int dht_replica_check(const dht_msg *req, char *why, size_t whylen);
+
 /* Makes n writes durable; returns 0 once all are, or a negative errno (then
  * none of them is acknowledged).  Called without any stripe lock held,
  * possibly from several threads at once. */

@@ -2,7 +2,8 @@
 # harness.sh - Jepsen-style fault harness for the replicated key-value store.
 #
 # Starts N real server processes (through docker/entrypoint.sh, configured by
-# env IP, PORT, MEMBERS exactly as in a container), each in its own network
+# env IP, PORT, MEMBERS exactly as in a container, and TLS_CERT/TLS_KEY/TLS_CA
+# with --tls), each in its own network
 # namespace on a private bridge, runs concurrent clients (fan-out library and
 # the public service of the nodes) in namespaces of their own, injects faults
 # (kill -9 + restart, wipe + restart, SIGSTOP, nft partitions), heals them,
@@ -20,6 +21,7 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
 ENTRYPOINT=$ROOT/docker/entrypoint.sh
 STATS_AWK=$HERE/stats.awk
+MAKE_CERTS=$ROOT/scripts/make-certs.sh
 EX_SKIP=77
 PFX=dhth            # namespace prefix; names are $PFX<pid>-<role>
 PORT=50051          # the same port on every host, like the containers
@@ -52,6 +54,10 @@ usage: harness.sh --bin DIR [options]
   --margin-ms MS     slack over a deadline before a call counts as hung (default 1000)
   --fsync MODE       FSYNC of the nodes when the server has --fsync
   --log-level L      LOG_LEVEL of the nodes (default info)
+  --tls              mutual TLS everywhere: certificates for the nodes' addresses
+                     (scripts/make-certs.sh), nodes started with TLS_CERT/KEY/CA,
+                     fan-out clients with the coordinator certificate, via
+                     clients and checks with the CA
   --lincheck PATH    checker binary (default BIN/lincheck)
   --budget N         lincheck search budget per key
   --help             this text
@@ -60,7 +66,7 @@ EOF
 }
 
 # ---- options -----------------------------------------------------------------
-DRY_RUN=0 BIN="" NODES=3 DURATION="" SEED="" SCHEDULE=short FAULTS_ARG="" OUT="" KEEP=0 INSTALL=0
+DRY_RUN=0 TLS=0 BIN="" NODES=3 DURATION="" SEED="" SCHEDULE=short FAULTS_ARG="" OUT="" KEEP=0 INSTALL=0
 KEYS=8 FANOUT=2 CONC=2 PACE_MS=2 MARGIN_MS=1000 FSYNC="" NODE_LOG_LEVEL=info LINCHECK="" BUDGET=""
 ALL_FAULTS=(kill wipe pause isolate split bridge oneway clientcut)
 
@@ -74,6 +80,7 @@ while (($#)); do
     --keep) KEEP=1; shift; continue ;;
     --install) INSTALL=1; shift; continue ;;
     --dry-run) DRY_RUN=1; shift; continue ;;
+    --tls) TLS=1; shift; continue ;;
     esac
     (($# >= 2)) || die_usage "$opt needs a value"
     val=$2
@@ -134,11 +141,20 @@ for b in "$SERVER" "$CLIENT"; do [[ -x $b ]] || die_usage "$b is missing (build 
 [[ -x $RAWCALL ]] || RAWCALL=""
 [[ -r $ENTRYPOINT ]] || die_usage "$ENTRYPOINT is missing"
 [[ -r $STATS_AWK ]] || die_usage "$STATS_AWK is missing"
+# Whether a run is TLS is decided by --tls alone: the server, the client and
+# rawcall all read TLS_* from the environment, so a TLS_CA left in the
+# caller's shell would otherwise turn half of a plaintext run into TLS.
+unset TLS_CERT TLS_KEY TLS_CA CLIENT_CERT_AUTH
 
 SERVER_HELP=$("$SERVER" --help 2>&1)
 HAS_DATADIR=0 HAS_FSYNC=0
 [[ $SERVER_HELP == *--data-dir* ]] && HAS_DATADIR=1
 [[ $SERVER_HELP == *--fsync* ]] && HAS_FSYNC=1
+if ((TLS)); then
+    [[ $SERVER_HELP == *--tls-cert* ]] || die_usage "--tls: $SERVER has no --tls-cert option"
+    [[ $("$CLIENT" --help 2>&1) == *--tls-ca* ]] || die_usage "--tls: $CLIENT has no --tls-ca option"
+    [[ -r $MAKE_CERTS ]] || die_usage "--tls: $MAKE_CERTS is missing"
+fi
 # The nodes are configured by env only (like the containers), so they run
 # with the server's default deadline and lease; read them from --help.
 SERVER_DEADLINE_MS=$(grep -o -- '--deadline-ms.*(default [0-9]*' <<<"$SERVER_HELP" | grep -o '[0-9]*$')
@@ -165,6 +181,7 @@ missing=()
 command -v ip >/dev/null 2>&1 || missing+=(iproute2)
 command -v nft >/dev/null 2>&1 || missing+=(nftables)
 command -v pgrep >/dev/null 2>&1 || missing+=(procps)
+((TLS)) && { command -v openssl >/dev/null 2>&1 || missing+=(openssl); }
 if ((${#missing[@]})); then
     if ((INSTALL)) || [[ -n ${CI:-} ]]; then
         echo "harness: installing ${missing[*]}"
@@ -173,7 +190,7 @@ if ((${#missing[@]})); then
             skip "missing ${missing[*]} and apt-get install failed"
         fi
     else
-        skip "missing ${missing[*]} (ip/nft/pgrep); install them, or run with --install (or CI=1) as root"
+        skip "missing ${missing[*]} (ip/nft/pgrep/openssl); install them, or run with --install (or CI=1) as root"
     fi
 fi
 for t in awk sort timeout; do command -v $t >/dev/null 2>&1 || skip "missing $t"; done
@@ -380,12 +397,65 @@ net_up() {
 MEMBERS=""
 for ((i = 1; i <= NODES; i++)); do MEMBERS+="${MEMBERS:+,}$(node_ip $i):$PORT"; done
 
+# ---- TLS (--tls) -------------------------------------------------------------------
+# Empty in a plaintext run, so every command line below is what it always was.
+CERTS="" TLS_VIA=() TLS_FAN=() RAW_ENV=()
+setup_tls() {
+    ((TLS)) || return 0
+    CERTS=$OUT/certs
+    local ips=() i
+    # Each node is dialled by its address in MEMBERS, so that address is the
+    # name its certificate must hold.
+    for ((i = 1; i <= NODES; i++)); do ips+=("$(node_ip "$i")"); done
+    bash "$MAKE_CERTS" "$CERTS" "${ips[@]}" >"$OUT/tmp/make-certs.out" 2>&1 ||
+        { cat "$OUT/tmp/make-certs.out" >&3; die_usage "--tls: scripts/make-certs.sh failed"; }
+    # via clients and the checks are KeyValue/health callers: the CA is all
+    # they need.  The fan-out client speaks dht.Replica, which only a
+    # peer-role certificate may call; the raw replica reads too.
+    TLS_VIA=(--tls-ca "$CERTS/ca.crt")
+    TLS_FAN=(--tls-ca "$CERTS/ca.crt" --tls-cert "$CERTS/coordinator.crt" --tls-key "$CERTS/coordinator.key")
+    RAW_ENV=(TLS_CA="$CERTS/ca.crt" TLS_CERT="$CERTS/coordinator.crt" TLS_KEY="$CERTS/coordinator.key")
+}
+
+# tls_check: the run really is mutual TLS with roles, not a plaintext run
+# that merely passed certificates around: a plaintext caller, a caller
+# without a certificate and one without the peer role must all be refused.
+TLS_SUMMARY="off (plaintext)"
+((TLS)) && TLS_SUMMARY="mutual TLS (not verified: the run stopped before the check)"
+tls_check() {
+    ((TLS)) || return 0
+    local addr out leaks=()
+    addr=$(node_ip 1):$PORT
+    ip netns exec "${CL_NS[ctl]}" "$CLIENT" --via "$addr" --deadline-ms 1000 health >/dev/null 2>&1 &&
+        leaks+=("a plaintext health check of node 1 succeeded")
+    ip netns exec "${CL_NS[ctl]}" "$CLIENT" "${TLS_VIA[@]}" --tls-cert "$CERTS/client.crt" --tls-key "$CERTS/client.key" \
+        --servers "$MEMBERS" --deadline-ms 1000 get 0 >/dev/null 2>&1 &&
+        leaks+=("a fan-out get with the role-less client certificate succeeded")
+    if [[ -n $RAWCALL ]]; then
+        out=$(ip netns exec "${CL_NS[ctl]}" env TLS_CA="$CERTS/ca.crt" "$RAWCALL" "$addr" /dht.Replica/Read "" 1000 2>&1)
+        [[ $out == UNAUTHENTICATED* ]] || leaks+=("dht.Replica/Read without a certificate: '${out%%$'\n'*}', not UNAUTHENTICATED")
+        out=$(ip netns exec "${CL_NS[ctl]}" env TLS_CA="$CERTS/ca.crt" TLS_CERT="$CERTS/client.crt" TLS_KEY="$CERTS/client.key" \
+            "$RAWCALL" "$addr" /dht.Replica/Read "" 1000 2>&1)
+        [[ $out == PERMISSION_DENIED* ]] || leaks+=("dht.Replica/Read with the role-less certificate: '${out%%$'\n'*}', not PERMISSION_DENIED")
+    fi
+    grep -q PLAINTEXT "$OUT"/logs/node*.log && leaks+=("a node log says it serves PLAINTEXT")
+    if ((${#leaks[@]})); then
+        TLS_SUMMARY="FAILED"
+        local b
+        for b in "${leaks[@]}"; do fail_check "TLS: $b"; done
+    else
+        TLS_SUMMARY="mutual TLS (certificates in certs/): plaintext refused, a fan-out client without the peer role refused"
+        [[ -n $RAWCALL ]] && TLS_SUMMARY+=", dht.Replica/Read UNAUTHENTICATED without a certificate and PERMISSION_DENIED without the role"
+    fi
+}
+
 start_node() {
     local i=$1 ns
     ns=$(ns_of_node "$i")
     local envs=(IP="$(node_ip "$i")" PORT="$PORT" MEMBERS="$MEMBERS" SERVER_BIN="$SERVER" LOG_LEVEL="$NODE_LOG_LEVEL")
     ((HAS_DATADIR)) && envs+=(DATA_DIR="$OUT/data/node$i")
     ((HAS_FSYNC)) && [[ -n $FSYNC ]] && envs+=(FSYNC="$FSYNC")
+    ((TLS)) && envs+=(TLS_CERT="$CERTS/node$i.crt" TLS_KEY="$CERTS/node$i.key" TLS_CA="$CERTS/ca.crt")
     echo "----- $(date -u +%FT%T.%3NZ) harness: starting node $i" >>"$OUT/logs/node$i.log"
     # The subshell, ip netns exec, env and the entrypoint all exec: $! is the
     # server itself.  The working directory is ours, in case the server puts
@@ -406,7 +476,7 @@ alive() { # alive PID: running or stopped, not gone or a zombie
 
 # health I [DEADLINE_MS]: node I answers its health check (from the control ns)
 health() {
-    ip netns exec "${CL_NS[ctl]}" "$CLIENT" --via "$(node_ip "$1"):$PORT" --deadline-ms "${2:-500}" health \
+    ip netns exec "${CL_NS[ctl]}" "$CLIENT" "${TLS_VIA[@]}" --via "$(node_ip "$1"):$PORT" --deadline-ms "${2:-500}" health \
         >/dev/null 2>&1
 }
 
@@ -471,10 +541,10 @@ client_seed() { echo $((SEED * 1000 + $1)); }
 start_client() { # start_client NAME INDEX
     local c=$1 idx=$2 args
     if [[ ${CL_KIND[$c]} == fan ]]; then
-        args=(--servers "$MEMBERS" --deadline-ms "$FAN_DEADLINE_MS")
+        args=("${TLS_FAN[@]}" --servers "$MEMBERS" --deadline-ms "$FAN_DEADLINE_MS")
         set -- random --concurrency "$CONC"
     else
-        args=(--via "$(node_ip "${CL_TARGET[$c]}"):$PORT" --deadline-ms "$VIA_DEADLINE_MS")
+        args=("${TLS_VIA[@]}" --via "$(node_ip "${CL_TARGET[$c]}"):$PORT" --deadline-ms "$VIA_DEADLINE_MS")
         set -- random --concurrency 1
     fi
     ip netns exec "${CL_NS[$c]}" "$CLIENT" "${args[@]}" "$@" --keys "$KEYS" --put-ratio 0.5 \
@@ -487,7 +557,7 @@ start_client() { # start_client NAME INDEX
 start_roamer() { # start_roamer WINDOW NODE
     local w=$1 name
     name=$(printf 'R-w%03d' "$w")
-    ip netns exec "${CL_NS[R]}" "$CLIENT" --via "$(node_ip "$2"):$PORT" --deadline-ms "$VIA_DEADLINE_MS" \
+    ip netns exec "${CL_NS[R]}" "$CLIENT" "${TLS_VIA[@]}" --via "$(node_ip "$2"):$PORT" --deadline-ms "$VIA_DEADLINE_MS" \
         random --concurrency 1 --keys "$KEYS" --put-ratio 0.5 --interval-ms "$PACE_MS" --duration 100000 \
         --seed "$(client_seed $((500 + w)))" --json --history "$OUT/history/$name.jsonl" \
         >"$OUT/clients/$name.out" 2>"$OUT/clients/$name.err" </dev/null &
@@ -935,7 +1005,7 @@ final_reads() {
             v=""
             for ((try = 1; try <= 10; try++)); do
                 mono_now; t1=$NOW
-                out=$(ip netns exec "${CL_NS[ctl]}" "$CLIENT" --via "$(node_ip "$i"):$PORT" \
+                out=$(ip netns exec "${CL_NS[ctl]}" "$CLIENT" "${TLS_VIA[@]}" --via "$(node_ip "$i"):$PORT" \
                     --deadline-ms "$VIA_DEADLINE_MS" get "$k" 2>>"$OUT/tmp/final.err")
                 rc=$?
                 mono_now
@@ -1005,7 +1075,7 @@ raw_replica_state() {
     local -A val ver
     for ((k = 0; k < KEYS; k++)); do
         for ((i = 1; i <= NODES; i++)); do
-            out=$(ip netns exec "${CL_NS[ctl]}" "$RAWCALL" "$(node_ip "$i"):$PORT" /dht.Replica/Read "$(key_hex "$k")" 2000 2>/dev/null)
+            out=$(ip netns exec "${CL_NS[ctl]}" env "${RAW_ENV[@]}" "$RAWCALL" "$(node_ip "$i"):$PORT" /dht.Replica/Read "$(key_hex "$k")" 2000 2>/dev/null)
             status=${out%% *}
             HEX=$(sed -n 2p <<<"$out")
             if [[ $status != OK ]]; then unread=$((unread + 1)); continue; fi
@@ -1064,11 +1134,12 @@ write_report() {
         echo "================ fault harness report ================"
         echo "date:      $(date -u '+%F %T UTC')   host: $(hostname)   cores: $(nproc)   kernel: $(uname -r)"
         echo "seed:      $SEED   schedule: $SCHEDULE   nodes: $NODES   faults: ${FAULTS[*]}"
-        echo "replay:    tests/harness/harness.sh --bin $BIN --schedule $SCHEDULE --seed $SEED --nodes $NODES$( [[ $SCHEDULE != short ]] && echo " --duration $DURATION")$( [[ -n $FAULTS_ARG ]] && echo " --faults $FAULTS_ARG")"
+        echo "replay:    tests/harness/harness.sh --bin $BIN --schedule $SCHEDULE --seed $SEED --nodes $NODES$( [[ $SCHEDULE != short ]] && echo " --duration $DURATION")$( [[ -n $FAULTS_ARG ]] && echo " --faults $FAULTS_ARG")$( ((TLS)) && echo " --tls")"
         echo "workload:  keys 0..$((KEYS - 1)), put ratio 0.5; fan-out clients F1..F$FANOUT x$CONC threads; via clients V1..V$NODES (Vi -> node i); R: via a node drawn per window; pace ${PACE_MS} ms"
         echo "deadlines: server $SERVER_DEADLINE_MS ms (lease $LEASE_MS ms); fan-out client $FAN_DEADLINE_MS ms; via client $VIA_DEADLINE_MS ms; margin $MARGIN_MS ms"
         echo "durability: $( ((HAS_DATADIR)) && echo "server has --data-dir: nodes restart with their WAL; wipe = empty dir" || echo "server has NO --data-dir: a killed node restarts EMPTY; wipe nemesis not run")"
         echo "clock:     CLOCK_MONOTONIC from /proc/$CLOCK_SRC"
+        echo "transport: $TLS_SUMMARY"
         echo
         echo "Per fault window and side: ops called in the window; ok / fail (false or error) / unk (outcome"
         echo "unknown); latency percentiles in ms; stall = longest time (s) a 'live' side went without any ok"
@@ -1127,6 +1198,7 @@ write_report() {
         echo "  report.txt, timeline.jsonl (nemesis windows, CLOCK_MONOTONIC ns), plan.txt (the schedule),"
         echo "  history/*.jsonl (every operation; F*/V* whole run, R-wNNN per window, final.jsonl = final reads),"
         echo "  lincheck.txt, stats.tsv, logs/node*.log (through docker/entrypoint.sh), clients/*.out|err, harness.log"
+        ((TLS)) && echo "  certs/ (the run's CA and certificates, made by scripts/make-certs.sh)"
         ((PASSED_PENDING && !KEEP && !OUT_GIVEN)) && echo "  (this directory is removed on exit because the run passed; use --keep or --out to keep it)"
     } >"$REPORT"
 }
@@ -1159,9 +1231,10 @@ setup_out
 sweep_leftovers
 probe_capabilities
 print_plan >"$OUT/plan.txt"
+setup_tls
 
-log "fault harness: seed $SEED, schedule $SCHEDULE, $NODES nodes, ${#PLAN_KIND[@]} windows, about $((planned_ms / 1000)) s of faults and heals"
-log "replay with: $0 --bin $BIN --schedule $SCHEDULE --seed $SEED --nodes $NODES$( [[ $SCHEDULE != short ]] && echo " --duration $DURATION")$( [[ -n $FAULTS_ARG ]] && echo " --faults $FAULTS_ARG")"
+log "fault harness: seed $SEED, schedule $SCHEDULE, $NODES nodes$( ((TLS)) && echo ", mutual TLS"), ${#PLAN_KIND[@]} windows, about $((planned_ms / 1000)) s of faults and heals"
+log "replay with: $0 --bin $BIN --schedule $SCHEDULE --seed $SEED --nodes $NODES$( [[ $SCHEDULE != short ]] && echo " --duration $DURATION")$( [[ -n $FAULTS_ARG ]] && echo " --faults $FAULTS_ARG")$( ((TLS)) && echo " --tls")"
 log "output: $OUT"
 ((HAS_DATADIR)) || NOTES+=("the server has no --data-dir: kill -9 restarts a node with an empty replica, and the wipe nemesis was not run")
 [[ $CLOCK_SRC == uptime ]] && NOTES+=("/proc/timer_list unreadable: window boundaries from /proc/uptime (10 ms, CLOCK_BOOTTIME)")
@@ -1181,7 +1254,9 @@ for ((i = 1; i <= NODES; i++)); do
         exit 2
     fi
 done
-log "all $NODES nodes serving (started through docker/entrypoint.sh with env IP, PORT=$PORT, MEMBERS)"
+log "all $NODES nodes serving (started through docker/entrypoint.sh with env IP, PORT=$PORT, MEMBERS$( ((TLS)) && echo ", TLS_CERT, TLS_KEY, TLS_CA"))"
+tls_check
+((TLS)) && log "transport: $TLS_SUMMARY"
 
 idx=0
 for c in "${CLIENTS[@]}"; do idx=$((idx + 1)); start_client "$c" "$idx"; done

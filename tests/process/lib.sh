@@ -16,6 +16,26 @@ N=${N:-3}
 declare -a PORTS PIDS
 MEMBERS=""
 
+# TLS=1: every node serves only TLS with the certificates that
+# scripts/make-certs.sh makes in $CERTS (all names 127.0.0.1 and localhost):
+# node I presents nodeI, the fan-out client the coordinator's certificate
+# (peer role), --via and the health probe only check the nodes' with the CA.
+TLS=${TLS:-0}
+CERTS=$WORK/certs
+# The binaries read these too; one left in the caller's environment must
+# not turn a test's plaintext client into a TLS one, or the reverse.
+unset TLS_CERT TLS_KEY TLS_CA CLIENT_CERT_AUTH
+tls_node_args() { [ "$TLS" = 1 ] && echo "--tls-cert $CERTS/node$1.crt --tls-key $CERTS/node$1.key --tls-ca $CERTS/ca.crt"; }
+tls_coord_args() { [ "$TLS" = 1 ] && echo "--tls-cert $CERTS/coordinator.crt --tls-key $CERTS/coordinator.key --tls-ca $CERTS/ca.crt"; }
+tls_ca_args() { [ "$TLS" = 1 ] && echo "--tls-ca $CERTS/ca.crt"; }
+make_certs() {
+    [ "$TLS" = 1 ] && [ ! -s "$CERTS/ca.crt" ] || return 0
+    local i names=()
+    for i in $(seq 1 "$N"); do names+=(127.0.0.1,localhost); done
+    "$(dirname "${BASH_SOURCE[0]}")/../../scripts/make-certs.sh" "$CERTS" "${names[@]}" >/dev/null ||
+        fail "make-certs.sh failed"
+}
+
 log() { echo "[$(date +%H:%M:%S.%3N)] $*"; }
 
 fail() {
@@ -39,7 +59,7 @@ trap cleanup EXIT
 start_node() {
     local i=$1
     "$SERVER" --port "${PORTS[$i]}" --ip 127.0.0.1 --members "$MEMBERS" \
-        --data-dir "$WORK/data$i" ${SERVER_ARGS:-} \
+        --data-dir "$WORK/data$i" ${SERVER_ARGS:-} $(tls_node_args "$i") \
         >>"$WORK/node$i.log" 2>&1 </dev/null &
     PIDS[$i]=$!
     disown "$!" # no "Killed" job notices from bash when tests kill it
@@ -49,7 +69,7 @@ start_node() {
 wait_serving() {
     local i=$1 k
     for k in $(seq 1 100); do
-        if "$CLIENT" --via "127.0.0.1:${PORTS[$i]}" --deadline-ms 200 health >/dev/null 2>&1; then
+        if "$CLIENT" --via "127.0.0.1:${PORTS[$i]}" $(tls_ca_args) --deadline-ms 200 health >/dev/null 2>&1; then
             return 0
         fi
         kill -0 "${PIDS[$i]}" 2>/dev/null || return 1
@@ -61,6 +81,7 @@ wait_serving() {
 # start_cluster: picks free ports (retrying on a busy one) and starts N nodes.
 start_cluster() {
     local attempt i ok
+    make_certs
     for attempt in $(seq 1 20); do
         local base=$((20000 + (RANDOM % 400) * 100))
         MEMBERS=""
@@ -101,8 +122,8 @@ restart_node() {
     wait_serving "$1" || fail "node $1 did not come back"
 }
 
-client() { "$CLIENT" --servers "$MEMBERS" "$@"; }
-via() { local i=$1; shift; "$CLIENT" --via "127.0.0.1:${PORTS[$i]}" "$@"; }
+client() { "$CLIENT" --servers "$MEMBERS" $(tls_coord_args) "$@"; }
+via() { local i=$1; shift; "$CLIENT" --via "127.0.0.1:${PORTS[$i]}" $(tls_ca_args) "$@"; }
 
 expect_eq() { # expect_eq ACTUAL EXPECTED WHAT
     [ "$1" = "$2" ] || fail "$3: got '$1', expected '$2'"

@@ -131,11 +131,18 @@ static bool ss_take_resume_locked(sstream *ss)
     return true;
 }
 
-/* Restarts the recv operation a full backlog paused (mu not held). */
-static void ss_resume(sstream *ss)
+/* Ends an operation's turn (mu held, released here): restarts a paused
+ * recv if the backlog allows, then drops the operation's reference, freeing
+ * ss with the last one (never while paused: the recv holds one). */
+static void ss_unlock_release(sstream *ss)
 {
-    if (!ss_start_recv(ss))
+    bool resume = ss_take_resume_locked(ss);
+    bool last = --ss->refs == 0;
+    pthread_mutex_unlock(&ss->mu);
+    if (resume && !ss_start_recv(ss))
         ss_reading_done(ss);
+    if (last)
+        ss_free(ss);
 }
 
 /* The service answered a streamed batch (on any thread). */
@@ -164,19 +171,13 @@ static void ss_answered(void *arg)
     }
     ss->jobs--;
     ss_pump_locked(ss);
-    bool resume = ss_take_resume_locked(ss);
-    bool last = --ss->refs == 0; /* never while paused: the recv holds one */
-    pthread_mutex_unlock(&ss->mu);
+    ss_unlock_release(ss);
     if (bb)
         grpc_byte_buffer_destroy(bb);
     free(o);
     free(j->reqs);
     free(j->reps);
     free(j);
-    if (resume)
-        ss_resume(ss);
-    if (last)
-        ss_free(ss);
 }
 
 static bool ss_start_recv(sstream *ss)
@@ -268,13 +269,7 @@ void dht_grpc_ss_send_done(sstream *ss, int success)
     if (!success)
         ss->dead = true;
     ss_pump_locked(ss);
-    bool resume = ss_take_resume_locked(ss);
-    bool last = --ss->refs == 0;
-    pthread_mutex_unlock(&ss->mu);
-    if (resume)
-        ss_resume(ss);
-    if (last)
-        ss_free(ss);
+    ss_unlock_release(ss);
 }
 
 void dht_grpc_ss_close_done(sstream *ss)
@@ -282,13 +277,7 @@ void dht_grpc_ss_close_done(sstream *ss)
     pthread_mutex_lock(&ss->mu);
     if (ss->cancelled)
         ss->dead = true;
-    bool resume = ss_take_resume_locked(ss);
-    bool last = --ss->refs == 0;
-    pthread_mutex_unlock(&ss->mu);
-    if (resume)
-        ss_resume(ss);
-    if (last)
-        ss_free(ss);
+    ss_unlock_release(ss);
 }
 
 /* A peer opened a batch stream: the call moves from s to a new sstream. */

@@ -91,11 +91,28 @@ static const dht_transport_ops grpc_ops = {dht_grpc_send,   grpc_after,  grpc_no
 
 static void free_queues(dht_grpc *g)
 {
-    for (int i = 0; i < 2 * g->base.npeers; i++) {
+    for (int i = 0; g->queues != NULL && i < 2 * g->base.npeers; i++) {
         pthread_mutex_destroy(&g->queues[i].mu);
         free(g->queues[i].items);
     }
     free(g->queues);
+}
+
+/* The last step of every way out (a failed start, a stop): the memory g
+ * owns (its channels, completion queues and threads are gone by then),
+ * then g itself and this start's reference on gRPC. */
+static void free_instance(dht_grpc *g)
+{
+    free(g->addrs);
+    free(g->channels);
+    free((void *)g->peer_up);
+    free_queues(g);
+    free(g->workers);
+    dht_grpc_tls_drop(g);
+    pthread_mutex_destroy(&g->lmu);
+    pthread_cond_destroy(&g->lcv);
+    free(g);
+    grpc_shutdown();
 }
 
 int dht_grpc_start(const dht_grpc_config *cfg, dht_grpc **out, char *err, size_t errlen)
@@ -141,24 +158,15 @@ int dht_grpc_start(const dht_grpc_config *cfg, dht_grpc **out, char *err, size_t
     g->channels = calloc((size_t)cfg->npeers + 1, sizeof *g->channels);
     g->peer_up = calloc((size_t)cfg->npeers + 1, sizeof *g->peer_up);
     g->queues = calloc(2 * (size_t)cfg->npeers + 1, sizeof *g->queues);
+    for (int i = 0; g->queues != NULL && i < 2 * cfg->npeers; i++)
+        pthread_mutex_init(&g->queues[i].mu, NULL);
     g->workers = calloc((size_t)g->nworkers, sizeof *g->workers);
     if (g->addrs == NULL || g->channels == NULL || g->peer_up == NULL || g->queues == NULL ||
         g->workers == NULL || dht_grpc_tls_keep(g, cfg->tls) != 0) {
-        dht_grpc_tls_drop(g);
-        free(g->addrs);
-        free(g->channels);
-        free((void *)g->peer_up);
-        free(g->queues);
-        free(g->workers);
-        pthread_mutex_destroy(&g->lmu);
-        pthread_cond_destroy(&g->lcv);
-        free(g);
         snprintf(err, errlen, "out of memory");
-        grpc_shutdown();
+        free_instance(g);
         return -1;
     }
-    for (int i = 0; i < 2 * cfg->npeers; i++)
-        pthread_mutex_init(&g->queues[i].mu, NULL);
     grpc_channel_credentials *creds = dht_grpc_channel_creds(cfg->tls);
     for (int i = 0; i < cfg->npeers; i++) {
         g->addrs[i] = strdup(cfg->peers[i]);
@@ -189,16 +197,7 @@ int dht_grpc_start(const dht_grpc_config *cfg, dht_grpc **out, char *err, size_t
             grpc_channel_destroy(g->channels[i]);
             free(g->addrs[i]);
         }
-        free(g->addrs);
-        free(g->channels);
-        free((void *)g->peer_up);
-        free_queues(g);
-        free(g->workers);
-        dht_grpc_tls_drop(g);
-        pthread_mutex_destroy(&g->lmu);
-        pthread_cond_destroy(&g->lcv);
-        free(g);
-        grpc_shutdown();
+        free_instance(g);
         return -1;
     }
     for (int i = 0; i < g->nworkers; i++)
@@ -250,14 +249,5 @@ void dht_grpc_stop(dht_grpc *g)
         pthread_join(g->workers[i].thread, NULL);
         grpc_completion_queue_destroy(g->workers[i].cq);
     }
-    free(g->addrs);
-    free(g->channels);
-    free((void *)g->peer_up);
-    free_queues(g);
-    free(g->workers);
-    dht_grpc_tls_drop(g);
-    pthread_mutex_destroy(&g->lmu);
-    pthread_cond_destroy(&g->lcv);
-    free(g);
-    grpc_shutdown();
+    free_instance(g);
 }

@@ -89,12 +89,6 @@ static int mark_initialized(void *arg, const char *why)
     return 0;
 }
 
-static int64_t fsync_latency(sim_cluster *c)
-{
-    int64_t span = c->cfg.fsync_max_ns - c->cfg.fsync_min_ns;
-    return c->cfg.fsync_min_ns + (span > 0 ? (int64_t)sim_rand(c->w, (uint64_t)span) : 0);
-}
-
 /* One fsync: every queued batch is written to the stable log, then
  * answered. */
 static void commit_round(void *arg)
@@ -138,8 +132,10 @@ static int commit_submit(void *arg, const dht_msg *reqs, dht_msg *reps, size_t n
         inc->queued_writes += reqs[i].type == DHT_MSG_WRITE;
     if (!inc->round_armed) {
         inc->round_armed = true;
-        sim_world *w = inc->h->c->w;
-        sim_at(w, sim_now(w) + fsync_latency(inc->h->c), commit_round, inc);
+        sim_cluster *c = inc->h->c;
+        sim_world *w = c->w;
+        sim_at(w, sim_now(w) + sim_rand_between(w, c->cfg.fsync_min_ns, c->cfg.fsync_max_ns),
+               commit_round, inc);
     }
     return 0;
 }

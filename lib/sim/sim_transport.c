@@ -123,10 +123,14 @@ static event pop(sim_world *w)
     return top;
 }
 
+int64_t sim_rand_between(sim_world *w, int64_t lo, int64_t hi)
+{
+    return lo + (hi > lo ? (int64_t)dht_rng_below(&w->rng, (uint64_t)(hi - lo)) : 0);
+}
+
 static int64_t delay(sim_world *w)
 {
-    int64_t span = w->cfg.delay_max_ns - w->cfg.delay_min_ns;
-    return w->cfg.delay_min_ns + (span > 0 ? (int64_t)dht_rng_below(&w->rng, (uint64_t)span) : 0);
+    return sim_rand_between(w, w->cfg.delay_min_ns, w->cfg.delay_max_ns);
 }
 
 static bool lost(sim_world *w)

@@ -36,6 +36,8 @@ dht_transport *sim_endpoint(sim_world *w, int e);
 dht_replica *sim_replica(sim_world *w, int r);
 int64_t sim_now(sim_world *w);
 uint64_t sim_rand(sim_world *w, uint64_t n); /* uniform in [0, n), from the seed */
+/* Uniform in [lo, hi) from the seed; lo when the range is empty. */
+int64_t sim_rand_between(sim_world *w, int64_t lo, int64_t hi);
 
 void sim_set_loss(sim_world *w, double loss);
 void sim_crash(sim_world *w, int r);

@@ -8,7 +8,8 @@
 # timing is reported, not asserted).
 . "$(dirname "$0")/../process/lib.sh"
 PY=/usr/bin/python3
-"$PY" -c 'import h2' 2>/dev/null || { echo "SKIP: python3-h2 not installed (scripts/deps.sh installs it)"; exit 77; }
+"$PY" -c 'import h2, grpc' 2>/dev/null ||
+    { echo "SKIP: python3-h2 or python3-grpcio not installed (scripts/deps.sh installs them)"; exit 77; }
 start_cluster
 a1="127.0.0.1:${PORTS[1]}"
 rss() { awk '/VmRSS/ {print $2}' "/proc/${PIDS[1]}/status"; }

@@ -8,36 +8,26 @@
       the node's flow control allows and never read a reply, for SECONDS.
 
 Each prints one summary line and exits 0; anything unexpected raises.
-Runs with Debian's /usr/bin/python3 and python3-h2; the protobuf bytes are
+Runs with Debian's /usr/bin/python3, python3-h2 and python3-grpcio (the
+hostile suite, whose protobuf encoder it shares, imports it); the bytes are
 written by hand, so no generated code is needed."""
+import os
 import socket
 import sys
 import threading
 import time
 
 
-def varint(n):
-    out = bytearray()
-    while True:
-        b = n & 0x7F
-        n >>= 7
-        if n:
-            out.append(b | 0x80)
-        else:
-            out.append(b)
-            return bytes(out)
+# The hostile suite's hand-written protobuf and gRPC framing, one copy.
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "hostile"))
+from hostile import batch, grpc_frame, item  # noqa: E402
 
-
-def field(num, wire, payload):
-    return varint(num << 3 | wire) + payload
+READ = 4  # dht_msg_type of a Read, as a batch item
 
 
 def read_batch(batch_id, first_key, n):
-    """A BatchRequest of n READ items (type 4) on keys from first_key."""
-    items = b"".join(
-        field(1, 2, (lambda it: varint(len(it)) + it)(field(1, 0, varint(4)) + field(2, 0, varint(first_key + i))))
-        for i in range(n))
-    return items + field(2, 0, varint(batch_id))
+    """A BatchRequest of n READ items on keys from first_key."""
+    return batch([item(READ, key=first_key + i) for i in range(n)], batch_id)
 
 
 def idle(addr, n, seconds):
@@ -98,7 +88,7 @@ def streams(addr, k, seconds):
             half = sum(sent.values())
         for i, sid in enumerate(ids):
             msg = read_batch(sent[sid] + 1, 2_000_000_000 + i * 1000, 256)
-            frame = b"\0" + len(msg).to_bytes(4, "big") + msg
+            frame = grpc_frame(msg)
             if conn.local_flow_control_window(sid) >= len(frame):
                 conn.send_data(sid, frame)
                 sent[sid] += 1

@@ -932,7 +932,7 @@ static void test_membership_limit(void)
 
 static void test_membership_self_by_address(void)
 {
-    const char *list = "10.0.0.1:5,localhost:6,10.0.0.3:7";
+    const char *list = "198.18.0.1:5,localhost:6,198.18.0.3:7";
     char err[256];
     dht_membership *m;
     CHECK_EQ(dht_membership_new(list, "127.0.0.1:6", &m, err, sizeof err), 0);
@@ -941,10 +941,10 @@ static void test_membership_self_by_address(void)
     CHECK_EQ(dht_membership_new(list, "0.0.0.0:6", &m, err, sizeof err), 0);
     CHECK_EQ(dht_membership_self(m), 1);
     dht_membership_free(m);
-    CHECK_EQ(dht_membership_new(list, "10.0.0.3:7", &m, err, sizeof err), 0);
+    CHECK_EQ(dht_membership_new(list, "198.18.0.3:7", &m, err, sizeof err), 0);
     CHECK_EQ(dht_membership_self(m), 2);
     dht_membership_free(m);
-    refused(list, "10.0.0.9:5", "is not in the member list");
+    refused(list, "198.18.0.9:5", "is not in the member list");
     refused(list, "127.0.0.1:5", "is not in the member list"); /* the port matters */
     refused(list, "nonsense", "this node's address");
 }

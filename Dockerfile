@@ -2,6 +2,7 @@
 #   IP       this container's address or hostname on the cluster network
 #   PORT     the server port, the same on every node (default 50051)
 #   MEMBERS  HOST:PORT of every replica, this one included
+#   REPLICAS members that store each key (default min(3, members))
 #   DATA_DIR the write-ahead log (default /var/lib/kv, a volume)
 #   optional: ID, FSYNC, LOG_LEVEL (see docker/entrypoint.sh)
 # docker-compose.yml starts three of them and a client.
@@ -56,6 +57,6 @@ USER kv
 HEALTHCHECK --interval=5s --timeout=3s --start-period=10s --retries=3 \
   CMD client --via "${IP}:${PORT}" --deadline-ms 1000 health || exit 1
 
-# The entrypoint checks IP, PORT and MEMBERS and execs the server, which then
+# The entrypoint checks IP, PORT, MEMBERS and REPLICAS and execs the server, which then
 # runs as PID 1 and stops cleanly on `docker stop` (SIGTERM) or SIGINT.
 ENTRYPOINT ["/usr/local/bin/entrypoint.sh"]

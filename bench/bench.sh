@@ -39,6 +39,10 @@
 #                    itself, so the coordinator's CPU moves from the servers
 #                    to the client), or both (each cell runs both, and two
 #                    tables compare each with the same etcd runs)
+#   --nodes N        our nodes (default 3; 3..9): every one on 127.0.0.1
+#   --replicas R     our replicas per key (default: the server's, min(3, N));
+#                    with N > R each node stores R/N of the keys, and the
+#                    report adds each node's key count
 #   --our-workers N  completion-queue threads of each of our nodes (default 1:
 #                    three nodes share this machine's cores; the server's own
 #                    default is one per core, which here measured 20-35%
@@ -58,7 +62,7 @@ set -o pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 DURATION=10 FAILOVER=30 KEYS=1000 BIN="" OUT="" PERF=0 DO_FAILOVER=1 KEEP=0 CTEST=0 QUICK=0
-OURS_CLIENT=via ROUNDS=1 OUR_WORKERS=1 DO_MATRIX=1
+OURS_CLIENT=via ROUNDS=1 OUR_WORKERS=1 DO_MATRIX=1 NODES=3 REPLICAS=""
 CONCS="1 16 64"
 WORKLOADS="put get mix"
 
@@ -74,6 +78,8 @@ while [ $# -gt 0 ]; do
     --keys) num "$1" "${2:-}"; KEYS=$2; shift ;;
     --rounds) num "$1" "${2:-}"; ROUNDS=$2; shift ;;
     --our-workers) num "$1" "${2:-}"; OUR_WORKERS=$2; shift ;;
+    --nodes) num "$1" "${2:-}"; [ "$2" -ge 3 ] && [ "$2" -le 9 ] || die "--nodes must be 3..9"; NODES=$2; shift ;;
+    --replicas) num "$1" "${2:-}"; REPLICAS=$2; shift ;;
     --bin) [ -n "${2:-}" ] || { usage >&2; exit 2; }; BIN=$2; shift ;;
     --out) [ -n "${2:-}" ] || { usage >&2; exit 2; }; OUT=$2; shift ;;
     --ours-client)
@@ -90,6 +96,7 @@ while [ $# -gt 0 ]; do
     shift
 done
 [ "$FAILOVER" -ge 3 ] || die "--failover must be at least 3 seconds"
+[ -z "$REPLICAS" ] || [ "$REPLICAS" -le "$NODES" ] || die "--replicas $REPLICAS is more than --nodes $NODES"
 
 log() { echo "[bench $(date +%H:%M:%S)] $*" >&2; }
 
@@ -140,14 +147,18 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-OUR_PORTS=(0 23721 23722 23723)
+OUR_PORTS=(0)
+for i in $(seq 1 "$NODES"); do OUR_PORTS+=($((23720 + i))); done
+OUR_NODES=$(seq 1 "$NODES" | paste -sd' ')
 ETCD_PORTS=(0 23791 23792 23793)
 ETCD_PEER=(0 23801 23802 23803)
 port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 for p in "${OUR_PORTS[@]:1}" "${ETCD_PORTS[@]:1}" "${ETCD_PEER[@]:1}"; do
     port_busy "$p" && die "port $p on 127.0.0.1 is in use (another benchmark running?)"
 done
-OURS=127.0.0.1:23721,127.0.0.1:23722,127.0.0.1:23723
+OURS=$(for i in $OUR_NODES; do printf '127.0.0.1:%s\n' "${OUR_PORTS[$i]}"; done | paste -sd,)
+REPLICAS_ARG=()
+[ -z "$REPLICAS" ] || REPLICAS_ARG=(--replicas "$REPLICAS")
 ETCD=127.0.0.1:23791,127.0.0.1:23792,127.0.0.1:23793
 ETCD_CLUSTER=e1=http://127.0.0.1:23801,e2=http://127.0.0.1:23802,e3=http://127.0.0.1:23803
 
@@ -155,6 +166,7 @@ start_our_node() {
     local i=$1
     "$SERVER" --port "${OUR_PORTS[$i]}" --ip 127.0.0.1 --members "$OURS" \
         --data-dir "$WORK/ours/node$i" --fsync batch --workers "$OUR_WORKERS" --log-level warn \
+        "${REPLICAS_ARG[@]}" \
         >>"$WORK/ours-node$i.log" 2>&1 </dev/null &
     OUR_PID[$i]=$!
     disown "$!" # no "Killed" notice from bash when the failover run kills it
@@ -233,9 +245,9 @@ awk -v n="$(nproc)" '{exit !($1 > n / 2)}' /proc/loadavg &&
     log "warning: this machine is already busy (load $(cut -d' ' -f1 /proc/loadavg)): the numbers will be noisy"
 log "temp dir $WORK"
 mkdir -p "$WORK/ours" "$WORK/etcd"
-for i in 1 2 3; do start_our_node "$i"; done
+for i in $OUR_NODES; do start_our_node "$i"; done
 for i in 1 2 3; do start_etcd_member "$i"; done
-wait_ours 1 2 3
+wait_ours $OUR_NODES
 wait_etcd
 log "ours: $OURS (server --fsync batch --workers $OUR_WORKERS), etcd $ETCD_VERSION: $ETCD (default fsync)"
 
@@ -245,7 +257,7 @@ if [ -z "$OUT" ]; then
 fi
 : >"$OUT" || die "cannot write $OUT"
 CPU_MODEL=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)
-echo "{\"system\":\"meta\",\"date\":\"$(date -Iseconds)\",\"nproc\":$(nproc),\"cpu\":\"$CPU_MODEL\",\"loadavg\":\"$(cut -d' ' -f1-3 /proc/loadavg)\",\"etcd_version\":\"$ETCD_VERSION\",\"keys\":$KEYS,\"duration_s\":$DURATION,\"failover_s\":$FAILOVER,\"ours_client\":\"$OURS_CLIENT\",\"our_workers\":$OUR_WORKERS,\"git\":\"$(git -C "$ROOT" describe --always --dirty 2>/dev/null)\"}" >>"$OUT"
+echo "{\"system\":\"meta\",\"date\":\"$(date -Iseconds)\",\"nproc\":$(nproc),\"cpu\":\"$CPU_MODEL\",\"loadavg\":\"$(cut -d' ' -f1-3 /proc/loadavg)\",\"etcd_version\":\"$ETCD_VERSION\",\"keys\":$KEYS,\"duration_s\":$DURATION,\"failover_s\":$FAILOVER,\"ours_client\":\"$OURS_CLIENT\",\"our_workers\":$OUR_WORKERS,\"nodes\":$NODES,\"replicas\":\"${REPLICAS:-default}\",\"git\":\"$(git -C "$ROOT" describe --always --dirty 2>/dev/null)\"}" >>"$OUT"
 
 # run_load SYSTEM NAME ARGS...: one client run against SYSTEM (etcd, or ours
 # as ours|ours-fanout),
@@ -446,13 +458,13 @@ fi
 # ---- report -----------------------------------------------------------------
 echo
 echo "== $(date '+%Y-%m-%d %H:%M'), $(nproc) cores, $CPU_MODEL, load average before the run $(sed -n 's/.*"loadavg":"\([^"]*\)".*/\1/p' "$OUT" | head -n 1)"
-VIA_DESC="client --via all 3 nodes (each op one call to a node, which coordinates it)"
+VIA_DESC="client --via all $NODES nodes (each op one call to a node, which coordinates it)"
 FAN_DESC="fan-out client --servers (our client as built: it coordinates itself)"
 case $OURS_CLIENT in via) oc=$VIA_DESC ;; fanout) oc=$FAN_DESC ;; both) oc="see each table" ;; esac
-echo "== ours: 3 nodes, --fsync batch --workers $OUR_WORKERS, $oc | etcd $ETCD_VERSION: 3 members, default fsync, client --etcd all 3"
+echo "== ours: $NODES nodes${REPLICAS:+, --replicas $REPLICAS}, --fsync batch --workers $OUR_WORKERS, $oc | etcd $ETCD_VERSION: 3 members, default fsync, client --etcd all 3"
 if [ "$ROUNDS" = 1 ]; then rd="one run per cell"; else rd="median of $ROUNDS rounds per cell"; fi
 echo "== $KEYS keys, 8-byte values, ${DURATION}s per run, $rd, linearizable gets; ratio = ours/etcd ops/s;"
-echo "== cpu us/op = CPU time of the 3 server processes per operation (ours, then etcd)"
+echo "== cpu us/op = CPU time of the server processes per operation (our $NODES, then etcd's 3)"
 if [ $DO_MATRIX = 1 ]; then
     if [ $OURS_CLIENT = both ]; then
         echo
@@ -483,6 +495,14 @@ if [ $DO_FAILOVER = 1 ]; then
     echo " replicas itself, so a dead node costs it nothing; a --via client's calls in flight"
     echo " at the killed node fail, then it moves on to the next node, as the etcd client does)"
 fi
+echo
+echo "== keys stored per node (client --via NODE stats), of $KEYS written"
+for i in $OUR_NODES; do
+    st=$("$CLIENT" --via "127.0.0.1:${OUR_PORTS[$i]}" stats 2>/dev/null)
+    k=$(echo "$st" | grep -o "\"keys\": *[0-9]*" | grep -o "[0-9]*$")
+    echo "{\"system\":\"ours\",\"run\":\"stats\",\"node\":$i,\"stats\":${st:-null}}" >>"$OUT"
+    printf '  node %d: %s keys\n' "$i" "${k:-?}"
+done
 echo
 echo "raw results: $OUT"
 if [ -s "$WORK/broken" ]; then

@@ -1,6 +1,6 @@
 /* client: command-line access to the store.
  *
- *   client [options] put K V | get K | random | health
+ *   client [options] put K V | get K | random | health | stats | locate K
  *
  * By default the client is itself the coordinator: it locks, writes and
  * reads on every replica listed in --servers (fan-out), so it keeps working
@@ -18,6 +18,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "admin.h"
 #include "protocol/coordinator.h"
 #include "protocol/membership.h"
 #include "kvclient.h"
@@ -42,7 +43,7 @@ static void on_sigint(int sig)
 static void usage(FILE *f)
 {
     fprintf(f,
-            "usage: client [options] [put K V | get K | random | health]\n"
+            "usage: client [options] [put K V | get K | random | health | stats | locate K]\n"
             "commands:\n"
             "  put K V          store V under K; prints true/false (exit 0/1); an unknown\n"
             "                   outcome prints false and the reason on stderr\n"
@@ -54,9 +55,21 @@ static void usage(FILE *f)
             "  replica-read K   with --via: that node's own stored value and version of K\n"
             "                   (\"VALUE COUNTER WRITER\"), bypassing the protocol: a\n"
             "                   diagnostic for replication and catch-up\n"
+            "  stats            what nodes say about themselves (dht.Admin/Stats), as JSON:\n"
+            "                   with --via, one object of its first node (exit 1 with the\n"
+            "                   reason if it does not answer); else one line per server of\n"
+            "                   --servers, {\"address\":..., \"reachable\": false, \"error\":...}\n"
+            "                   for those that do not (exit 1 if any)\n"
+            "  locate K         the partition of K and the servers that store it, as the\n"
+            "                   fan-out client places it: \"partition P: ADDR ADDR ADDR\"\n"
             "options:\n"
             "  --servers LIST   HOST:PORT,... of every replica (env MEMBERS;\n"
             "                   default " DEFAULT_SERVERS ")\n"
+            "  --replicas R     replicas per key of the fan-out client and locate, 1..N (env\n"
+            "                   REPLICAS); it must be the nodes' --replicas.  Without it\n"
+            "                   the client asks the servers' Stats for R (and checks that\n"
+            "                   their members are --servers), or, if none answers, assumes\n"
+            "                   min(3, N) with a warning\n"
             "  --via LIST       HOST:PORT,... send to these nodes' public KeyValue\n"
             "                   service instead of fanning out to every replica; random's\n"
             "                   client i uses node i %% n, and moves on to the next node\n"
@@ -104,6 +117,7 @@ typedef struct {
     const char *servers, *via, *etcd;
     dht_tls_paths tls;
     int64_t deadline_ms, workers;
+    int64_t replicas; /* 0: not given */
     dht_log_level level;
     random_opts r;
     bool interval_set;
@@ -122,7 +136,7 @@ static int parse_options(int argc, char **argv, options *o)
         {"seed", required_argument, 0, 'S'},        {"quiet", no_argument, 0, 'q'},
         {"progress", no_argument, 0, 'p'},          {"json", no_argument, 0, 'j'},
         {"tls-cert", required_argument, 0, 'C'},    {"tls-key", required_argument, 0, 'K'},
-        {"tls-ca", required_argument, 0, 'A'},
+        {"tls-ca", required_argument, 0, 'A'},      {"replicas", required_argument, 0, 'R'},
         {"help", no_argument, 0, 'h'},              {0, 0, 0, 0}};
     int c;
     int64_t v;
@@ -146,6 +160,10 @@ static int parse_options(int argc, char **argv, options *o)
         case 'w':
             if (dht_parse_i64(optarg, 1, 64, &o->workers))
                 return bad("--workers '%s' must be 1..64", optarg);
+            break;
+        case 'R':
+            if (dht_parse_i64(optarg, 1, DHT_MAX_MEMBERS, &o->replicas))
+                return bad("--replicas '%s' must be a whole number of replicas, 1..N", optarg);
             break;
         case 'L':
             if (dht_log_level_parse(optarg, &o->level))
@@ -249,6 +267,93 @@ static int cmd_health(const char *addr, int64_t deadline_ms, const dht_grpc_tls 
     return serving ? 0 : 1;
 }
 
+/* stats: the first node (one) or every node of m, as JSON lines. */
+static int cmd_stats(const dht_membership *m, bool one, int64_t deadline_ms,
+                     const dht_grpc_tls *tls)
+{
+    int n = one ? 1 : dht_membership_size(m);
+    const char *addrs[DHT_MAX_MEMBERS];
+    for (int i = 0; i < n; i++)
+        addrs[i] = dht_membership_addr(m, i);
+    admin_result *res = calloc((size_t)n, sizeof *res);
+    char err[256] = "out of memory";
+    int64_t timeout = deadline_ms * DHT_NS_PER_MS;
+    int answered =
+        res ? admin_stats_all(addrs, n, tls, timeout, false, res, err, sizeof err) : -1;
+    if (answered < 0)
+        fprintf(stderr, "client: %s\n", err);
+    else if (one && !res[0].ok)
+        fprintf(stderr, "client: stats of %s failed: %s\n", addrs[0], res[0].error);
+    else
+        for (int i = 0; i < n; i++)
+            admin_print_json(stdout, &res[i]);
+    if (res)
+        admin_results_free(res, n);
+    free(res);
+    return answered == n ? 0 : 1;
+}
+
+/* The fan-out client's view of the servers: *members rebuilt with R (from
+ * --replicas/REPLICAS, else learned from the servers' Stats).  0, or the
+ * exit status (2: R past the servers listed, 1: the servers disagree) with
+ * the reason printed. */
+static int place_like_the_servers(const char *list, int64_t replicas, int64_t deadline_ms,
+                                  const dht_grpc_tls *tls, dht_membership **members)
+{
+    char err[1024];
+    int n = dht_membership_size(*members);
+    if (replicas > n) {
+        fprintf(stderr, "client: --replicas/REPLICAS %lld is more than the %d servers listed\n",
+                (long long)replicas, n);
+        return 2;
+    }
+    int r = (int)replicas;
+    uint64_t theirs = 0;
+    if (r == 0 && admin_learn_replicas(*members, tls, deadline_ms * DHT_NS_PER_MS, &r, &theirs,
+                                       err, sizeof err) != 0) {
+        fprintf(stderr, "client: %s\n", err);
+        return 1;
+    }
+    dht_membership *m;
+    if (dht_membership_new(list, NULL, r, &m, err, sizeof err) != 0) {
+        fprintf(stderr, "client: %s\n", err);
+        return 1;
+    }
+    dht_membership_free(*members);
+    *members = m;
+    if (admin_check_fingerprint(m, theirs, "the servers", err, sizeof err) != 0) {
+        fprintf(stderr, "client: %s\n", err);
+        return 1;
+    }
+    return 0;
+}
+
+/* locate: the partition of key and the servers that store it. */
+static void cmd_locate(const dht_membership *m, int64_t key)
+{
+    dht_peerset rs = dht_membership_replicas(m, key);
+    printf("partition %u:", (unsigned)dht_partition_of(key));
+    for (int p = 0; p < dht_membership_size(m); p++)
+        if (dht_peerset_has(&rs, p))
+            printf(" %s", dht_membership_addr(m, p));
+    printf("\n");
+}
+
+/* The fingerprint of the first --via node's configuration (0 when it does
+ * not say): what its replica requests (replica-read) must carry. */
+static uint64_t via_fingerprint(const dht_membership *m, int64_t deadline_ms,
+                                const dht_grpc_tls *tls)
+{
+    const char *addr = dht_membership_addr(m, 0);
+    admin_result r;
+    char err[256];
+    uint64_t fp = 0;
+    if (admin_stats_all(&addr, 1, tls, deadline_ms * DHT_NS_PER_MS, true, &r, err, sizeof err) == 1)
+        fp = r.stats.fingerprint;
+    admin_results_free(&r, 1);
+    return fp;
+}
+
 int main(int argc, char **argv)
 {
     options o = {.deadline_ms = 2000, .workers = 2, .level = DHT_LOG_ERROR};
@@ -257,6 +362,9 @@ int main(int argc, char **argv)
     o.r.concurrency = 1;
     const char *env = getenv("MEMBERS");
     o.servers = env && *env ? env : DEFAULT_SERVERS;
+    env = getenv("REPLICAS");
+    if (env && *env && dht_parse_i64(env, 1, DHT_MAX_MEMBERS, &o.replicas))
+        return bad("environment REPLICAS='%s' must be a whole number of replicas, 1..N", env);
     dht_tls_paths_env(&o.tls);
     int rc = parse_options(argc, argv, &o);
     if (rc)
@@ -272,11 +380,19 @@ int main(int argc, char **argv)
         if (nargs != 2 || dht_parse_i64(args[0], INT64_MIN, INT64_MAX, &key) ||
             dht_parse_i64(args[1], INT64_MIN, INT64_MAX, &value))
             return bad("%s: put takes two integers: put KEY VALUE", cmd);
-    } else if (strcmp(cmd, "get") == 0 || strcmp(cmd, "replica-read") == 0) {
+    } else if (strcmp(cmd, "get") == 0 || strcmp(cmd, "replica-read") == 0 ||
+               strcmp(cmd, "locate") == 0) {
         if (nargs != 1 || dht_parse_i64(args[0], INT64_MIN, INT64_MAX, &key))
             return bad("%s takes one integer KEY", cmd);
         if (cmd[0] == 'r' && (!o.via || o.etcd))
             return bad("%s needs --via HOST:PORT", cmd);
+        if (cmd[0] == 'l' && (o.via || o.etcd))
+            return bad("%s places keys among --servers, not --via or --etcd nodes", cmd);
+    } else if (strcmp(cmd, "stats") == 0) {
+        if (nargs != 0)
+            return bad("%s takes no arguments", cmd);
+        if (o.etcd)
+            return bad("%s asks the store's nodes, not --etcd", cmd);
     } else if (strcmp(cmd, "random") == 0) {
         optind = 0; /* random's own options may follow the command */
         int sub = parse_options(nargs + 1, args - 1, &o);
@@ -289,6 +405,9 @@ int main(int argc, char **argv)
     } else if (strcmp(cmd, "health") != 0) {
         return bad("unknown command '%s'", cmd);
     }
+    /* Commands that only ask nodes about themselves, or compute. */
+    bool admin = strcmp(cmd, "health") == 0 || strcmp(cmd, "stats") == 0 ||
+                 strcmp(cmd, "locate") == 0;
 
     if (o.via && o.etcd)
         return bad("%s: choose one of --via and --etcd", "--etcd");
@@ -300,7 +419,7 @@ int main(int argc, char **argv)
                    "--tls-ca missing");
     /* The fan-out client calls dht.Replica itself; without the role every
      * call would come back PERMISSION_DENIED or UNAUTHENTICATED. */
-    if (o.tls.ca && !o.tls.cert && !o.via && !o.etcd && strcmp(cmd, "health") != 0)
+    if (o.tls.ca && !o.tls.cert && !o.via && !o.etcd && !admin)
         return bad("%s: the fan-out client coordinates and needs a peer-role certificate "
                    "(--tls-cert/--tls-key, e.g. make-certs.sh's coordinator.crt), or use --via",
                    "TLS");
@@ -310,7 +429,7 @@ int main(int argc, char **argv)
     char err[512];
     const char *list = o.etcd ? o.etcd : o.via ? o.via : o.servers;
     dht_membership *members;
-    if (dht_membership_new(list, NULL, &members, err, sizeof err) != 0)
+    if (dht_membership_new(list, NULL, 0, &members, err, sizeof err) != 0)
         return bad("bad server address: %s", err);
     int n = dht_membership_size(members);
     dht_pem_set pem = {0};
@@ -322,11 +441,30 @@ int main(int argc, char **argv)
         return 1;
     }
     const dht_grpc_tls *tlsp = o.tls.ca ? &tls : NULL;
-    if (strcmp(cmd, "health") == 0) {
+    if (strcmp(cmd, "health") == 0)
         rc = cmd_health(dht_membership_addr(members, 0), o.deadline_ms, tlsp);
+    else if (strcmp(cmd, "stats") == 0)
+        rc = cmd_stats(members, o.via != NULL, o.deadline_ms, tlsp);
+    else if (!o.via && !o.etcd) /* fan-out and locate: place keys as the servers do */
+        rc = place_like_the_servers(list, o.replicas, o.deadline_ms, tlsp, &members);
+    if (rc == 0 && strcmp(cmd, "locate") == 0)
+        cmd_locate(members, key);
+    if (rc != 0 || admin) {
         dht_membership_free(members);
         dht_pem_set_free(&pem);
         return rc;
+    }
+    /* The configuration the replica requests carry (fan-out: the client's
+     * placement, which is the servers'; replica-read: the --via node's). */
+    uint64_t fingerprint = 0;
+    char *config_line = NULL;
+    if (!o.via && !o.etcd) {
+        fingerprint = dht_membership_fingerprint(members);
+        size_t len = dht_membership_describe(members, NULL, 0) + 1;
+        if ((config_line = malloc(len)) != NULL)
+            dht_membership_describe(members, config_line, len);
+    } else if (strcmp(cmd, "replica-read") == 0) {
+        fingerprint = via_fingerprint(members, o.deadline_ms, tlsp);
     }
 
     char name[48];
@@ -342,9 +480,11 @@ int main(int argc, char **argv)
     for (int i = 0; i < n; i++)
         peers[i] = dht_membership_addr(members, i);
     dht_grpc_config gc = {.peers = peers, .npeers = n, .workers = (int)o.workers,
-                          .on_peer_state = on_peer_state, .tls = tlsp};
+                          .on_peer_state = on_peer_state, .tls = tlsp,
+                          .fingerprint = fingerprint, .config_line = config_line};
     dht_grpc *g;
     rc = dht_grpc_start(&gc, &g, err, sizeof err);
+    free(config_line); /* copied, like the PEM text */
     dht_pem_set_free(&pem); /* the transport keeps its own copy */
     if (rc != 0) {
         fprintf(stderr, "client: %s\n", err);

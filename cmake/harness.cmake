@@ -15,7 +15,16 @@
 # connections (handshakes after a restart, a heal, a resumed SIGSTOP) and
 # the role check on dht.Replica is exercised by the fan-out clients.
 #
-#   ctest -R fault_harness_short --output-on-failure    # both
+# fault_harness_six_nodes partitions the key space: six nodes, three
+# replicas per key (each node stores about half of the keys), the short
+# walk cut to kill, wipe, pause, split and bridge (a minute of faults and
+# heals, about 75 s in all): each key's checks involve its own three replicas,
+# a wiped node recovers only its partitions, a split or a bridge may leave
+# some keys without a quorum on one side (calls on them must answer in time),
+# and after healing every key is read through every node.
+#
+#   ctest -R fault_harness_short --output-on-failure    # both short walks
+#   ctest -L harness --output-on-failure                # all three
 #   ctest -LE slow                   # everything but the harness
 # Soak runs: see tests/harness/README.md.
 
@@ -32,6 +41,16 @@ add_test(NAME fault_harness_short_tls
     COMMAND bash ${CMAKE_SOURCE_DIR}/tests/harness/harness.sh
             --bin $<TARGET_FILE_DIR:server> --schedule short --tls)
 set_tests_properties(fault_harness_short_tls PROPERTIES
+    LABELS "harness;slow"
+    TIMEOUT 300
+    SKIP_RETURN_CODE 77
+    RUN_SERIAL TRUE)
+
+add_test(NAME fault_harness_six_nodes
+    COMMAND bash ${CMAKE_SOURCE_DIR}/tests/harness/harness.sh
+            --bin $<TARGET_FILE_DIR:server> --schedule short --nodes 6 --replicas 3
+            --faults kill,wipe,pause,split,bridge)
+set_tests_properties(fault_harness_six_nodes PROPERTIES
     LABELS "harness;slow"
     TIMEOUT 300
     SKIP_RETURN_CODE 77

@@ -19,7 +19,8 @@ set(PROC_TESTS
   p4_liveness_false_put_retry p5_kill9_mid_load public_service_each_node
   bad_input
   d1_kill_all_restart d2_crash_restart_loop d3_wipe_then_kill_other d4_catch_up
-  d5_storage_errors clean_shutdown hostile_regressions)
+  d5_storage_errors clean_shutdown hostile_regressions
+  n6_two_down n6_two_wiped config_change)
 foreach(t ${PROC_TESTS})
   add_test(NAME proc_${t}
     COMMAND bash ${CMAKE_SOURCE_DIR}/tests/process/${t}.sh $<TARGET_FILE_DIR:server>)

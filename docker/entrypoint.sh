@@ -9,6 +9,8 @@
 #   PORT      port of the server, the same on every host (1-65535)
 #   MEMBERS   HOST:PORT,... of every replica, this one included
 # Optional:
+#   REPLICAS    members that store each key (--replicas), 1..number of
+#               MEMBERS; default min(3, that number).  The same on every node
 #   ID          1-based index of this node in MEMBERS (--id), for when MEMBERS
 #               names hosts rather than the addresses the nodes listen on
 #   DATA_DIR    directory of the write-ahead log (--data-dir; created if missing)
@@ -64,6 +66,11 @@ elif ((self == 0)); then
     die "this host ($IP:$PORT) is not in MEMBERS='$MEMBERS'; fix IP/PORT/MEMBERS or set ID"
 fi
 
+if [[ -n ${REPLICAS:-} ]]; then
+    [[ $REPLICAS =~ ^[0-9]+$ ]] && ((10#$REPLICAS >= 1 && 10#$REPLICAS <= ${#members[@]})) ||
+        die "REPLICAS='$REPLICAS' must be a number of replicas per key, 1..${#members[@]} (the members in MEMBERS)"
+fi
+
 args=(--ip "$IP" --port "$PORT" --members "$MEMBERS")
 [[ -n ${ID:-} ]] && args+=(--id "$ID")
 
@@ -73,6 +80,10 @@ if [[ -n ${DATA_DIR:-} ]]; then
     [[ $help == *--data-dir* ]] || die "DATA_DIR is set but $SERVER_BIN has no --data-dir option"
     mkdir -p -- "$DATA_DIR" || die "cannot create DATA_DIR=$DATA_DIR"
     args+=(--data-dir "$DATA_DIR")
+fi
+if [[ -n ${REPLICAS:-} ]]; then
+    [[ $help == *--replicas* ]] || die "REPLICAS is set but $SERVER_BIN has no --replicas option"
+    args+=(--replicas "$((10#$REPLICAS))")
 fi
 if [[ -n ${FSYNC:-} ]]; then
     [[ $FSYNC == always || $FSYNC == batch || $FSYNC == never ]] ||
@@ -110,6 +121,6 @@ if [[ -n ${CLIENT_CERT_AUTH:-} ]]; then
     fi
 fi
 
-# The server reads IP/PORT/MEMBERS and TLS_* itself too; the flags just make
+# The server reads IP/PORT/MEMBERS/REPLICAS and TLS_* itself too; the flags just make
 # the command line in `ps` and in the logs self-explanatory.
 exec "$SERVER_BIN" "${args[@]}" "$@"

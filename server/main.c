@@ -4,9 +4,9 @@
  * configuration, handles signals, and starts and stops the node
  * (lib/node/server_node.c); what a request does is decided below it.
  *
- * Configuration comes from flags, then the environment (IP, PORT, MEMBERS),
- * then defaults; with no port at all and a terminal on stdin it asks for
- * one, like the exam's Go demo.  The TLS files are read here and their
+ * Configuration comes from flags, then the environment (IP, PORT, MEMBERS,
+ * REPLICAS...), then defaults; with no port at all and a terminal on stdin
+ * it asks for one, like the exam's Go demo.  The TLS files are read here and their
  * text handed down (README, "Security").  SIGINT/SIGTERM stop it cleanly: the main
  * thread waits for them with sigwait while the transport's threads serve.
  */
@@ -37,6 +37,8 @@ typedef struct {
     int64_t port;
     const char *ip;
     const char *members;
+    const char *replicas;     /* R as given, checked against the members; NULL: default */
+    bool replicas_env;        /* it came from REPLICAS, not --replicas */
     int64_t id; /* 1-based index into members; 0: find by address */
     int64_t deadline_ms, lease_ms, workers;
     dht_log_level level;
@@ -56,6 +58,10 @@ static void usage(FILE *f)
             "                    (env IP; default 0.0.0.0, matched as 127.0.0.1)\n"
             "  --members LIST    HOST:PORT,... of every replica, this node included\n"
             "                    (env MEMBERS; default " DEFAULT_MEMBERS ")\n"
+            "  --replicas R      members that store each key, 1..N of the N members (env\n"
+            "                    REPLICAS; default min(3, N)); every member must be given\n"
+            "                    the same R.  With R = N (e.g. three nodes, R = 3) every\n"
+            "                    node stores every key, as before partitioning\n"
             "  --id N            this node is entry N (1-based) of the member list\n"
             "  --deadline-ms MS  deadline of each coordinated put/get (default 2000)\n"
             "  --lease-ms MS     lock lease (default 500)\n"
@@ -96,6 +102,7 @@ static int parse_args(int argc, char **argv, options *o)
     static const struct option longopts[] = {
         {"port", required_argument, 0, 'p'},      {"ip", required_argument, 0, 'i'},
         {"members", required_argument, 0, 'm'},   {"id", required_argument, 0, 'n'},
+        {"replicas", required_argument, 0, 'r'},
         {"deadline-ms", required_argument, 0, 'd'}, {"lease-ms", required_argument, 0, 'l'},
         {"workers", required_argument, 0, 'w'},   {"log-level", required_argument, 0, 'v'},
         {"data-dir", required_argument, 0, 'D'},  {"fsync", required_argument, 0, 'f'},
@@ -120,6 +127,10 @@ static int parse_args(int argc, char **argv, options *o)
         o->ip = e;
     if ((e = getenv("MEMBERS")) != NULL && *e)
         o->members = e;
+    if ((e = getenv("REPLICAS")) != NULL && *e) {
+        o->replicas = e;
+        o->replicas_env = true;
+    }
     dht_tls_paths_env(&o->tls);
     if ((e = getenv("CLIENT_CERT_AUTH")) != NULL && *e) {
         if (strcmp(e, "1") != 0 && strcmp(e, "0") != 0)
@@ -139,6 +150,10 @@ static int parse_args(int argc, char **argv, options *o)
             break;
         case 'm':
             o->members = optarg;
+            break;
+        case 'r':
+            o->replicas = optarg;
+            o->replicas_env = false;
             break;
         case 'n':
             if (dht_parse_i64(optarg, 1, DHT_MAX_MEMBERS, &o->id) != 0)
@@ -275,9 +290,9 @@ int main(int argc, char **argv)
      * listed address.  The membership module finds it in the list after
      * normalising both (localhost, 0.0.0.0 and 127.0.0.1 are one host). */
     const char *list = o.members ? o.members : DEFAULT_MEMBERS;
-    char err[512], self_addr[DHT_ADDR_MAX];
+    char err[DHT_SERVER_NODE_ERR_MAX], self_addr[DHT_ADDR_MAX];
     dht_membership *members;
-    if (dht_membership_new(list, NULL, &members, err, sizeof err) != 0) {
+    if (dht_membership_new(list, NULL, 0, &members, err, sizeof err) != 0) {
         fprintf(stderr, "server: bad members list: %s\n", err);
         return 2;
     }
@@ -288,6 +303,18 @@ int main(int argc, char **argv)
         dht_membership_free(members);
         return 2;
     }
+    int64_t replicas = 0; /* 0: the default, min(3, n) */
+    if (o.replicas && dht_parse_i64(o.replicas, 1, n, &replicas) != 0) {
+        char what[DHT_ADDR_MAX];
+        snprintf(what, sizeof what, o.replicas_env ? "environment REPLICAS='%s'" : "--replicas '%s'",
+                 o.replicas);
+        fprintf(stderr,
+                "server: %s is not a number of replicas per key from 1 to %d: the members "
+                "list %s has %d member%s\n",
+                what, n, list, n, n == 1 ? "" : "s");
+        dht_membership_free(members);
+        return 2;
+    }
     if (o.id)
         snprintf(self_addr, sizeof self_addr, "%s", dht_membership_addr(members, (int)o.id - 1));
     else
@@ -295,7 +322,8 @@ int main(int argc, char **argv)
                  o.ip ? o.ip : "127.0.0.1", (long long)o.port);
     int self = dht_membership_find(members, self_addr);
     dht_membership_free(members);
-    if (self < 0 || dht_membership_new(list, self_addr, &members, err, sizeof err) != 0) {
+    if (self < 0 ||
+        dht_membership_new(list, self_addr, (int)replicas, &members, err, sizeof err) != 0) {
         fprintf(stderr,
                 "server: this node (%s:%lld) is not in the members list %s; "
                 "fix MEMBERS or pass --id N\n",
@@ -364,7 +392,8 @@ int main(int argc, char **argv)
         return 1;
     }
     dht_pem_set_free(&pem); /* the transport keeps its own copy */
-    DHT_INFO("serving on %s as member %d of %d (%s), quorum %d", listen_addr, self + 1, n, list,
+    DHT_INFO("serving on %s as member %d of %d (%s), %d replicas per key, quorum %d",
+             listen_addr, self + 1, n, list, dht_membership_replica_count(members),
              dht_membership_quorum(members));
     if (o.tls.ca)
         DHT_INFO("TLS only: dht.Replica for certificates of %s with the URI SAN %s; KeyValue "

@@ -121,8 +121,15 @@ static void run_init(run *r, const sim_cluster_config *cfg, int nclients, int op
     r->nodes = cfg->nodes;
     r->keys = keys;
     r->nclients = nclients;
-    /* A new cluster: every node starts empty and decides so with its peers. */
-    sim_run_until(r->w, sim_now(r->w) + SEC);
+    /* A new cluster: every node starts empty and decides so with its peers
+     * (a lost question costs its deadline, 2 s). */
+    int64_t until = sim_now(r->w) + 10 * SEC;
+    for (bool all = false; !all && sim_now(r->w) < until;) {
+        sim_run_until(r->w, sim_now(r->w) + 100 * MS);
+        all = true;
+        for (int i = 0; i < cfg->nodes; i++)
+            all = all && sim_cluster_serving(r->c, i);
+    }
     for (int i = 0; i < cfg->nodes; i++)
         CHECK(sim_cluster_serving(r->c, i));
     for (int i = 0; i < nclients; i++) {
@@ -145,30 +152,52 @@ static void check_linearizable(run *r, uint64_t seed)
     CHECK_EQ(v, DHT_LIN_OK);
 }
 
-/* Every live replica holds the same (value, version) for every key. */
-static void check_converged(run *r)
+/* Nodes a and b (or -1) lost their disks together: keys both stored have
+ * one complete replica left of three and are not checked. */
+static bool both_lost(run *r, int a, int b, int64_t key)
 {
-    dht_replica *first = NULL;
-    for (int i = 0; i < r->nodes; i++) {
-        dht_replica *rep = sim_cluster_replica(r->c, i);
-        if (rep == NULL)
+    return a >= 0 && b >= 0 && sim_cluster_stores(r->c, a, key) &&
+           sim_cluster_stores(r->c, b, key);
+}
+
+/* Every live replica of a key holds the same (value, version) for it, and
+ * no other node holds it at all. */
+static void check_converged_except(run *r, int a, int b)
+{
+    for (int64_t k = 0; k < r->keys; k++) {
+        if (both_lost(r, a, b, k))
             continue;
-        if (first == NULL) {
-            first = rep;
-            continue;
-        }
-        for (int64_t k = 0; k < r->keys; k++) {
+        dht_replica *first = NULL;
+        int first_node = -1;
+        for (int i = 0; i < r->nodes; i++) {
+            dht_replica *rep = sim_cluster_replica(r->c, i);
+            if (rep == NULL)
+                continue;
             int64_t v1, v2;
-            dht_version a, b;
-            dht_replica_lookup(first, k, &v1, &a);
-            dht_replica_lookup(rep, k, &v2, &b);
-            if (v1 != v2 || dht_version_cmp(a, b) != 0)
+            dht_version x, y;
+            dht_replica_lookup(rep, k, &v2, &y);
+            if (!sim_cluster_stores(r->c, i, k)) {
+                CHECK_EQ(y.counter, 0); /* placement: not a replica, holds nothing */
+                continue;
+            }
+            if (first == NULL) {
+                first = rep;
+                first_node = i;
+                continue;
+            }
+            dht_replica_lookup(first, k, &v1, &x);
+            if (v1 != v2 || dht_version_cmp(x, y) != 0)
                 fprintf(stderr, "key %lld: node %d has %lld, node %d has %lld\n", (long long)k,
-                        1, (long long)v1, i + 1, (long long)v2);
+                        first_node + 1, (long long)v1, i + 1, (long long)v2);
             CHECK_EQ(v1, v2);
-            CHECK(dht_version_cmp(a, b) == 0);
+            CHECK(dht_version_cmp(x, y) == 0);
         }
     }
+}
+
+static void check_converged(run *r)
+{
+    check_converged_except(r, -1, -1);
 }
 
 static void run_free(run *r)
@@ -418,6 +447,133 @@ static void test_node_nine_nodes_faults(void)
     run_free(&r);
 }
 
+/* ---- a partitioned key space: N = 6, R = 3 --------------------------------------- */
+
+/* Under load, node `crashed` crashes and restarts with its data and node
+ * `wiped` with none: linearizable, every node serves again, every key's
+ * replicas agree and the other nodes hold none of it. */
+static void crash_and_wipe_under_load(const sim_cluster_config *cfg, int clients, int ops,
+                                      int64_t keys, int crashed, int wiped)
+{
+    run r;
+    run_init(&r, cfg, clients, ops, keys);
+    int64_t t0 = sim_now(r.w);
+    fault f1 = {r.c, crashed, false}, f2 = {r.c, wiped, true};
+    sim_at(r.w, t0 + 100 * MS, do_crash, &f1);
+    sim_at(r.w, t0 + 150 * MS, do_crash, &f2);
+    sim_at(r.w, t0 + 400 * MS, do_restart, &f1);
+    sim_at(r.w, t0 + 450 * MS, do_restart, &f2);
+    sim_run_until(r.w, t0 + 4 * SEC);
+    sim_run_until(r.w, sim_now(r.w) + 4 * SEC);
+    CHECK_EQ(r.applied + r.not_applied + r.unknown + r.gets_ok + r.gets_failed, clients * ops);
+    CHECK(r.applied > 100);
+    check_linearizable(&r, cfg->seed);
+    for (int i = 0; i < cfg->nodes; i++)
+        CHECK(sim_cluster_serving(r.c, i));
+    check_converged(&r);
+    run_free(&r);
+}
+
+/* Six nodes, three replicas per key, with message loss. */
+static void test_node_partitioned_six_nodes(void)
+{
+    sim_cluster_config cfg = {.seed = base_seed() + 60, .nodes = 6, .replicas = 3,
+                              .loss = 0.005};
+    crash_and_wipe_under_load(&cfg, 10, 80, 40, 1, 4);
+}
+
+/* With two of six nodes down, the keys they both store (two of their
+ * three replicas) refuse within the deadline; every other key works. */
+static void test_node_two_down_only_shared_keys_refuse(void)
+{
+    sim_cluster_config cfg = {.seed = base_seed() + 61, .nodes = 6, .replicas = 3};
+    sim_cluster *c = sim_cluster_new(&cfg);
+    sim_world *w = sim_cluster_world(c);
+    sim_run_until(w, sim_now(w) + SEC);
+    sim_cluster_crash(c, 0);
+    sim_cluster_crash(c, 3);
+    int shared = 0, other = 0;
+    for (int64_t k = 0; k < 120; k++) {
+        bool both = sim_cluster_stores(c, 0, k) && sim_cluster_stores(c, 3, k);
+        one_put p = {.key = k, .value = 1000 + k};
+        int64_t start = sim_now(w);
+        sim_cluster_put(c, 1 + (int)(k % 2), k, p.value,
+                        SEC, one_put_done, &p);
+        while (!p.done && sim_now(w) < start + 2 * SEC)
+            sim_run_until(w, sim_now(w) + 10 * MS);
+        CHECK(p.done && sim_now(w) - start <= SEC + 20 * MS); /* within the deadline */
+        one_get g = {0};
+        sim_cluster_get(c, 5, k, SEC, one_get_done, &g);
+        start = sim_now(w);
+        while (!g.done && sim_now(w) < start + 2 * SEC)
+            sim_run_until(w, sim_now(w) + 10 * MS);
+        CHECK(g.done);
+        if (both) {
+            shared++;
+            CHECK(p.ok != 1); /* not acknowledged */
+            CHECK(!g.ok);
+        } else {
+            other++;
+            CHECK_EQ(p.ok, 1);
+            CHECK(g.ok && g.value == 1000 + k);
+        }
+    }
+    CHECK(shared > 0 && other > shared);
+    sim_cluster_free(c);
+}
+
+/* Two of six nodes lose their disks at once, under load.  They must not
+ * take each other's emptiness for a new cluster: they keep the cluster's
+ * id and recover, each partition from two complete replicas, and serve
+ * the partitions they could recover; the keys both stored (one complete
+ * replica left) refuse rather than lose acknowledged puts. */
+static void test_node_two_wiped_at_once_lose_nothing(void)
+{
+    uint64_t seed = base_seed() + 62;
+    sim_cluster_config cfg = {.seed = seed, .nodes = 6, .replicas = 3};
+    run r;
+    run_init(&r, &cfg, 10, 120, 60);
+    uint64_t id = sim_cluster_id(r.c, 2);
+    CHECK(id != 0);
+    int64_t t0 = sim_now(r.w);
+    fault f1 = {r.c, 0, true}, f2 = {r.c, 1, true};
+    sim_at(r.w, t0 + 300 * MS, do_restart, &f1);
+    sim_at(r.w, t0 + 300 * MS, do_restart, &f2);
+    /* Operations on the keys both stored take their whole deadline. */
+    while (r.applied + r.not_applied + r.unknown + r.gets_ok + r.gets_failed < 10 * 120 &&
+           sim_now(r.w) < t0 + 300 * SEC)
+        sim_run_until(r.w, sim_now(r.w) + SEC);
+    sim_run_until(r.w, sim_now(r.w) + 3 * SEC);
+    CHECK_EQ(r.applied + r.not_applied + r.unknown + r.gets_ok + r.gets_failed, 10 * 120);
+    check_linearizable(&r, seed);
+    for (int i = 0; i < 6; i++)
+        CHECK_EQ(sim_cluster_id(r.c, i), id); /* no second cluster formed */
+    /* Every partition of theirs that has two other complete replicas
+     * serves; the ones they share wait. */
+    for (int64_t k = 0; k < r.keys; k++) {
+        bool lost = both_lost(&r, 0, 1, k);
+        for (int i = 0; i < 2; i++)
+            if (sim_cluster_stores(r.c, i, k))
+                CHECK_EQ(dht_replica_partition_recovering(sim_cluster_replica(r.c, i),
+                                                          dht_partition_of(k)),
+                         lost);
+        one_get g = {0};
+        sim_cluster_get(r.c, 4, k, SEC, one_get_done, &g);
+        sim_run_until(r.w, sim_now(r.w) + 1100 * MS);
+        CHECK(g.done);
+        CHECK_EQ(g.ok, !lost);
+    }
+    check_converged_except(&r, 0, 1);
+    run_free(&r);
+}
+
+/* At the member limit of the tests (64 nodes, R = 3). */
+static void test_node_sixty_four_nodes(void)
+{
+    sim_cluster_config cfg = {.seed = base_seed() + 64, .nodes = 64, .replicas = 3};
+    crash_and_wipe_under_load(&cfg, 16, 40, 200, 10, 50);
+}
+
 static const test_case tests[] = {
     {"node_crash_restart", test_node_crash_restart},
     {"node_wiped_recovers", test_node_wiped_recovers},
@@ -425,6 +581,10 @@ static const test_case tests[] = {
     {"node_crash_loses_only_unsynced", test_node_crash_loses_only_unsynced},
     {"node_wiped_node_copies_before_serving", test_node_wiped_node_copies_before_serving},
     {"node_nine_nodes_faults", test_node_nine_nodes_faults},
+    {"node_partitioned_six_nodes", test_node_partitioned_six_nodes},
+    {"node_two_down_only_shared_keys_refuse", test_node_two_down_only_shared_keys_refuse},
+    {"node_two_wiped_at_once_lose_nothing", test_node_two_wiped_at_once_lose_nothing},
+    {"node_sixty_four_nodes", test_node_sixty_four_nodes},
     {0},
 };
 

@@ -143,7 +143,9 @@ static const dht_membership *sim_members(int n, int self)
     numbered_list(list, sizeof list, n);
     snprintf(me, sizeof me, "127.0.0.1:%d", self + 1);
     dht_membership *m;
-    if (dht_membership_new(list, self >= 0 ? me : NULL, &m, err, sizeof err) != 0) {
+    /* Every member stores every key (R = N): these tests are about the
+     * protocol among one key's replicas; placement has its own below. */
+    if (dht_membership_new(list, self >= 0 ? me : NULL, n, &m, err, sizeof err) != 0) {
         fprintf(stderr, "%s\n", err);
         CHECK(0);
     }
@@ -858,7 +860,7 @@ static void refused(const char *list, const char *self, const char *want)
 {
     dht_membership *m = (dht_membership *)&m; /* must come back NULL */
     char err[512] = "";
-    CHECK_EQ(dht_membership_new(list, self, &m, err, sizeof err), -1);
+    CHECK_EQ(dht_membership_new(list, self, 0, &m, err, sizeof err), -1);
     CHECK(m == NULL);
     if (strstr(err, want) == NULL) {
         fprintf(stderr, "'%s': message '%s' lacks '%s'\n", list ? list : "(null)", err, want);
@@ -885,7 +887,7 @@ static void test_membership_parse_and_normalise(void)
         CHECK_EQ(dht_member_addr_normalise(bad[i], a, sizeof a, err, sizeof err), -1);
 
     dht_membership *m;
-    CHECK_EQ(dht_membership_new("localhost:5,Node-B:6,[::1]:7", NULL, &m, err, sizeof err), 0);
+    CHECK_EQ(dht_membership_new("localhost:5,Node-B:6,[::1]:7", NULL, 0, &m, err, sizeof err), 0);
     CHECK_EQ(dht_membership_size(m), 3);
     CHECK_EQ(dht_membership_self(m), -1);
     CHECK(strcmp(dht_membership_addr(m, 0), "localhost:5") == 0); /* as listed */
@@ -917,7 +919,7 @@ static void test_membership_limit(void)
     char err[256], want[64];
     dht_membership *m;
     numbered_list(list, sizeof list, DHT_MAX_MEMBERS);
-    CHECK_EQ(dht_membership_new(list, "127.0.0.1:128", &m, err, sizeof err), 0);
+    CHECK_EQ(dht_membership_new(list, "127.0.0.1:128", DHT_MAX_MEMBERS, &m, err, sizeof err), 0);
     CHECK_EQ(dht_membership_size(m), DHT_MAX_MEMBERS);
     CHECK_EQ(dht_membership_self(m), DHT_MAX_MEMBERS - 1);
     CHECK_EQ(dht_membership_quorum(m), DHT_MAX_MEMBERS / 2 + 1);
@@ -935,13 +937,13 @@ static void test_membership_self_by_address(void)
     const char *list = "198.18.0.1:5,localhost:6,198.18.0.3:7";
     char err[256];
     dht_membership *m;
-    CHECK_EQ(dht_membership_new(list, "127.0.0.1:6", &m, err, sizeof err), 0);
+    CHECK_EQ(dht_membership_new(list, "127.0.0.1:6", 0, &m, err, sizeof err), 0);
     CHECK_EQ(dht_membership_self(m), 1);
     dht_membership_free(m);
-    CHECK_EQ(dht_membership_new(list, "0.0.0.0:6", &m, err, sizeof err), 0);
+    CHECK_EQ(dht_membership_new(list, "0.0.0.0:6", 0, &m, err, sizeof err), 0);
     CHECK_EQ(dht_membership_self(m), 1);
     dht_membership_free(m);
-    CHECK_EQ(dht_membership_new(list, "198.18.0.3:7", &m, err, sizeof err), 0);
+    CHECK_EQ(dht_membership_new(list, "198.18.0.3:7", 0, &m, err, sizeof err), 0);
     CHECK_EQ(dht_membership_self(m), 2);
     dht_membership_free(m);
     refused(list, "198.18.0.9:5", "is not in the member list");
@@ -958,7 +960,7 @@ static void test_membership_quorum_arithmetic(void)
         char list[9 * 16], err[256];
         numbered_list(list, sizeof list, n);
         dht_membership *m;
-        CHECK_EQ(dht_membership_new(list, NULL, &m, err, sizeof err), 0);
+        CHECK_EQ(dht_membership_new(list, NULL, n, &m, err, sizeof err), 0);
         CHECK_EQ(dht_membership_replica_count(m), n);
         CHECK_EQ(dht_membership_quorum(m), q[n]);
         CHECK_EQ(dht_membership_recovery_sources(m), rs[n]);
@@ -967,6 +969,155 @@ static void test_membership_quorum_arithmetic(void)
         dht_peerset r = dht_membership_replicas(m, -7);
         CHECK_EQ(dht_peerset_count(&r), n);
         dht_membership_free(m);
+    }
+}
+
+/* ---- placement ------------------------------------------------------------------ */
+
+static dht_membership *placed(const char *list, int replicas)
+{
+    char err[256];
+    dht_membership *m = NULL;
+    if (dht_membership_new(list, NULL, replicas, &m, err, sizeof err) != 0) {
+        fprintf(stderr, "%s: %s\n", list, err);
+        CHECK(0);
+    }
+    return m;
+}
+
+static void test_placement_replicas_default_and_bounds(void)
+{
+    static const int want[] = {0, 1, 2, 3, 3, 3, 3, 3, 3, 3};
+    for (int n = 1; n <= 9; n++) {
+        char list[9 * 16];
+        numbered_list(list, sizeof list, n);
+        dht_membership *m = placed(list, 0);
+        CHECK_EQ(dht_membership_replica_count(m), want[n]);
+        CHECK_EQ(dht_membership_quorum(m), want[n] / 2 + 1);
+        for (int64_t k = -50; k < 50; k++) {
+            dht_peerset r = dht_membership_replicas(m, k * 977);
+            CHECK_EQ(dht_peerset_count(&r), want[n]);
+        }
+        dht_membership_free(m);
+    }
+    char err[256];
+    dht_membership *m;
+    CHECK_EQ(dht_membership_new("a:1,b:2,c:3", NULL, 4, &m, err, sizeof err), -1);
+    CHECK(strstr(err, "4 replicas per key") != NULL && strstr(err, "3 members") != NULL);
+    CHECK_EQ(dht_membership_new("a:1,b:2,c:3", NULL, -1, &m, err, sizeof err), -1);
+}
+
+/* Same members in another order and spelling, same R: same placement and
+ * fingerprint; another R or member: another fingerprint. */
+static void test_placement_independent_of_order_and_spelling(void)
+{
+    dht_membership *a = placed("localhost:5,node-b:6,198.18.0.7:7,node-d:8,node-e:9", 3);
+    dht_membership *b = placed("NODE-E:9,node-d:8,198.18.0.7:7,127.0.0.1:5,Node-B:6", 3);
+    dht_membership *c = placed("localhost:5,node-b:6,198.18.0.7:7,node-d:8,node-e:9", 2);
+    dht_membership *d = placed("localhost:5,node-b:6,198.18.0.7:7,node-d:8,node-f:9", 3);
+    CHECK_EQ(dht_membership_fingerprint(a), dht_membership_fingerprint(b));
+    CHECK(dht_membership_fingerprint(a) != dht_membership_fingerprint(c));
+    CHECK(dht_membership_fingerprint(a) != dht_membership_fingerprint(d));
+    char la[512], lb[512];
+    dht_membership_describe(a, la, sizeof la);
+    dht_membership_describe(b, lb, sizeof lb);
+    CHECK(strcmp(la, lb) == 0);
+    CHECK(strstr(la, "replicas=3 ") == la && strstr(la, "127.0.0.1:5,198.18.0.7:7") != NULL);
+    for (int64_t k = 0; k < 20000; k++) {
+        int64_t key = k * 1000003 - 7;
+        for (int p = 0; p < 5; p++) {
+            int q = dht_membership_find(b, dht_membership_norm(a, p));
+            CHECK(q >= 0);
+            CHECK_EQ(dht_membership_stores(a, p, key), dht_membership_stores(b, q, key));
+        }
+    }
+    dht_membership_free(a);
+    dht_membership_free(b);
+    dht_membership_free(c);
+    dht_membership_free(d);
+}
+
+static void member_list(char *buf, size_t len, int n, int skip)
+{
+    size_t off = 0;
+    for (int i = 0; i < n; i++)
+        if (i != skip)
+            off += (size_t)snprintf(buf + off, len - off, "%s198.18.%d.%d:7000", off ? "," : "",
+                                    i / 200, i % 200 + 1);
+}
+
+/* With 100,000 keys every member holds R/N of them within 10 %. */
+static void test_placement_balanced(void)
+{
+    static const int sizes[] = {4, 5, 6, 7, 9, 16, 32, 64};
+    static char list[64 * 24];
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+        int n = sizes[i], held[64] = {0};
+        member_list(list, sizeof list, n, -1);
+        dht_membership *m = placed(list, 3);
+        uint64_t x = base_seed() + (uint64_t)n;
+        for (int k = 0; k < 100000; k++) {
+            x = x * 6364136223846793005ULL + 1442695040888963407ULL; /* any keys */
+            dht_peerset r = dht_membership_replicas(m, (int64_t)x);
+            for (int p = 0; p < n; p++)
+                held[p] += dht_peerset_has(&r, p);
+        }
+        double expect = 100000.0 * 3 / n;
+        for (int p = 0; p < n; p++) {
+            if (held[p] < 0.9 * expect || held[p] > 1.1 * expect)
+                fprintf(stderr, "N=%d member %d holds %d keys, expected %.0f\n", n, p, held[p],
+                        expect);
+            CHECK(held[p] >= 0.9 * expect && held[p] <= 1.1 * expect);
+        }
+        dht_membership_free(m);
+    }
+}
+
+/* Between `small` and `big` (one more member, `extra`), each partition
+ * keeps its replica set or swaps exactly one replica for `extra`; returns
+ * how many changed. */
+static int changed_partitions(const dht_membership *small, const dht_membership *big,
+                              int extra)
+{
+    int changed = 0, r = dht_membership_replica_count(small);
+    for (uint32_t part = 0; part < DHT_PARTITIONS; part++) {
+        const dht_peerset *s = dht_membership_partition_replicas(small, part);
+        const dht_peerset *b = dht_membership_partition_replicas(big, part);
+        int kept = 0;
+        for (int p = 0; p < dht_membership_size(small); p++)
+            if (dht_peerset_has(s, p) &&
+                dht_peerset_has(b, dht_membership_find(big, dht_membership_norm(small, p))))
+                kept++;
+        if (kept == r)
+            continue;
+        CHECK_EQ(kept, r - 1);                /* one replica changed... */
+        CHECK(dht_peerset_has(b, extra));    /* ...for the new member */
+        changed++;
+    }
+    return changed;
+}
+
+/* Adding or removing one member changes one replica of at most 1.25 R/N of
+ * the keys and nothing else. */
+static void test_placement_stable(void)
+{
+    static const int sizes[] = {4, 5, 6, 7, 8, 9, 16, 64};
+    static char list[65 * 24];
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+        int n = sizes[i];
+        member_list(list, sizeof list, n + 1, -1);
+        dht_membership *big = placed(list, 3);
+        for (int gone = 0; gone <= n; gone += n) { /* the first or the last one */
+            member_list(list, sizeof list, n + 1, gone);
+            dht_membership *small = placed(list, 3);
+            int extra = dht_membership_find(big, dht_membership_norm(big, gone));
+            int changed = changed_partitions(small, big, extra);
+            /* Adding to n members: about R/(n+1); removing from n+1 the same. */
+            double bound = 1.25 * 3.0 / (n + 1) * DHT_PARTITIONS;
+            CHECK(changed > 0 && changed <= bound);
+            dht_membership_free(small);
+        }
+        dht_membership_free(big);
     }
 }
 
@@ -1058,6 +1209,11 @@ static const test_case tests[] = {
     {"membership_limit", test_membership_limit},
     {"membership_self_by_address", test_membership_self_by_address},
     {"membership_quorum_arithmetic", test_membership_quorum_arithmetic},
+    {"placement_replicas_default_and_bounds", test_placement_replicas_default_and_bounds},
+    {"placement_independent_of_order_and_spelling",
+     test_placement_independent_of_order_and_spelling},
+    {"placement_balanced", test_placement_balanced},
+    {"placement_stable", test_placement_stable},
     {"coordinator_takes_its_numbers_from_the_membership",
      test_coordinator_takes_its_numbers_from_the_membership},
     {"at_member_limit_rounds_start_at_self", test_at_member_limit_rounds_start_at_self},

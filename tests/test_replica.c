@@ -237,6 +237,63 @@ static void test_scan_returns_every_key_once(void)
     dht_replica_free(r);
 }
 
+/* Recovering is per partition: one partition's keys refuse reads and
+ * locks while the others serve. */
+static void test_recovering_per_partition(void)
+{
+    dht_replica *r = dht_replica_new();
+    int64_t a = 1, b = 2;
+    while (dht_partition_of(b) == dht_partition_of(a))
+        b++;
+    write_(r, a, 10, 1, 1, 0);
+    write_(r, b, 20, 1, 1, 0);
+    dht_replica_set_partition_recovering(r, dht_partition_of(a), true);
+    CHECK(dht_replica_recovering(r));
+    CHECK(!read_(r, a).ok);
+    CHECK(!lock(r, 0, a, 9, 500).ok);
+    CHECK(read_(r, b).ok && read_(r, b).value == 20);
+    CHECK(lock(r, 0, b, 9, 500).ok);
+    dht_replica_set_partition_recovering(r, dht_partition_of(a), false);
+    CHECK(!dht_replica_recovering(r));
+    CHECK(read_(r, a).ok && read_(r, a).value == 10);
+    /* all at once, and back */
+    dht_replica_set_recovering(r, true);
+    CHECK(!read_(r, b).ok);
+    dht_replica_set_recovering(r, false);
+    CHECK(read_(r, b).ok);
+    dht_replica_free(r);
+}
+
+static bool even_only(void *arg, int64_t key)
+{
+    (void)arg;
+    return key % 2 == 0;
+}
+
+/* A filtered scan returns exactly the kept keys, each once, across pages. */
+static void test_scan_filtered(void)
+{
+    dht_replica *r = dht_replica_new();
+    for (int64_t k = 0; k < 1000; k++)
+        write_(r, k, k, 1, 1, 0);
+    dht_scan_cursor cur = {0, 0, true};
+    bool more = true, seen[1000] = {false};
+    int total = 0;
+    while (more) {
+        dht_entry *e = NULL;
+        int n = dht_replica_scan_filtered(r, &cur, 37, even_only, NULL, &e, &more);
+        CHECK(n >= 0);
+        for (int i = 0; i < n; i++) {
+            CHECK(e[i].key % 2 == 0 && !seen[e[i].key]);
+            seen[e[i].key] = true;
+            total++;
+        }
+        free(e);
+    }
+    CHECK_EQ(total, 500);
+    dht_replica_free(r);
+}
+
 static void test_non_replica_message_refused(void)
 {
     dht_replica *r = dht_replica_new();
@@ -299,6 +356,8 @@ static const test_case tests[] = {
     {"lock_reply_carries_version", test_lock_reply_carries_version},
     {"write_releases_owner_lock", test_write_releases_owner_lock},
     {"recovering_refuses_reads_accepts_writes", test_recovering_refuses_reads_accepts_writes},
+    {"recovering_per_partition", test_recovering_per_partition},
+    {"scan_filtered", test_scan_filtered},
     {"persist_failure_not_applied", test_persist_failure_not_applied},
     {"many_keys_grow_and_visit", test_many_keys_grow_and_visit},
     {"scan_returns_every_key_once", test_scan_returns_every_key_once},

@@ -151,7 +151,7 @@ static void test_coordinator_ends_at_deadline_without_quorum(void)
     char list[256];
     snprintf(list, sizeof list, "%s,%s,%s", addrs[0], addrs[1], addrs[2]);
     dht_membership *m;
-    CHECK(dht_membership_new(list, NULL, &m, err, sizeof err) == 0);
+    CHECK(dht_membership_new(list, NULL, 0, &m, err, sizeof err) == 0);
     dht_coord_config cc;
     dht_coord_config_default(&cc);
     cc.members = m;
@@ -275,11 +275,15 @@ static int free_port(void)
     return ntohs(sa.sin_port);
 }
 
-static dht_grpc *serve(const char *addr, const dht_service *svc)
+/* A server for svc on addr, checking requests against fingerprint (0: no
+ * check). */
+static dht_grpc *serve_config(const char *addr, const dht_service *svc, uint64_t fingerprint,
+                              const char *line)
 {
     const char *peers[1] = {addr};
     dht_grpc_config cfg = {.peers = peers, .npeers = 1, .workers = 1, .self = -1,
-                           .listen_addr = addr, .service = svc};
+                           .listen_addr = addr, .service = svc, .fingerprint = fingerprint,
+                           .config_line = line};
     dht_grpc *g;
     char err[256];
     for (int i = 0; i < 100; i++) { /* the port may linger a moment after a stop */
@@ -290,6 +294,11 @@ static dht_grpc *serve(const char *addr, const dht_service *svc)
     fprintf(stderr, "cannot serve %s: %s\n", addr, err);
     CHECK(0);
     return NULL;
+}
+
+static dht_grpc *serve(const char *addr, const dht_service *svc)
+{
+    return serve_config(addr, svc, 0, NULL);
 }
 
 typedef struct {
@@ -350,6 +359,19 @@ static void test_stream_replies_out_of_order_reach_their_requests(void)
     free(e);
 }
 
+/* A batch reply that must hold n items and echo id: its items (the caller
+ * frees them). */
+static dht_msg *batch_reply(const uint8_t *resp, size_t len, size_t n, uint64_t id)
+{
+    dht_msg *reps = NULL;
+    size_t got = 0;
+    uint64_t got_id = 0;
+    CHECK(dht_codec_decode_batch(resp, len, &reps, &got, &got_id, NULL) == 0);
+    CHECK_EQ(got, n);
+    CHECK_EQ(got_id, id);
+    return reps;
+}
+
 static void test_stream_rejects_malformed_messages(void)
 {
     char addr[64];
@@ -370,7 +392,7 @@ static void test_stream_rejects_malformed_messages(void)
     /* A request of another type inside a batch is refused too. */
     dht_msg put = {.type = DHT_MSG_PUT, .key = 1, .value = 2};
     uint8_t buf[128];
-    size_t len = dht_codec_encode_batch(&put, 1, 9, buf, sizeof buf);
+    size_t len = dht_codec_encode_batch(&put, 1, 9, 0, buf, sizeof buf);
     CHECK(len <= sizeof buf);
     resp_len = sizeof resp;
     CHECK(dht_grpc_call_raw(addr, DHT_CODEC_STREAM_METHOD, buf, len, 2000 * MS, &status, details,
@@ -380,18 +402,13 @@ static void test_stream_rejects_malformed_messages(void)
     /* The server is still there, and a well-formed batch is answered with
      * its id. */
     dht_msg reqs[2] = {{.type = DHT_MSG_READ, .key = 5}, {.type = DHT_MSG_LOCK, .key = 6, .owner = 1}};
-    len = dht_codec_encode_batch(reqs, 2, 77, buf, sizeof buf);
+    len = dht_codec_encode_batch(reqs, 2, 77, 0, buf, sizeof buf);
     CHECK(len <= sizeof buf);
     resp_len = sizeof resp;
     CHECK(dht_grpc_call_raw(addr, DHT_CODEC_STREAM_METHOD, buf, len, 2000 * MS, &status, details,
                             sizeof details, resp, &resp_len) == 0);
     CHECK_EQ(status, 0);
-    dht_msg *reps = NULL;
-    size_t n = 0;
-    uint64_t id = 0;
-    CHECK(dht_codec_decode_batch(resp, resp_len, &reps, &n, &id) == 0);
-    CHECK_EQ(n, 2);
-    CHECK_EQ(id, 77);
+    dht_msg *reps = batch_reply(resp, resp_len, 2, 77);
     CHECK_EQ(reps[0].value, 15);
     CHECK_EQ(reps[1].value, 18);
     free(reps);
@@ -461,6 +478,288 @@ static void test_abseil_deadlock_detection_is_switched_off(void)
     dht_grpc_stop(g);
 }
 
+/* ---- the configuration fingerprint and Admin/Stats -------------------------
+ * A node refuses every replica request whose configuration fingerprint is
+ * not its own (FAILED_PRECONDITION) before the replica sees it; Stats
+ * tells callers the node's configuration. */
+
+#define FP_NODE UINT64_C(0x1234abcd5678ef01)
+#define FP_OTHER UINT64_C(0x0fedcba987654321)
+#define NODE_LINE "replicas=3 partitions=65536 members=127.0.0.1:1,127.0.0.1:2,127.0.0.1:3"
+
+static atomic_int served; /* replica requests the service saw */
+
+static void count_replica(void *arg, const dht_msg *req, dht_msg *reply)
+{
+    (void)arg;
+    atomic_fetch_add(&served, 1);
+    reply->type = req->type;
+    reply->ok = 1;
+    reply->value = req->key * 3 + req->value;
+}
+
+static void count_batch(void *arg, const dht_msg *reqs, dht_msg *reps, size_t n,
+                        void (*done)(void *), void *done_arg)
+{
+    for (size_t i = 0; i < n; i++)
+        count_replica(arg, &reqs[i], &reps[i]);
+    done(done_arg);
+}
+
+static const char *const stats_members[] = {"127.0.0.1:1", "127.0.0.1:2", "127.0.0.1:3"};
+
+static void fill_stats(void *arg, dht_stats *out)
+{
+    (void)arg;
+    *out = (dht_stats){.self = "127.0.0.1:2", .members = stats_members, .nmembers = 3,
+                       .replicas = 3, .fingerprint = FP_NODE, .cluster_id = UINT64_C(0xc1),
+                       .keys = 12345678901ULL, .partitions = 65536,
+                       .partitions_recovering = 17, .log_bytes = -1};
+}
+
+/* One raw call: the status, with its details in det. */
+static int raw_status(const char *addr, const char *method, const uint8_t *req, size_t len,
+                      char *det, size_t detlen, uint8_t *resp, size_t *resp_len)
+{
+    int status = -1;
+    size_t cap = *resp_len;
+    CHECK(dht_grpc_call_raw(addr, method, req, len, 2000 * MS, &status, det, detlen, resp,
+                            resp_len) == 0);
+    CHECK(*resp_len <= cap);
+    return status;
+}
+
+/* A refusal's text names both fingerprints (or the missing one), the
+ * node's configuration and the remedy. */
+static void check_refusal_text(const char *det, uint64_t sent, bool whole)
+{
+    char want[64];
+    CHECK(strstr(det, "configuration mismatch") != NULL);
+    CHECK(strstr(det, "1234abcd5678ef01") != NULL);
+    CHECK(!whole || strstr(det, NODE_LINE) != NULL);
+    CHECK(strstr(det, "MEMBERS and --replicas") != NULL);
+    if (sent == 0) {
+        CHECK(strstr(det, "carries no configuration fingerprint") != NULL);
+    } else {
+        snprintf(want, sizeof want, "%016llx", (unsigned long long)sent);
+        CHECK(strstr(det, want) != NULL);
+    }
+}
+
+/* A server on a new port (in addr) whose replica counts what it serves,
+ * checking requests against fingerprint (0: no check). */
+static dht_grpc *serve_counting(char *addr, size_t len, uint64_t fingerprint)
+{
+    static const dht_service svc = {.replica = count_replica, .replica_batch = count_batch,
+                                     .client = no_client};
+    snprintf(addr, len, "127.0.0.1:%d", free_port());
+    atomic_store(&served, 0);
+    return serve_config(addr, &svc, fingerprint, NODE_LINE);
+}
+
+static void test_config_mismatch_is_refused_on_every_replica_method(void)
+{
+    char addr[64];
+    dht_grpc *server = serve_counting(addr, sizeof addr, FP_NODE);
+    const dht_msg reqs[] = {
+        {.type = DHT_MSG_LOCK, .key = 1, .owner = 5, .lease_ms = 100},
+        {.type = DHT_MSG_UNLOCK, .key = 1, .owner = 5},
+        {.type = DHT_MSG_WRITE, .key = 2, .value = 7, .version = {1, 9}, .owner = 5},
+        {.type = DHT_MSG_READ, .key = 3},
+        {.type = DHT_MSG_SCAN, .from_start = true, .limit = 10, .member = 42},
+    };
+    const uint64_t wrong[] = {0, FP_OTHER, FP_NODE + 1};
+    uint8_t buf[256], resp[4096];
+    char det[2048];
+    for (size_t i = 0; i < sizeof reqs / sizeof reqs[0]; i++) {
+        const char *method = dht_codec_method(reqs[i].type);
+        for (size_t w = 0; w < sizeof wrong / sizeof wrong[0]; w++) {
+            size_t len = dht_codec_encode_request(&reqs[i], wrong[w], buf, sizeof buf);
+            CHECK(len <= sizeof buf);
+            size_t rl = sizeof resp;
+            CHECK_EQ(raw_status(addr, method, buf, len, det, sizeof det, resp, &rl), 9);
+            check_refusal_text(det, wrong[w], true);
+            CHECK_EQ(rl, 0);
+        }
+        /* Also as a batch item, unary and streamed. */
+        if (dht_codec_batchable(reqs[i].type)) {
+            for (size_t w = 0; w < sizeof wrong / sizeof wrong[0]; w++) {
+                size_t len = dht_codec_encode_batch(&reqs[i], 1, 3, wrong[w], buf, sizeof buf);
+                size_t rl = sizeof resp;
+                CHECK_EQ(raw_status(addr, DHT_CODEC_BATCH_METHOD, buf, len, det, sizeof det,
+                                    resp, &rl), 9);
+                check_refusal_text(det, wrong[w], true);
+                rl = sizeof resp;
+                CHECK_EQ(raw_status(addr, DHT_CODEC_STREAM_METHOD, buf, len, det, sizeof det,
+                                    resp, &rl), 9);
+                check_refusal_text(det, wrong[w], true);
+                CHECK_EQ(rl, 0);
+            }
+        }
+    }
+    CHECK_EQ(atomic_load(&served), 0); /* nothing reached the replica */
+
+    /* A malformed request is still INVALID_ARGUMENT, whatever it carries. */
+    static const uint8_t junk[] = {0x0a, 0x64, 0x01};
+    size_t rl = sizeof resp;
+    CHECK_EQ(raw_status(addr, "/dht.Replica/Write", junk, sizeof junk, det, sizeof det, resp,
+                        &rl), 3);
+
+    /* The right fingerprint is served, on every path. */
+    for (size_t i = 0; i < sizeof reqs / sizeof reqs[0]; i++) {
+        size_t len = dht_codec_encode_request(&reqs[i], FP_NODE, buf, sizeof buf);
+        rl = sizeof resp;
+        CHECK_EQ(raw_status(addr, dht_codec_method(reqs[i].type), buf, len, det, sizeof det, resp,
+                            &rl), 0);
+    }
+    CHECK_EQ(atomic_load(&served), 5);
+    size_t len = dht_codec_encode_batch(reqs, 4, 8, FP_NODE, buf, sizeof buf);
+    rl = sizeof resp;
+    CHECK_EQ(raw_status(addr, DHT_CODEC_BATCH_METHOD, buf, len, det, sizeof det, resp, &rl), 0);
+    rl = sizeof resp;
+    CHECK_EQ(raw_status(addr, DHT_CODEC_STREAM_METHOD, buf, len, det, sizeof det, resp, &rl), 0);
+    free(batch_reply(resp, rl, 4, 8));
+    CHECK_EQ(atomic_load(&served), 13);
+
+    /* The config field rawcall and the hostile suite put in front of a
+     * hand-made request: it decodes as the request's fingerprint. */
+    uint8_t field[24];
+    size_t fl = dht_codec_config_field("/dht.Replica/Read", FP_NODE, field, sizeof field);
+    CHECK(fl > 1 && fl <= sizeof field);
+    CHECK_EQ(field[0], 2 << 3); /* ReadRequest.config is field 2, a varint */
+    memcpy(buf, field, fl);
+    len = dht_codec_encode_request(&reqs[3], 0, buf + fl, sizeof buf - fl);
+    dht_msg dec;
+    uint64_t cfg = 0;
+    CHECK(dht_codec_decode_request(DHT_MSG_READ, buf, fl + len, &dec, &cfg) == 0);
+    CHECK(cfg == FP_NODE);
+    CHECK_EQ(dec.key, 3);
+    CHECK_EQ(dht_codec_config_field("/dht.KeyValue/Put", 1, field, sizeof field), 0);
+    CHECK(dht_codec_config_field(DHT_CODEC_STREAM_METHOD, 1, field, sizeof field) == 2);
+    CHECK_EQ(field[0], 3 << 3); /* BatchRequest.config */
+    dht_grpc_stop(server);
+}
+
+typedef struct {
+    atomic_int done, ok, refused;
+    char error[2048];
+    dht_transport *t;
+} outcome;
+
+static void on_outcome(void *arg, dht_status st, const dht_msg *rep)
+{
+    outcome *o = arg;
+    if (st == DHT_OK && rep != NULL) {
+        atomic_fetch_add(&o->ok, 1);
+    } else {
+        /* The remote's status, readable during the callback. */
+        const char *e = o->t->ops->last_error(o->t);
+        if (st == DHT_ERR_REMOTE && strstr(e, "FAILED_PRECONDITION") != NULL)
+            atomic_fetch_add(&o->refused, 1);
+        snprintf(o->error, sizeof o->error, "%s", e);
+    }
+    atomic_fetch_add(&o->done, 1);
+}
+
+/* Sends a READ (a stream message) and a SCAN (a unary call) from a client
+ * transport with fingerprint fp; waits for both. */
+static void send_both(const char *addr, uint64_t fp, outcome *o)
+{
+    const char *peers[1] = {addr};
+    dht_grpc_config cfg = {.peers = peers, .npeers = 1, .workers = 1, .self = -1,
+                           .fingerprint = fp};
+    dht_grpc *g;
+    char err[256];
+    CHECK(dht_grpc_start(&cfg, &g, err, sizeof err) == 0);
+    o->t = dht_grpc_transport(g);
+    dht_msg read = {.type = DHT_MSG_READ, .key = 4};
+    dht_msg scan = {.type = DHT_MSG_SCAN, .from_start = true, .limit = 5};
+    CHECK(dht_transport_send(o->t, 0, &read, dht_now_ns() + 2000 * MS, on_outcome, o) == 0);
+    CHECK(dht_transport_send(o->t, 0, &scan, dht_now_ns() + 2000 * MS, on_outcome, o) == 0);
+    for (int i = 0; i < 300 && atomic_load(&o->done) < 2; i++)
+        usleep(10000);
+    CHECK_EQ(atomic_load(&o->done), 2);
+    dht_grpc_stop(g);
+}
+
+static void test_transport_carries_its_fingerprint(void)
+{
+    char addr[64];
+    dht_grpc *server = serve_counting(addr, sizeof addr, FP_NODE);
+
+    /* Another configuration, or none: both refused, the reason surfaces
+     * through last_error, and the replica saw nothing. */
+    static outcome other, none, same;
+    send_both(addr, FP_OTHER, &other);
+    CHECK_EQ(atomic_load(&other.refused), 2);
+    check_refusal_text(other.error, FP_OTHER, false);
+    send_both(addr, 0, &none);
+    CHECK_EQ(atomic_load(&none.refused), 2);
+    CHECK(strstr(none.error, "carries no configuration fingerprint") != NULL);
+    CHECK_EQ(atomic_load(&served), 0);
+
+    /* The node's own: served. */
+    send_both(addr, FP_NODE, &same);
+    CHECK_EQ(atomic_load(&same.ok), 2);
+    CHECK_EQ(atomic_load(&served), 2);
+    dht_grpc_stop(server);
+
+    /* A node without a fingerprint checks nothing. */
+    server = serve_counting(addr, sizeof addr, 0);
+    static outcome any;
+    send_both(addr, FP_OTHER, &any);
+    CHECK_EQ(atomic_load(&any.ok), 2);
+    dht_grpc_stop(server);
+}
+
+static void test_stats_round_trip(void)
+{
+    char addr[64];
+    snprintf(addr, sizeof addr, "127.0.0.1:%d", free_port());
+    dht_service svc = {.replica = count_replica, .client = no_client, .stats = fill_stats};
+    dht_grpc *server = serve_config(addr, &svc, FP_NODE, NODE_LINE);
+    uint8_t resp[4096];
+    char det[2048];
+    size_t rl = sizeof resp;
+    CHECK_EQ(raw_status(addr, DHT_CODEC_STATS_METHOD, NULL, 0, det, sizeof det, resp, &rl), 0);
+    dht_stats st;
+    CHECK(dht_codec_decode_stats(resp, rl, &st) == 0);
+    CHECK(strcmp(st.self, "127.0.0.1:2") == 0);
+    CHECK_EQ(st.nmembers, 3);
+    for (int i = 0; i < 3; i++)
+        CHECK(strcmp(st.members[i], stats_members[i]) == 0);
+    CHECK_EQ(st.replicas, 3);
+    CHECK(st.fingerprint == FP_NODE);
+    CHECK(st.cluster_id == 0xc1);
+    CHECK(st.keys == 12345678901ULL);
+    CHECK_EQ(st.partitions, 65536);
+    CHECK_EQ(st.partitions_recovering, 17);
+    CHECK_EQ(st.log_bytes, -1);
+    dht_codec_stats_free(&st);
+    CHECK(st.self == NULL && st.members == NULL);
+
+    /* Unknown fields are fine (proto3); bytes that are no message are not. */
+    static const uint8_t unknown[] = {0x08, 0x01};
+    static const uint8_t junk[] = {0x0a, 0x64, 0x01};
+    rl = sizeof resp;
+    CHECK_EQ(raw_status(addr, DHT_CODEC_STATS_METHOD, unknown, sizeof unknown, det, sizeof det,
+                        resp, &rl), 0);
+    rl = sizeof resp;
+    CHECK_EQ(raw_status(addr, DHT_CODEC_STATS_METHOD, junk, sizeof junk, det, sizeof det, resp,
+                        &rl), 3);
+    /* A reply that is not a StatsReply does not decode. */
+    CHECK(dht_codec_decode_stats(junk, sizeof junk, &st) == -1);
+    dht_codec_stats_free(&st);
+    dht_grpc_stop(server);
+
+    /* A service without stats: UNIMPLEMENTED. */
+    svc.stats = NULL;
+    server = serve(addr, &svc);
+    rl = sizeof resp;
+    CHECK_EQ(raw_status(addr, DHT_CODEC_STATS_METHOD, NULL, 0, det, sizeof det, resp, &rl), 12);
+    dht_grpc_stop(server);
+}
+
 static const test_case tests[] = {
     {"abseil_deadlock_detection_is_switched_off", test_abseil_deadlock_detection_is_switched_off},
     {"deadlines_hold_against_a_silent_peer", test_deadlines_hold_against_a_silent_peer},
@@ -471,6 +770,10 @@ static const test_case tests[] = {
      test_stream_replies_out_of_order_reach_their_requests},
     {"stream_rejects_malformed_messages", test_stream_rejects_malformed_messages},
     {"stream_reopens_after_peer_restart", test_stream_reopens_after_peer_restart},
+    {"config_mismatch_is_refused_on_every_replica_method",
+     test_config_mismatch_is_refused_on_every_replica_method},
+    {"transport_carries_its_fingerprint", test_transport_carries_its_fingerprint},
+    {"stats_round_trip", test_stats_round_trip},
     {0, 0},
 };
 

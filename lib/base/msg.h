@@ -74,6 +74,18 @@ typedef struct dht_msg {
     bool recovering;
     uint32_t nentries;
     dht_entry *entries;
+    /* SCAN request: the asking member's id (dht_membership_member_id): the
+     * page holds only keys that member stores too; 0: every key.  SCAN
+     * reply: cluster_id, the id of the cluster the replica's data directory
+     * belongs to (0: none yet, it has never been part of a cluster). */
+    uint64_t member;
+    uint64_t cluster_id;
+    /* SCAN: the sender's incarnation (a random number per process start)
+     * in requests and replies; founder, in a reply: the asker's incarnation
+     * was one of those the replier saw empty when it formed the cluster
+     * (recovery.h). */
+    uint64_t incarnation;
+    bool founder;
 } dht_msg;
 
 const char *dht_msg_type_name(dht_msg_type t);

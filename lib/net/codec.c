@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "dht.pb-c.h"
+#include "protocol/membership.h"
 
 static const struct {
     const char *path;
@@ -55,7 +56,7 @@ static size_t pack(const ProtobufCMessage *pm, uint8_t *buf, size_t cap)
 
 #define PACK(msg) pack(&(msg).base, buf, cap)
 
-size_t dht_codec_encode_request(const dht_msg *m, uint8_t *buf, size_t cap)
+size_t dht_codec_encode_request(const dht_msg *m, uint64_t config, uint8_t *buf, size_t cap)
 {
     switch (m->type) {
     case DHT_MSG_LOCK: {
@@ -63,12 +64,14 @@ size_t dht_codec_encode_request(const dht_msg *m, uint8_t *buf, size_t cap)
         r.key = m->key;
         r.owner = m->owner;
         r.lease_ms = m->lease_ms;
+        r.config = config;
         return PACK(r);
     }
     case DHT_MSG_UNLOCK: {
         Dht__UnlockRequest r = DHT__UNLOCK_REQUEST__INIT;
         r.key = m->key;
         r.owner = m->owner;
+        r.config = config;
         return PACK(r);
     }
     case DHT_MSG_WRITE: {
@@ -78,11 +81,13 @@ size_t dht_codec_encode_request(const dht_msg *m, uint8_t *buf, size_t cap)
         r.counter = m->version.counter;
         r.writer = m->version.writer;
         r.release_owner = m->owner;
+        r.config = config;
         return PACK(r);
     }
     case DHT_MSG_READ: {
         Dht__ReadRequest r = DHT__READ_REQUEST__INIT;
         r.key = m->key;
+        r.config = config;
         return PACK(r);
     }
     case DHT_MSG_SCAN: {
@@ -91,6 +96,9 @@ size_t dht_codec_encode_request(const dht_msg *m, uint8_t *buf, size_t cap)
         r.from_start = m->from_start;
         r.limit = m->limit;
         r.stripe = m->stripe;
+        r.member = m->member;
+        r.incarnation = m->incarnation;
+        r.config = config;
         return PACK(r);
     }
     case DHT_MSG_PUT: {
@@ -117,6 +125,9 @@ static size_t encode_scan_reply(const dht_msg *m, uint8_t *buf, size_t cap)
     r.next_stripe = m->stripe;
     r.next_after_key = m->key;
     r.next_from_start = m->from_start;
+    r.cluster_id = m->cluster_id;
+    r.incarnation = m->incarnation;
+    r.founder = m->founder;
     Dht__Entry *es = m->nentries ? calloc(m->nentries, sizeof *es) : NULL;
     Dht__Entry **ps = m->nentries ? calloc(m->nentries, sizeof *ps) : NULL;
     if (m->nentries && (es == NULL || ps == NULL)) {
@@ -197,7 +208,8 @@ static ProtobufCMessage *unpack(const ProtobufCMessageDescriptor *d, const uint8
     return protobuf_c_message_unpack(d, NULL, len, buf);
 }
 
-int dht_codec_decode_request(dht_msg_type t, const uint8_t *buf, size_t len, dht_msg *out)
+int dht_codec_decode_request(dht_msg_type t, const uint8_t *buf, size_t len, dht_msg *out,
+                             uint64_t *config)
 {
     if (t <= 0 || t >= DHT_MSG_TYPE_MAX)
         return -1;
@@ -206,18 +218,21 @@ int dht_codec_decode_request(dht_msg_type t, const uint8_t *buf, size_t len, dht
         return -1;
     memset(out, 0, sizeof *out);
     out->type = t;
+    uint64_t cfg = 0;
     switch (t) {
     case DHT_MSG_LOCK: {
         Dht__LockRequest *r = (Dht__LockRequest *)pm;
         out->key = r->key;
         out->owner = r->owner;
         out->lease_ms = r->lease_ms;
+        cfg = r->config;
         break;
     }
     case DHT_MSG_UNLOCK: {
         Dht__UnlockRequest *r = (Dht__UnlockRequest *)pm;
         out->key = r->key;
         out->owner = r->owner;
+        cfg = r->config;
         break;
     }
     case DHT_MSG_WRITE: {
@@ -227,10 +242,12 @@ int dht_codec_decode_request(dht_msg_type t, const uint8_t *buf, size_t len, dht
         out->version.counter = r->counter;
         out->version.writer = r->writer;
         out->owner = r->release_owner;
+        cfg = r->config;
         break;
     }
     case DHT_MSG_READ:
         out->key = ((Dht__ReadRequest *)pm)->key;
+        cfg = ((Dht__ReadRequest *)pm)->config;
         break;
     case DHT_MSG_SCAN: {
         Dht__ScanRequest *r = (Dht__ScanRequest *)pm;
@@ -238,6 +255,9 @@ int dht_codec_decode_request(dht_msg_type t, const uint8_t *buf, size_t len, dht
         out->from_start = r->from_start;
         out->limit = r->limit;
         out->stripe = r->stripe;
+        out->member = r->member;
+        out->incarnation = r->incarnation;
+        cfg = r->config;
         break;
     }
     case DHT_MSG_PUT:
@@ -250,6 +270,8 @@ int dht_codec_decode_request(dht_msg_type t, const uint8_t *buf, size_t len, dht
     default:
         break;
     }
+    if (config != NULL)
+        *config = cfg;
     protobuf_c_message_free_unpacked(pm, NULL);
     return 0;
 }
@@ -296,6 +318,9 @@ int dht_codec_decode_reply(dht_msg_type t, const uint8_t *buf, size_t len, dht_m
         out->stripe = r->next_stripe;
         out->key = r->next_after_key;
         out->from_start = r->next_from_start;
+        out->cluster_id = r->cluster_id;
+        out->incarnation = r->incarnation;
+        out->founder = r->founder;
         out->ok = true;
         if (r->n_entries > 0) {
             out->entries = malloc(r->n_entries * sizeof *out->entries);
@@ -334,8 +359,8 @@ int dht_codec_batchable(dht_msg_type t)
 
 /* Requests and replies share the item layout: unused fields stay 0 and
  * cost nothing on the wire. */
-size_t dht_codec_encode_batch(const dht_msg *msgs, size_t n, uint64_t id, uint8_t *buf,
-                              size_t cap)
+size_t dht_codec_encode_batch(const dht_msg *msgs, size_t n, uint64_t id, uint64_t config,
+                              uint8_t *buf, size_t cap)
 {
     Dht__BatchItem small[32], *items = n <= 32 ? small : malloc(n * sizeof *items);
     Dht__BatchItem *psmall[32], **ptrs = n <= 32 ? psmall : malloc(n * sizeof *ptrs);
@@ -363,6 +388,7 @@ size_t dht_codec_encode_batch(const dht_msg *msgs, size_t n, uint64_t id, uint8_
     r.n_items = n;
     r.items = ptrs;
     r.id = id;
+    r.config = config;
     size_t need = PACK(r);
     if (items != small)
         free(items);
@@ -372,7 +398,7 @@ size_t dht_codec_encode_batch(const dht_msg *msgs, size_t n, uint64_t id, uint8_
 }
 
 int dht_codec_decode_batch(const uint8_t *buf, size_t len, dht_msg **out, size_t *n,
-                           uint64_t *id)
+                           uint64_t *id, uint64_t *config)
 {
     if (len > DHT_CODEC_BATCH_MAX * 64)
         return -1;
@@ -408,6 +434,118 @@ int dht_codec_decode_batch(const uint8_t *buf, size_t len, dht_msg **out, size_t
     *n = r->n_items;
     if (id != NULL)
         *id = r->id;
+    if (config != NULL)
+        *config = r->config;
     dht__batch_request__free_unpacked(r, NULL);
     return 0;
+}
+
+static size_t put_varint(uint64_t v, uint8_t *buf, size_t cap, size_t at)
+{
+    do {
+        uint8_t b = (uint8_t)(v & 0x7f);
+        v >>= 7;
+        if (at < cap)
+            buf[at] = (uint8_t)(b | (v ? 0x80 : 0));
+        at++;
+    } while (v);
+    return at;
+}
+
+size_t dht_codec_config_field(const char *method, uint64_t config, uint8_t *buf, size_t cap)
+{
+    dht_msg_type t = dht_codec_method_type(method);
+    const ProtobufCMessageDescriptor *d =
+        strcmp(method, DHT_CODEC_BATCH_METHOD) == 0 || strcmp(method, DHT_CODEC_STREAM_METHOD) == 0
+            ? &dht__batch_request__descriptor
+            : t > 0 ? methods[t].req : NULL;
+    const ProtobufCFieldDescriptor *f =
+        d ? protobuf_c_message_descriptor_get_field_by_name(d, "config") : NULL;
+    if (f == NULL)
+        return 0;
+    uint8_t tmp[24];
+    size_t n = put_varint((uint64_t)f->id << 3, tmp, sizeof tmp, 0); /* wire type 0 */
+    n = put_varint(config, tmp, sizeof tmp, n);
+    if (n <= cap)
+        memcpy(buf, tmp, n);
+    return n;
+}
+
+/* ---- dht.Admin/Stats ---------------------------------------------------- */
+
+int dht_codec_decode_stats_request(const uint8_t *buf, size_t len)
+{
+    if (len > DHT_CODEC_MAX * 8)
+        return -1;
+    Dht__StatsRequest *r = dht__stats_request__unpack(NULL, len, buf);
+    if (r == NULL)
+        return -1;
+    dht__stats_request__free_unpacked(r, NULL);
+    return 0;
+}
+
+size_t dht_codec_encode_stats(const dht_stats *s, uint8_t *buf, size_t cap)
+{
+    Dht__StatsReply r = DHT__STATS_REPLY__INIT;
+    r.self = (char *)(s->self ? s->self : "");
+    r.n_members = s->nmembers > 0 ? (size_t)s->nmembers : 0;
+    r.members = (char **)s->members; /* only read by the packer */
+    r.replicas = s->replicas > 0 ? (uint32_t)s->replicas : 0;
+    r.fingerprint = s->fingerprint;
+    r.cluster_id = s->cluster_id;
+    r.keys = s->keys;
+    r.partitions = s->partitions > 0 ? (uint32_t)s->partitions : 0;
+    r.partitions_recovering = s->partitions_recovering > 0 ? (uint32_t)s->partitions_recovering : 0;
+    r.log_bytes = s->log_bytes;
+    return PACK(r);
+}
+
+void dht_codec_stats_free(dht_stats *s)
+{
+    for (int i = 0; s->members != NULL && i < s->nmembers; i++)
+        free((char *)s->members[i]);
+    free((char **)s->members);
+    free((char *)s->self);
+    memset(s, 0, sizeof *s);
+}
+
+/* The largest Stats reply accepted: every member's address at its longest. */
+#define STATS_MAX (DHT_MAX_MEMBERS * (DHT_ADDR_MAX + 4) + DHT_ADDR_MAX + 128)
+
+int dht_codec_decode_stats(const uint8_t *buf, size_t len, dht_stats *out)
+{
+    memset(out, 0, sizeof *out);
+    if (len > STATS_MAX)
+        return -1;
+    Dht__StatsReply *r = dht__stats_reply__unpack(NULL, len, buf);
+    if (r == NULL)
+        return -1;
+    int rc = -1;
+    char **members = NULL;
+    if (r->n_members > DHT_MAX_MEMBERS || r->replicas > DHT_MAX_MEMBERS ||
+        r->partitions > INT32_MAX || r->partitions_recovering > INT32_MAX)
+        goto done;
+    members = calloc(r->n_members ? r->n_members : 1, sizeof *members);
+    out->self = strdup(r->self ? r->self : "");
+    if (members == NULL || out->self == NULL)
+        goto done;
+    out->members = (const char *const *)members;
+    for (size_t i = 0; i < r->n_members; i++) {
+        if ((members[i] = strdup(r->members[i])) == NULL)
+            goto done;
+        out->nmembers = (int)i + 1;
+    }
+    out->replicas = (int)r->replicas;
+    out->fingerprint = r->fingerprint;
+    out->cluster_id = r->cluster_id;
+    out->keys = r->keys;
+    out->partitions = (int)r->partitions;
+    out->partitions_recovering = (int)r->partitions_recovering;
+    out->log_bytes = r->log_bytes;
+    rc = 0;
+done:
+    if (rc != 0 && out->members == NULL)
+        free(members);
+    dht__stats_reply__free_unpacked(r, NULL);
+    return rc;
 }

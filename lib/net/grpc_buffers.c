@@ -44,12 +44,13 @@ long dht_grpc_bb_read(grpc_byte_buffer *bb, uint8_t *buf, size_t cap)
     return rc;
 }
 
-/* Encodes m (request or reply) into a new byte buffer; NULL if it cannot. */
-grpc_byte_buffer *dht_grpc_bb_encode(const dht_msg *m, bool reply)
+/* Encodes m (a request carrying config, or a reply) into a new byte
+ * buffer; NULL if it cannot. */
+grpc_byte_buffer *dht_grpc_bb_encode(const dht_msg *m, bool reply, uint64_t config)
 {
     uint8_t small[DHT_CODEC_MAX];
     size_t n = reply ? dht_codec_encode_reply(m, small, sizeof small)
-                     : dht_codec_encode_request(m, small, sizeof small);
+                     : dht_codec_encode_request(m, config, small, sizeof small);
     if (n <= sizeof small)
         return dht_grpc_bb_from(small, n);
     if (n == SIZE_MAX)
@@ -60,21 +61,22 @@ grpc_byte_buffer *dht_grpc_bb_encode(const dht_msg *m, bool reply)
     if (reply)
         dht_codec_encode_reply(m, big, n);
     else
-        dht_codec_encode_request(m, big, n);
+        dht_codec_encode_request(m, config, big, n);
     grpc_byte_buffer *bb = dht_grpc_bb_from(big, n);
     free(big);
     return bb;
 }
 
-/* Encodes a batch of requests or replies into a new byte buffer; NULL if it
- * cannot. */
-grpc_byte_buffer *dht_grpc_bb_encode_batch(const dht_msg *msgs, size_t n, uint64_t id)
+/* Encodes a batch of requests (carrying config) or replies (config 0) into
+ * a new byte buffer; NULL if it cannot. */
+grpc_byte_buffer *dht_grpc_bb_encode_batch(const dht_msg *msgs, size_t n, uint64_t id,
+                                           uint64_t config)
 {
-    size_t need = dht_codec_encode_batch(msgs, n, id, NULL, 0);
+    size_t need = dht_codec_encode_batch(msgs, n, id, config, NULL, 0);
     uint8_t *buf = need != SIZE_MAX ? malloc(need ? need : 1) : NULL;
     if (buf == NULL)
         return NULL;
-    dht_codec_encode_batch(msgs, n, id, buf, need);
+    dht_codec_encode_batch(msgs, n, id, config, buf, need);
     grpc_byte_buffer *bb = dht_grpc_bb_from(buf, need);
     free(buf);
     return bb;
@@ -82,18 +84,22 @@ grpc_byte_buffer *dht_grpc_bb_encode_batch(const dht_msg *msgs, size_t n, uint64
 
 /* Decodes a batch message (see dht_codec_decode_batch: *out is malloc'd,
  * the caller frees it); -1 if bb is missing or not a valid batch. */
-int dht_grpc_bb_decode_batch(grpc_byte_buffer *bb, dht_msg **out, size_t *n, uint64_t *id)
+int dht_grpc_bb_decode_batch(grpc_byte_buffer *bb, dht_msg **out, size_t *n, uint64_t *id,
+                             uint64_t *config)
 {
     grpc_slice sl;
     if (!dht_grpc_bb_slice(bb, &sl))
         return -1;
-    int rc = dht_codec_decode_batch(GRPC_SLICE_START_PTR(sl), GRPC_SLICE_LENGTH(sl), out, n, id);
+    int rc = dht_codec_decode_batch(GRPC_SLICE_START_PTR(sl), GRPC_SLICE_LENGTH(sl), out, n, id,
+                                    config);
     grpc_slice_unref(sl);
     return rc;
 }
 
-/* The requests of queued items as one batch message; NULL if it cannot. */
-grpc_byte_buffer *dht_grpc_bb_encode_items(const qitem *items, size_t n, uint64_t id)
+/* The requests of queued items as one batch message carrying config; NULL
+ * if it cannot. */
+grpc_byte_buffer *dht_grpc_bb_encode_items(const qitem *items, size_t n, uint64_t id,
+                                           uint64_t config)
 {
     if (n == 0)
         return NULL; /* never sent */
@@ -102,7 +108,7 @@ grpc_byte_buffer *dht_grpc_bb_encode_items(const qitem *items, size_t n, uint64_
         return NULL;
     for (size_t i = 0; i < n; i++)
         msgs[i] = items[i].req;
-    grpc_byte_buffer *bb = dht_grpc_bb_encode_batch(msgs, n, id);
+    grpc_byte_buffer *bb = dht_grpc_bb_encode_batch(msgs, n, id, config);
     if (msgs != small)
         free(msgs);
     return bb;

@@ -83,7 +83,7 @@ void dht_grpc_send_batch(dht_grpc *g, int qi, qitem *items, size_t n)
     grpc_byte_buffer *bb = NULL;
     ccall *c = NULL;
     if (live > 0 && !atomic_load(&g->stopping)) {
-        bb = dht_grpc_bb_encode_items(items, live, 0);
+        bb = dht_grpc_bb_encode_items(items, live, 0, g->fingerprint);
         c = bb ? calloc(1, sizeof *c) : NULL;
     }
     if (c != NULL) {
@@ -114,7 +114,7 @@ static void batch_call_done(ccall *c, dht_status st)
     DHT_DEBUG("batch of %zu to %s: %s in %.2f ms", c->nbatch, g->addrs[c->peer],
               dht_status_name(st), (double)(dht_now_ns() - c->started) / 1e6);
     if (st == DHT_OK &&
-        (dht_grpc_bb_decode_batch(c->recv_bb, &reps, &n, NULL) != 0 || n != c->nbatch))
+        (dht_grpc_bb_decode_batch(c->recv_bb, &reps, &n, NULL, NULL) != 0 || n != c->nbatch))
         st = DHT_ERR_REMOTE;
     dht_grpc_answer_items(c->batch, c->nbatch, st, reps);
     free(reps);
@@ -133,7 +133,7 @@ int dht_grpc_send(dht_transport *t, int peer, const dht_msg *req, int64_t deadli
     const char *method = dht_codec_method(req->type);
     if (method == NULL)
         return -1;
-    grpc_byte_buffer *send_bb = dht_grpc_bb_encode(req, false);
+    grpc_byte_buffer *send_bb = dht_grpc_bb_encode(req, false, g->fingerprint);
     if (send_bb == NULL)
         return -1;
     ccall *c = calloc(1, sizeof *c);
@@ -157,16 +157,57 @@ int dht_grpc_call_async(dht_grpc *g, int peer, const char *method, const void *r
         return -1;
     c->raw_cb = cb;
     c->arg = arg;
-    return start_call(g, peer, method, dht_grpc_bb_from(req, req_len), deadline_ns, c);
+    /* Listed (for dht_grpc_cancel_raw_calls) before it starts, since it may
+     * end at once on a worker, which unlists it: the mutex is held until
+     * the call has started or start_call has freed it. */
+    pthread_mutex_lock(&g->raw_mu);
+    ccall *next = g->raw_calls;
+    c->raw_next = next;
+    if (next)
+        next->raw_prev = c;
+    g->raw_calls = c;
+    int rc = start_call(g, peer, method, dht_grpc_bb_from(req, req_len), deadline_ns, c);
+    if (rc != 0) { /* c is gone; it was the head */
+        g->raw_calls = next;
+        if (next)
+            next->raw_prev = NULL;
+    }
+    pthread_mutex_unlock(&g->raw_mu);
+    return rc;
 }
 
-/* Completion of a raw call: hand over the bytes as they came. */
+void dht_grpc_cancel_raw_calls(dht_grpc *g)
+{
+    pthread_mutex_lock(&g->raw_mu);
+    for (ccall *c = g->raw_calls; c; c = c->raw_next)
+        grpc_call_cancel(c->call, NULL);
+    pthread_mutex_unlock(&g->raw_mu);
+}
+
+static void unlist_raw(ccall *c)
+{
+    dht_grpc *g = c->g;
+    pthread_mutex_lock(&g->raw_mu);
+    if (c->raw_prev)
+        c->raw_prev->raw_next = c->raw_next;
+    else
+        g->raw_calls = c->raw_next;
+    if (c->raw_next)
+        c->raw_next->raw_prev = c->raw_prev;
+    pthread_mutex_unlock(&g->raw_mu);
+}
+
+/* Completion of a raw call: hand over the bytes as they came (and, for a
+ * failed call, its status text through last_error during the callback). */
 static void raw_call_done(ccall *c, int success)
 {
     grpc_slice sl = grpc_empty_slice();
     bool have = success && c->status == GRPC_STATUS_OK && dht_grpc_bb_slice(c->recv_bb, &sl);
+    if (success && c->status != GRPC_STATUS_OK)
+        dht_grpc_note_error(c->status, c->details);
     c->raw_cb(c->arg, success ? (int)c->status : -1, have ? GRPC_SLICE_START_PTR(sl) : NULL,
               have ? GRPC_SLICE_LENGTH(sl) : 0);
+    dht_grpc_tl_last_error[0] = '\0';
     grpc_slice_unref(sl);
 }
 
@@ -194,6 +235,7 @@ void dht_grpc_client_call_done(ccall *c, int success)
     bool decoded = false;
 
     if (c->raw_cb) {
+        unlist_raw(c);
         raw_call_done(c, success);
         goto release;
     }
@@ -206,7 +248,10 @@ void dht_grpc_client_call_done(ccall *c, int success)
         if (success)
             dht_grpc_set_peer_state(g, c->peer, c->status != GRPC_STATUS_UNAVAILABLE &&
                                                     c->status != GRPC_STATUS_DEADLINE_EXCEEDED);
+        if (success && c->status != GRPC_STATUS_OK) /* the items' callbacks may ask why */
+            dht_grpc_note_error(c->status, c->details);
         batch_call_done(c, bst);
+        dht_grpc_tl_last_error[0] = '\0';
         goto release;
     }
     if (!success) {

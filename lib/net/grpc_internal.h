@@ -41,6 +41,7 @@ typedef struct ccall {
     size_t nbatch;
     int64_t started; /* batch calls: for the debug log's round-trip time */
     int queue;       /* batch calls: index into g->queues */
+    struct ccall *raw_prev, *raw_next; /* raw calls: g->raw_calls */
 } ccall;
 
 typedef struct scall {
@@ -63,18 +64,25 @@ typedef struct scall {
 
 struct sstream;
 
-/* ---- grpc_status.c: status names and the last error ---- */
+/* ---- grpc_status.c: status names, the last error, refusals ---- */
 extern _Thread_local char dht_grpc_tl_last_error[256];
 void dht_grpc_note_error(grpc_status_code code, grpc_slice details);
+/* The path of a served method (M_*), "?" for the generic slot. */
+const char *dht_grpc_method_path(int method);
+/* Logs that a call was refused and why, at most one line a second. */
+void dht_grpc_log_refusal(grpc_call *call, int method, const char *why);
 
 /* ---- grpc_buffers.c: byte buffers <-> our messages ---- */
 grpc_byte_buffer *dht_grpc_bb_from(const void *buf, size_t len);
 bool dht_grpc_bb_slice(grpc_byte_buffer *bb, grpc_slice *out);
 long dht_grpc_bb_read(grpc_byte_buffer *bb, uint8_t *buf, size_t cap);
-grpc_byte_buffer *dht_grpc_bb_encode(const dht_msg *m, bool reply);
-grpc_byte_buffer *dht_grpc_bb_encode_batch(const dht_msg *msgs, size_t n, uint64_t id);
-int dht_grpc_bb_decode_batch(grpc_byte_buffer *bb, dht_msg **out, size_t *n, uint64_t *id);
-grpc_byte_buffer *dht_grpc_bb_encode_items(const qitem *items, size_t n, uint64_t id);
+grpc_byte_buffer *dht_grpc_bb_encode(const dht_msg *m, bool reply, uint64_t config);
+grpc_byte_buffer *dht_grpc_bb_encode_batch(const dht_msg *msgs, size_t n, uint64_t id,
+                                           uint64_t config);
+int dht_grpc_bb_decode_batch(grpc_byte_buffer *bb, dht_msg **out, size_t *n, uint64_t *id,
+                             uint64_t *config);
+grpc_byte_buffer *dht_grpc_bb_encode_items(const qitem *items, size_t n, uint64_t id,
+                                           uint64_t config);
 
 /* ---- grpc_deadlines.c: our clock <-> gRPC's ---- */
 gpr_timespec dht_grpc_deadline_ts(int64_t deadline_ns);
@@ -113,6 +121,16 @@ void dht_grpc_ss_close_done(struct sstream *ss);
 
 /* ---- grpc_health.c ---- */
 void dht_grpc_serve_health(dht_grpc *g, scall *s);
+
+/* ---- grpc_config.c: the configuration fingerprint, Admin/Stats ---- */
+/* The longest refusal text (the configuration line is cut to fit). */
+#define DHT_GRPC_REFUSAL_MAX 2048
+/* Whether a replica request carrying config may be served by g (always,
+ * when g has no fingerprint); if not, why holds the FAILED_PRECONDITION
+ * text for the caller and the refusal has been logged. */
+bool dht_grpc_config_ok(dht_grpc *g, grpc_call *call, int method, uint64_t config, char *why,
+                        size_t len);
+void dht_grpc_serve_stats(dht_grpc *g, scall *s);
 
 /* ---- grpc_tls.c: credentials and who may call what ---- */
 /* Copies tls's PEM text into g (nothing for NULL); -1 when out of memory. */

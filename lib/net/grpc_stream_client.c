@@ -173,7 +173,7 @@ static void cs_send_locked(peerq *q, cstream *cs, flush_failures *f)
     }
 
     *sb = (sbatch){NULL, ++cs->next_id, items, live, deadline, now};
-    grpc_byte_buffer *bb = dht_grpc_bb_encode_items(items, live, sb->id);
+    grpc_byte_buffer *bb = dht_grpc_bb_encode_items(items, live, sb->id, cs->g->fingerprint);
     grpc_op op;
     memset(&op, 0, sizeof op);
     op.op = GRPC_OP_SEND_MESSAGE;
@@ -255,7 +255,7 @@ void dht_grpc_cs_recv_done(cstream *cs, int success)
     uint64_t id = 0;
     bool ok = false;
     if (success && cs->recv_bb != NULL) {
-        ok = dht_grpc_bb_decode_batch(cs->recv_bb, &reps, &n, &id) == 0;
+        ok = dht_grpc_bb_decode_batch(cs->recv_bb, &reps, &n, &id, NULL) == 0;
         grpc_byte_buffer_destroy(cs->recv_bb);
         cs->recv_bb = NULL;
         if (!ok) {

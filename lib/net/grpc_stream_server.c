@@ -150,7 +150,7 @@ static void ss_answered(void *arg)
 {
     sjob *j = arg;
     sstream *ss = j->ss;
-    grpc_byte_buffer *bb = dht_grpc_bb_encode_batch(j->reps, j->n, j->id);
+    grpc_byte_buffer *bb = dht_grpc_bb_encode_batch(j->reps, j->n, j->id, 0);
     reply_out *o = bb ? malloc(sizeof *o) : NULL;
     pthread_mutex_lock(&ss->mu);
     if (o != NULL && !ss->dead) {
@@ -209,14 +209,27 @@ void dht_grpc_ss_recv_done(sstream *ss, int success)
     bool more = false;
     if (success && ss->recv_bb != NULL) {
         j = calloc(1, sizeof *j);
-        bool ok = j != NULL && dht_grpc_bb_decode_batch(ss->recv_bb, &j->reqs, &j->n, &j->id) == 0;
-        if (ok && (j->reps = calloc(j->n ? j->n : 1, sizeof *j->reps)) == NULL) {
+        uint64_t config = 0;
+        bool ok = j != NULL &&
+                  dht_grpc_bb_decode_batch(ss->recv_bb, &j->reqs, &j->n, &j->id, &config) == 0;
+        char why[DHT_GRPC_REFUSAL_MAX];
+        bool refused = ok && !dht_grpc_config_ok(g, ss->call, M_STREAM, config, why, sizeof why);
+        if (refused) {
+            free(j->reqs);
+            j->reqs = NULL;
+            ok = false;
+        } else if (ok && (j->reps = calloc(j->n ? j->n : 1, sizeof *j->reps)) == NULL) {
             free(j->reqs);
             ok = false;
         }
         grpc_byte_buffer_destroy(ss->recv_bb);
         ss->recv_bb = NULL;
-        if (!ok) {
+        if (refused) {
+            /* Another configuration: the stream ends, nothing of it served. */
+            free(j);
+            j = NULL;
+            grpc_call_cancel_with_status(ss->call, GRPC_STATUS_FAILED_PRECONDITION, why, NULL);
+        } else if (!ok) {
             bool oom = j == NULL || j->reqs != NULL;
             free(j);
             j = NULL;

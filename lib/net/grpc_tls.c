@@ -3,8 +3,8 @@
  * dispatched (dht_grpc_server_call_arrived).
  *
  * The server asks for a client certificate but does not require one at the
- * handshake: KeyValue and health stay open to any TLS client, so the
- * decision has to be per method, on the call's auth context.  A certificate
+ * handshake: KeyValue, Admin/Stats and health stay open to any TLS client,
+ * so the decision has to be per method, on the call's auth context.  A certificate
  * that is presented is verified against the cluster CA during the
  * handshake, so a certificate of another CA never gets as far as a call.
  * What the check reads:
@@ -21,9 +21,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "base/log.h"
-#include "base/util.h"
-#include "net/codec.h"
 #include "net/grpc_internal.h"
 
 static char *dup_or_null(const char *s, bool *failed)
@@ -159,6 +156,7 @@ static need method_needs(const dht_grpc *g, int method)
         return NEED_NOTHING;
     case DHT_MSG_PUT:
     case DHT_MSG_GET:
+    case M_STATS: /* read-only: open like KeyValue */
         return g->client_cert_auth ? NEED_CERT : NEED_NOTHING;
     default: /* dht.Replica, and anything added later until it says otherwise */
         return NEED_PEER_ROLE;
@@ -177,30 +175,6 @@ static bool has_peer_role(const grpc_auth_context *ctx)
     return false;
 }
 
-static const char *method_path(int method)
-{
-    if (method == M_BATCH)
-        return DHT_CODEC_BATCH_METHOD;
-    if (method == M_STREAM)
-        return DHT_CODEC_STREAM_METHOD;
-    const char *p = method > 0 && method < DHT_MSG_TYPE_MAX ? dht_codec_method(method) : NULL;
-    return p ? p : "?";
-}
-
-/* A misconfigured peer retries many times a second and a scanner may try
- * every method: one line a second says enough. */
-static void log_refusal(scall *s, const char *why)
-{
-    static _Atomic int64_t last_ns;
-    int64_t now = dht_now_ns(), prev = atomic_load(&last_ns);
-    if (now - prev < DHT_NS_PER_SEC || !atomic_compare_exchange_strong(&last_ns, &prev, now))
-        return;
-    char *peer = grpc_call_get_peer(s->call);
-    DHT_WARN("%s from %s refused: %s (further refusals this second not logged)",
-             method_path(s->method), peer ? peer : "?", why);
-    gpr_free(peer);
-}
-
 bool dht_grpc_call_allowed(dht_grpc *g, scall *s)
 {
     if (g->tls_ca == NULL)
@@ -215,14 +189,14 @@ bool dht_grpc_call_allowed(dht_grpc *g, scall *s)
         grpc_auth_context_release(ctx);
     if (!authenticated) {
         const char *why = "no client certificate of the cluster CA";
-        log_refusal(s, why);
+        dht_grpc_log_refusal(s->call, s->method, why);
         dht_grpc_respond(s, NULL, 0, GRPC_STATUS_UNAUTHENTICATED, why);
         return false;
     }
     if (n == NEED_PEER_ROLE && !member) {
         const char *why = "dht.Replica is for members: the certificate lacks the URI SAN "
                           DHT_TLS_PEER_ROLE;
-        log_refusal(s, why);
+        dht_grpc_log_refusal(s->call, s->method, why);
         dht_grpc_respond(s, NULL, 0, GRPC_STATUS_PERMISSION_DENIED, why);
         return false;
     }

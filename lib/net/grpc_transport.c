@@ -49,6 +49,7 @@
  *   local_replica.c       the in-process path to the local replica (no gRPC)
  *   grpc_abseil.c         abseil's deadlock detector off (no gRPC)
  *   grpc_tls.c            TLS credentials and each served call's auth check
+ *   grpc_config.c         the configuration fingerprint check, Admin/Stats
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -108,8 +109,10 @@ static void free_instance(dht_grpc *g)
     free((void *)g->peer_up);
     free_queues(g);
     free(g->workers);
+    free(g->config_line);
     dht_grpc_tls_drop(g);
     pthread_mutex_destroy(&g->lmu);
+    pthread_mutex_destroy(&g->raw_mu);
     pthread_cond_destroy(&g->lcv);
     free(g);
     grpc_shutdown();
@@ -144,11 +147,13 @@ int dht_grpc_start(const dht_grpc_config *cfg, dht_grpc **out, char *err, size_t
                   ? cfg->self
                   : -1;
     pthread_mutex_init(&g->lmu, NULL);
+    pthread_mutex_init(&g->raw_mu, NULL);
     pthread_cond_init(&g->lcv, NULL);
     g->serving = cfg->serving;
     g->serving_arg = cfg->serving_arg;
     g->on_peer_state = cfg->on_peer_state;
     g->peer_state_arg = cfg->peer_state_arg;
+    g->fingerprint = cfg->fingerprint;
     atomic_init(&g->stopping, false);
     atomic_init(&g->inflight, 0);
     atomic_init(&g->rr, 0);
@@ -161,8 +166,10 @@ int dht_grpc_start(const dht_grpc_config *cfg, dht_grpc **out, char *err, size_t
     for (int i = 0; g->queues != NULL && i < 2 * cfg->npeers; i++)
         pthread_mutex_init(&g->queues[i].mu, NULL);
     g->workers = calloc((size_t)g->nworkers, sizeof *g->workers);
+    g->config_line = cfg->config_line ? strdup(cfg->config_line) : NULL;
     if (g->addrs == NULL || g->channels == NULL || g->peer_up == NULL || g->queues == NULL ||
-        g->workers == NULL || dht_grpc_tls_keep(g, cfg->tls) != 0) {
+        g->workers == NULL || (cfg->config_line && g->config_line == NULL) ||
+        dht_grpc_tls_keep(g, cfg->tls) != 0) {
         snprintf(err, errlen, "out of memory");
         free_instance(g);
         return -1;

@@ -23,8 +23,9 @@ typedef struct dht_grpc dht_grpc;
  * accepts only TLS and asks callers for an optional certificate it
  * verifies against ca_pem; the dht.Replica service then answers only a
  * caller whose certificate carries the peer role (the URI SAN
- * DHT_TLS_PEER_ROLE), and KeyValue any TLS caller, or, with
- * client_cert_auth, any caller with a certificate of ca_pem.  Outgoing
+ * DHT_TLS_PEER_ROLE), and KeyValue and Admin (read-only Stats) any TLS
+ * caller, or, with client_cert_auth, any caller with a certificate of
+ * ca_pem.  Outgoing
  * channels verify the peer's certificate against ca_pem and its name
  * against the host they dial, and present cert_pem when given. */
 typedef struct dht_grpc_tls {
@@ -51,6 +52,14 @@ typedef struct dht_grpc_config {
     void (*on_peer_state)(void *arg, int peer, const char *addr, int up);
     void *peer_state_arg;
     const dht_grpc_tls *tls;  /* NULL: plaintext, every caller trusted; copied */
+    /* The configuration (protocol/membership.h): its fingerprint, which
+     * every replica request this transport sends carries (unary, batch and
+     * each stream message), and its canonical line, for the refusal text.
+     * The server refuses every replica request whose fingerprint is not
+     * this one with FAILED_PRECONDITION, changing nothing; 0: no check
+     * (and requests carry none).  config_line may be NULL; copied. */
+    uint64_t fingerprint;
+    const char *config_line;
 } dht_grpc_config;
 
 /* Starts the transport (and server, if listen_addr is set).  On failure
@@ -66,11 +75,19 @@ void dht_grpc_stop(dht_grpc *g);
 /* An asynchronous unary call with raw request bytes to peer, for clients of
  * other services (the benchmark's etcd client).  cb runs exactly once on a
  * worker thread with the gRPC status code (or -1 when the transport is
- * shutting down) and the reply bytes (valid during the callback).  Returns
+ * shutting down) and the reply bytes (valid during the callback); for a
+ * failed call the transport's last_error gives "STATUS: details" during the
+ * callback.  Returns
  * nonzero if the call could not be started (cb will not run). */
 typedef void (*dht_grpc_raw_cb)(void *arg, int status, const uint8_t *resp, size_t len);
 int dht_grpc_call_async(dht_grpc *g, int peer, const char *method, const void *req,
                         size_t req_len, int64_t deadline_ns, dht_grpc_raw_cb cb, void *arg);
+
+/* Cancels the raw calls (dht_grpc_call_async) still in flight: each ends
+ * at once with CANCELLED, its callback still runs.  For a caller that has
+ * the answer it needed and would otherwise wait, in dht_grpc_stop, for the
+ * calls to unreachable peers to reach their deadlines. */
+void dht_grpc_cancel_raw_calls(dht_grpc *g);
 
 /* One blocking unary call with raw request bytes: for tools and tests (bad
  * input, health probes).  Returns 0 when a gRPC status was received (in

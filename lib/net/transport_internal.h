@@ -46,9 +46,9 @@ typedef enum {
     TAG_SS_CLOSE
 } tag_kind;
 
-/* Server methods: the dht_msg types plus health; 0 is the generic slot that
- * catches unknown methods. */
-enum { M_GENERIC = 0, M_HEALTH = DHT_MSG_TYPE_MAX, M_BATCH, M_STREAM, M_COUNT };
+/* Server methods: the dht_msg types plus health, the two batch methods and
+ * Admin/Stats; 0 is the generic slot that catches unknown methods. */
+enum { M_GENERIC = 0, M_HEALTH = DHT_MSG_TYPE_MAX, M_BATCH, M_STREAM, M_STATS, M_COUNT };
 
 /* Replica requests waiting for a batch call to their peer. */
 typedef struct {
@@ -59,6 +59,7 @@ typedef struct {
 } qitem;
 
 struct cstream;
+struct ccall;
 
 typedef struct {
     pthread_mutex_t mu;
@@ -128,6 +129,14 @@ struct dht_grpc {
      * NULL for plaintext; the server's credentials are made from them. */
     char *tls_cert, *tls_key, *tls_ca;
     bool client_cert_auth;
+    /* The configuration's fingerprint (0: none, no check) and canonical
+     * line (owned, or NULL): see dht_grpc_config and grpc_config.c. */
+    uint64_t fingerprint;
+    char *config_line;
+    /* Raw calls in flight (dht_grpc_call_async), for
+     * dht_grpc_cancel_raw_calls; guarded by raw_mu. */
+    pthread_mutex_t raw_mu;
+    struct ccall *raw_calls;
 
     atomic_bool stopping;
     atomic_int inflight; /* client calls + server calls not yet freed */

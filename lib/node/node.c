@@ -5,6 +5,7 @@
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "base/log.h"
 #include "base/util.h"
@@ -13,8 +14,12 @@ struct dht_node {
     dht_node_config cfg;
     dht_service svc;
     dht_transport *t;
-    dht_coord *_Atomic coord; /* published by dht_node_start */
-    dht_recovery *recovery;
+    dht_coord *_Atomic coord;          /* published by dht_node_start */
+    dht_recovery *_Atomic recovery;    /* likewise */
+    uint64_t incarnation;              /* random, drawn per process start */
+    uint64_t cluster_id;               /* the data directory's, at start */
+    /* For Stats: members' normalised addresses, sorted; owned. */
+    const char **sorted;
 };
 
 /* ---- public service: the coordinator acts for the caller --------------------- */
@@ -81,10 +86,72 @@ static void on_public(void *arg, const dht_msg *req, int64_t deadline_ns, dht_do
 
 /* ---- replica service ------------------------------------------------------------ */
 
+typedef struct {
+    const dht_membership *m;
+    int member;
+} scan_filter;
+
+static bool stored_by(void *arg, int64_t key)
+{
+    const scan_filter *f = arg;
+    return dht_membership_stores(f->m, f->member, key);
+}
+
+/* A Scan says who asks: the page holds the keys the asker stores too, and
+ * the reply says what recovery needs to know of this node. */
+static void on_scan(dht_node *n, const dht_msg *req, dht_msg *reply)
+{
+    dht_recovery *rec = atomic_load(&n->recovery);
+    scan_filter f = {n->cfg.members, dht_membership_find_id(n->cfg.members, req->member)};
+    if (req->member != 0 && f.member < 0) {
+        reply->type = DHT_MSG_SCAN; /* not a member: ok=false, nothing */
+        return;
+    }
+    dht_replica_handle_scan(n->cfg.replica, req, reply, req->member ? stored_by : NULL, &f);
+    reply->cluster_id = rec ? dht_recovery_cluster_id(rec) : n->cluster_id;
+    reply->incarnation = n->incarnation;
+    reply->founder = rec != NULL && dht_recovery_founder(rec, req->incarnation);
+}
+
 static void on_replica(void *arg, const dht_msg *req, dht_msg *reply)
 {
     dht_node *n = arg;
-    dht_replica_handle(n->cfg.replica, node_now(n), req, reply);
+    if (req->type == DHT_MSG_SCAN)
+        on_scan(n, req, reply);
+    else
+        dht_replica_handle(n->cfg.replica, node_now(n), req, reply);
+}
+
+static bool stored_here(void *arg, int64_t key)
+{
+    const dht_node *n = arg;
+    return dht_membership_stores(n->cfg.members, dht_membership_self(n->cfg.members), key);
+}
+
+static void on_stats(void *arg, dht_stats *out)
+{
+    dht_node *n = arg;
+    const dht_membership *m = n->cfg.members;
+    dht_recovery *rec = atomic_load(&n->recovery);
+    int self = dht_membership_self(m);
+    *out = (dht_stats){
+        .self = dht_membership_norm(m, self),
+        .members = n->sorted,
+        .nmembers = dht_membership_size(m),
+        .replicas = dht_membership_replica_count(m),
+        .fingerprint = dht_membership_fingerprint(m),
+        .cluster_id = rec ? dht_recovery_cluster_id(rec) : n->cluster_id,
+        .keys = dht_replica_size(n->cfg.replica),
+        .partitions = dht_membership_partition_count(m, self),
+        .partitions_recovering = rec ? dht_recovery_partitions_pending(rec)
+                                     : dht_membership_partition_count(m, self),
+        .log_bytes = n->cfg.log_bytes ? n->cfg.log_bytes(n->cfg.storage_arg) : -1,
+    };
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
 }
 
 /* Batches with writes go to group commit (no fsync on a transport
@@ -93,6 +160,11 @@ static void on_replica_batch(void *arg, const dht_msg *reqs, dht_msg *reps, size
                              void (*done)(void *), void *done_arg)
 {
     dht_node *n = arg;
+    if (count == 1 && reqs[0].type == DHT_MSG_SCAN) { /* a transport that batches scans */
+        on_scan(n, &reqs[0], &reps[0]);
+        done(done_arg);
+        return;
+    }
     for (size_t i = 0; i < count; i++) {
         if (reqs[i].type == DHT_MSG_WRITE &&
             n->cfg.commit(n->cfg.commit_arg, reqs, reps, count, done, done_arg) == 0)
@@ -103,6 +175,12 @@ static void on_replica_batch(void *arg, const dht_msg *reqs, dht_msg *reps, size
 }
 
 /* ---- recovery's hooks ---------------------------------------------------------------- */
+
+static int set_cluster_id(void *arg, uint64_t id)
+{
+    dht_node *n = arg;
+    return n->cfg.set_cluster_id ? n->cfg.set_cluster_id(n->cfg.storage_arg, id) : 0;
+}
 
 static int install(void *arg, const dht_msg *reqs, dht_msg *reps, size_t count,
                    void (*done)(void *), void *done_arg)
@@ -132,8 +210,23 @@ dht_node *dht_node_new(const dht_node_config *cfg)
         return NULL;
     n->cfg = *cfg;
     n->svc = (dht_service){.replica = on_replica, .replica_batch = on_replica_batch,
-                           .client = on_public, .arg = n};
+                           .client = on_public, .stats = on_stats, .arg = n};
     atomic_init(&n->coord, NULL);
+    atomic_init(&n->recovery, NULL);
+    n->incarnation = cfg->incarnation;
+    while (n->incarnation == 0)
+        n->incarnation = dht_random_seed();
+    n->cluster_id = cfg->cluster_id ? cfg->cluster_id(cfg->storage_arg) : 0;
+    int count = dht_membership_size(cfg->members);
+    n->sorted = malloc((size_t)count * sizeof *n->sorted);
+    if (n->sorted == NULL) {
+        free(n);
+        return NULL;
+    }
+    for (int p = 0; p < count; p++)
+        n->sorted[p] = dht_membership_norm(cfg->members, p);
+    qsort(n->sorted, (size_t)count, sizeof *n->sorted, cmp_str);
+    dht_replica_set_owner(cfg->replica, stored_here, n);
     return n;
 }
 
@@ -154,13 +247,24 @@ int dht_node_start(dht_node *n, dht_transport *t, char *err, size_t errlen)
                                   : "cannot start the coordinator: out of memory");
         return -1;
     }
+    if (n->cluster_id == 0 && !dht_replica_recovering(n->cfg.replica)) {
+        /* A complete replica from before cluster ids were recorded: its
+         * cluster exists.  Every such member derives the same id. */
+        uint64_t id = dht_membership_fingerprint(n->cfg.members);
+        if (set_cluster_id(n, id) == 0)
+            n->cluster_id = id;
+    }
     dht_recovery_config rc = n->cfg.recovery;
     rc.members = n->cfg.members;
     rc.install = install;
     rc.on_ready = on_ready;
+    rc.set_cluster_id = set_cluster_id;
+    rc.cluster_id = n->cluster_id;
+    rc.incarnation = n->incarnation;
     rc.arg = n;
-    n->recovery = dht_recovery_start(t, n->cfg.replica, &rc);
-    if (n->recovery == NULL) {
+    dht_recovery *rec = dht_recovery_start(t, n->cfg.replica, &rc);
+    atomic_store(&n->recovery, rec);
+    if (rec == NULL) {
         dht_coord_free(coord);
         snprintf(err, errlen, "cannot start recovery (out of memory)");
         return -1;
@@ -176,20 +280,22 @@ bool dht_node_serving(const dht_node *n)
 
 void dht_node_request_stop(dht_node *n)
 {
-    dht_recovery_request_stop(n->recovery);
+    dht_recovery_request_stop(atomic_load(&n->recovery));
 }
 
 void dht_node_stop(dht_node *n)
 {
-    dht_recovery_stop(n->recovery);
-    n->recovery = NULL;
+    /* Halted, not freed: Scans may still be answered until the transport
+     * stops, and they read the recovery's cluster id. */
+    dht_recovery_halt(atomic_load(&n->recovery));
 }
 
 void dht_node_free(dht_node *n)
 {
     if (n == NULL)
         return;
-    dht_recovery_stop(n->recovery); /* if dht_node_stop was not called */
+    dht_recovery_stop(atomic_exchange(&n->recovery, NULL)); /* if dht_node_stop was not */
     dht_coord_free(atomic_load(&n->coord));
+    free(n->sorted);
     free(n);
 }

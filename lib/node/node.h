@@ -36,6 +36,13 @@ typedef struct {
     /* Records durably that the replica's state is complete (called once,
      * when recovery decides it may serve). */
     int (*mark_initialized)(void *arg, const char *why);
+    /* The cluster id recorded in the data directory (0: none: this replica
+     * has never been part of a cluster), and recording one durably (0, or
+     * -1 when it could not be written). */
+    uint64_t (*cluster_id)(void *arg);
+    int (*set_cluster_id)(void *arg, uint64_t id);
+    /* Bytes of the write-ahead log on disk, for Stats; NULL: unknown. */
+    int64_t (*log_bytes)(void *arg);
     void *storage_arg;
     /* Group commit: stores a batch with writes and answers it later
      * (dht_group_commit_submit's contract). */
@@ -44,6 +51,8 @@ typedef struct {
     /* The clock of leases and deadlines (monotonic ns). */
     int64_t (*now)(void *arg);
     void *clock_arg;
+    /* This process's incarnation (recovery.h); 0: drawn from the OS. */
+    uint64_t incarnation;
     /* Protocol settings; members, install and on_ready are the node's. */
     dht_coord_config coord;
     dht_recovery_config recovery;

@@ -15,8 +15,11 @@
 
 typedef struct dht_server_node dht_server_node;
 
+/* Room for any reason start gives: it may quote two configuration lines. */
+#define DHT_SERVER_NODE_ERR_MAX (2 * DHT_WAL_META_MAX + 1024)
+
 typedef struct {
-    const dht_membership *members; /* with self set; outlives the server node */
+    const dht_membership *members; /* with self set and R; outlives the server node */
     const char *listen_addr;       /* "ip:port" or "[ipv6]:port" */
     const char *data_dir;
     dht_fsync_mode fsync;
@@ -25,8 +28,11 @@ typedef struct {
     const dht_grpc_tls *tls;       /* NULL: plaintext; copied by the transport */
 } dht_server_node_config;
 
-/* Opens the data directory (replaying snapshot and log), starts group
- * commit, the gRPC server and the node.  0, or -1 with a one-line reason. */
+/* Opens the data directory (replaying snapshot and log), checks that it
+ * was made for this configuration (members and R; recording it in a new
+ * directory), starts group commit, the gRPC server and the node.  0, or -1
+ * with a reason (up to DHT_SERVER_NODE_ERR_MAX bytes; one line except for a
+ * configuration mismatch, which quotes both lines on lines of their own). */
 int dht_server_node_start(const dht_server_node_config *cfg, dht_server_node **out, char *err,
                           size_t errlen);
 /* Stops recovery, the transport (in-flight calls end by their deadlines),

@@ -100,7 +100,10 @@ struct op {
     void *deadline_timer; /* cancelable transports: ends the op on time */
     dht_put_outcome outcome;
     int get_ok;
-    char reason[160];
+    char reason[400];
+    /* The first error a replica answered with (e.g. a configuration
+     * mismatch), for the reason of a failure: "" if none. */
+    char remote[240];
     dht_put_cb put_cb;
     dht_get_cb get_cb;
     void *arg;
@@ -337,6 +340,27 @@ static int op_timer(op *o, int peer, int64_t delay, dht_timer_cb cb)
     return 0;
 }
 
+/* Keeps what a replica answered with when it refused a request outright
+ * (an error status, not a "no"): the transport describes it only during
+ * the callback. */
+static void note_remote(op *o, dht_status st)
+{
+    dht_transport *t = o->c->t;
+    if (st != DHT_ERR_REMOTE || o->remote[0] != '\0' || t->ops->last_error == NULL)
+        return;
+    const char *e = t->ops->last_error(t);
+    if (e != NULL)
+        snprintf(o->remote, sizeof o->remote, "%s", e);
+}
+
+/* Appends the remote error, if any, to a failure's reason. */
+static void with_remote(const op *o, char *why, size_t len)
+{
+    size_t used = strlen(why);
+    if (o->remote[0] != '\0' && used < len)
+        snprintf(why + used, len - used, " (a replica answered: %s)", o->remote);
+}
+
 /* Sends m to every peer of set not asked yet this round, counting it
  * pending (or failed, if it cannot be sent). */
 static void ask(op *o, const dht_peerset *set, const dht_msg *m, dht_reply_cb cb)
@@ -424,7 +448,7 @@ static void write_settle(op *o)
         else
             finish_get(o, 1, NULL);
     } else if (o->outstanding == 0) {
-        char why[128];
+        char why[400];
         snprintf(why, sizeof why, "deadline passed with %d of %d write acks", acks, o->c->q);
         if (o->is_put)
             finish_put(o, DHT_PUT_UNKNOWN, why);
@@ -548,12 +572,13 @@ static void abandon_lock_round(op *o)
     int64_t delay = jitter(c, o->backoff);
     o->backoff = o->backoff * 2 > c->cfg.backoff_max_ns ? c->cfg.backoff_max_ns : o->backoff * 2;
     if (now + delay >= o->deadline || op_timer(o, -1, delay, on_backoff_done) != 0) {
-        char why[128];
-        if (unreachable)
+        char why[400];
+        if (unreachable) {
             snprintf(why, sizeof why,
                      "unavailable: %d of %d replicas failed to answer, no majority of %d",
                      o->failures, c->r, c->q);
-        else
+            with_remote(o, why, sizeof why);
+        } else
             snprintf(why, sizeof why, "lock not obtained before the deadline (contention)");
         finish_put(o, DHT_PUT_NOT_APPLIED, why);
     }
@@ -581,7 +606,7 @@ static void check_lock_round(op *o)
                 send_unlock(o, p, o->owner);
         }
         o->round++;
-        char why[128];
+        char why[400];
         snprintf(why, sizeof why, "key %lld has no version left (counter %llu is the maximum)",
                  (long long)o->key, (unsigned long long)o->max_counter);
         finish_put(o, DHT_PUT_NOT_APPLIED, why);
@@ -659,6 +684,7 @@ static void on_lock_reply(void *arg, dht_status st, const dht_msg *rep)
             dht_peerset_add(&o->refused, x->peer);
         } else {
             o->failures++;
+            note_remote(o, st);
         }
         check_lock_round(o);
     }
@@ -729,9 +755,10 @@ static void read_settle(op *o)
         expand_read(o);
         read_settle(o);
     } else if (o->replies + o->pending < c->q) {
-        char why[128];
+        char why[400];
         snprintf(why, sizeof why, "unavailable: %d of %d replicas failed to answer, no majority of %d",
                  o->failures, c->r, c->q);
+        with_remote(o, why, sizeof why);
         o->round++;
         o->ph = PH_BACKOFF;
         int64_t now = dht_transport_now(c->t);
@@ -768,6 +795,7 @@ static void on_read_reply(void *arg, dht_status st, const dht_msg *rep)
             }
         } else {
             o->failures++;
+            note_remote(o, st);
         }
         read_settle(o);
     } else if (x->round + 1 == o->round && o->ph == PH_WRITEBACK && good &&
@@ -957,7 +985,7 @@ static void on_op_deadline(void *arg)
     pthread_mutex_lock(&o->mu);
     o->deadline_timer = NULL;
     if (o->ph != PH_DONE) {
-        char why[128];
+        char why[400];
         if (o->ph == PH_WRITE || o->ph == PH_WRITEBACK)
             snprintf(why, sizeof why, "deadline passed with %d of %d write acks",
                      dht_peerset_count(&o->holders), o->c->q);
@@ -1054,7 +1082,7 @@ typedef struct {
     dht_put_outcome outcome;
     int ok;
     int64_t value;
-    char reason[160];
+    char reason[400];
 } waiter;
 
 static void waiter_wake(waiter *w, const char *reason)

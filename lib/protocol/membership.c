@@ -10,11 +10,98 @@
 struct dht_membership {
     int n;
     int self; /* -1: not a member */
+    int r, q;
+    uint64_t fingerprint;
+    dht_peerset *parts; /* DHT_PARTITIONS replica sets; owned */
+    int *nparts;        /* partitions per member; owned */
     struct {
         char listed[DHT_ADDR_MAX]; /* as dht_parse_hostport wrote it */
         char norm[DHT_ADDR_MAX];   /* dht_member_addr_normalise's form */
+        uint64_t id;
     } m[];
 };
+
+/* splitmix64's finaliser: a bijection whose every output bit depends on
+ * every input bit, enough for placement (no adversary chooses members). */
+static uint64_t mix64(uint64_t x)
+{
+    x ^= x >> 30;
+    x *= UINT64_C(0xbf58476d1ce4e5b9);
+    x ^= x >> 27;
+    x *= UINT64_C(0x94d049bb133111eb);
+    x ^= x >> 31;
+    return x;
+}
+
+static uint64_t hash_str(const char *s)
+{
+    uint64_t h = UINT64_C(0xcbf29ce484222325); /* FNV-1a, then mixed */
+    for (; *s; s++) {
+        h ^= (unsigned char)*s;
+        h *= UINT64_C(0x100000001b3);
+    }
+    h = mix64(h);
+    return h ? h : 1;
+}
+
+uint32_t dht_partition_of(int64_t key)
+{
+    /* The high bits of the mixed key, scaled: uniform for any count. */
+    unsigned __int128 x = (unsigned __int128)mix64((uint64_t)key ^ UINT64_C(0x6a09e667f3bcc909));
+    return (uint32_t)((x * DHT_PARTITIONS) >> 64);
+}
+
+/* Rendezvous hashing: each partition goes to the R members with the
+ * highest scores.  A score depends only on the member's id and the
+ * partition, so a member that joins takes a replica exactly where its
+ * score beats the R-th, and one that leaves is replaced by the next. */
+static void place(dht_membership *m)
+{
+    if (m->r == m->n) { /* every member stores everything: no choice to make */
+        dht_peerset all = {{0}};
+        for (int p = 0; p < m->n; p++) {
+            dht_peerset_add(&all, p);
+            m->nparts[p] = DHT_PARTITIONS;
+        }
+        for (uint32_t part = 0; part < DHT_PARTITIONS; part++)
+            m->parts[part] = all;
+        return;
+    }
+    for (uint32_t part = 0; part < DHT_PARTITIONS; part++) {
+        uint64_t salt = mix64(part * UINT64_C(0x9e3779b97f4a7c15) + 1);
+        uint64_t best[DHT_MAX_MEMBERS];
+        int who[DHT_MAX_MEMBERS], k = 0;
+        for (int p = 0; p < m->n; p++) {
+            uint64_t sc = mix64(m->m[p].id ^ salt);
+            /* Insert into the descending top-r list; ties (never seen in
+             * practice) go to the larger id so the order is still total. */
+            int i = k < m->r ? k++ : m->r;
+            while (i > 0 && (best[i - 1] < sc ||
+                             (best[i - 1] == sc && m->m[who[i - 1]].id < m->m[p].id))) {
+                if (i < m->r) {
+                    best[i] = best[i - 1];
+                    who[i] = who[i - 1];
+                }
+                i--;
+            }
+            if (i < m->r) {
+                best[i] = sc;
+                who[i] = p;
+            }
+        }
+        dht_peerset set = {{0}};
+        for (int i = 0; i < m->r; i++) {
+            dht_peerset_add(&set, who[i]);
+            m->nparts[who[i]]++;
+        }
+        m->parts[part] = set;
+    }
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
 
 int dht_member_addr_normalise(const char *addr, char *out, size_t outlen, char *err,
                               size_t errlen)
@@ -70,8 +157,41 @@ static dht_membership *alloc_members(int n)
     return m;
 }
 
-int dht_membership_new(const char *list, const char *self_addr, dht_membership **out,
-                       char *err, size_t errlen)
+static int finish(dht_membership *m, int replicas, char *err, size_t errlen)
+{
+    if (replicas < 0 || replicas > m->n) {
+        snprintf(err, errlen, "%d replicas per key asked for, but there are %d members "
+                 "(R must be 1..%d)", replicas, m->n, m->n);
+        return -1;
+    }
+    m->r = replicas == 0 ? (m->n < DHT_REPLICAS_DEFAULT ? m->n : DHT_REPLICAS_DEFAULT)
+                         : replicas;
+    m->q = m->r / 2 + 1;
+    for (int p = 0; p < m->n; p++)
+        m->m[p].id = hash_str(m->m[p].norm);
+    for (int p = 0; p < m->n; p++)
+        for (int j = 0; j < p; j++)
+            if (m->m[p].id == m->m[j].id) {
+                /* 2^-64 per pair; refused rather than placed ambiguously. */
+                snprintf(err, errlen, "members %s and %s have the same placement hash; "
+                         "change one address", m->m[j].listed, m->m[p].listed);
+                return -1;
+            }
+    m->parts = malloc(DHT_PARTITIONS * sizeof *m->parts);
+    m->nparts = calloc((size_t)m->n, sizeof *m->nparts);
+    if (m->parts == NULL || m->nparts == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    place(m);
+    char line[64 + DHT_MAX_MEMBERS * DHT_ADDR_MAX];
+    dht_membership_describe(m, line, sizeof line);
+    m->fingerprint = hash_str(line);
+    return 0;
+}
+
+int dht_membership_new(const char *list, const char *self_addr, int replicas,
+                       dht_membership **out, char *err, size_t errlen)
 {
     *out = NULL;
     if (list == NULL || *list == '\0') {
@@ -138,15 +258,21 @@ int dht_membership_new(const char *list, const char *self_addr, dht_membership *
             goto fail;
         }
     }
+    if (finish(m, replicas, err, errlen) != 0)
+        goto fail;
     *out = m;
     return 0;
 fail:
-    free(m);
+    dht_membership_free(m);
     return -1;
 }
 
 void dht_membership_free(dht_membership *m)
 {
+    if (m == NULL)
+        return;
+    free(m->parts);
+    free(m->nparts);
     free(m);
 }
 
@@ -176,26 +302,74 @@ int dht_membership_find(const dht_membership *m, const char *addr)
     return -1;
 }
 
+const char *dht_membership_norm(const dht_membership *m, int p)
+{
+    return p >= 0 && p < m->n ? m->m[p].norm : NULL;
+}
+
+uint64_t dht_membership_member_id(const dht_membership *m, int p)
+{
+    return p >= 0 && p < m->n ? m->m[p].id : 0;
+}
+
+int dht_membership_find_id(const dht_membership *m, uint64_t id)
+{
+    for (int p = 0; id != 0 && p < m->n; p++)
+        if (m->m[p].id == id)
+            return p;
+    return -1;
+}
+
+const dht_peerset *dht_membership_partition_replicas(const dht_membership *m, uint32_t part)
+{
+    return &m->parts[part % DHT_PARTITIONS];
+}
+
 dht_peerset dht_membership_replicas(const dht_membership *m, int64_t key)
 {
-    (void)key; /* every member replicates every key, for now */
-    dht_peerset s = {{0}};
-    for (int p = 0; p < m->n; p++)
-        dht_peerset_add(&s, p);
-    return s;
+    return m->parts[dht_partition_of(key)];
+}
+
+bool dht_membership_stores(const dht_membership *m, int p, int64_t key)
+{
+    return p >= 0 && p < m->n && dht_peerset_has(&m->parts[dht_partition_of(key)], p);
+}
+
+int dht_membership_partition_count(const dht_membership *m, int p)
+{
+    return p >= 0 && p < m->n ? m->nparts[p] : 0;
 }
 
 int dht_membership_replica_count(const dht_membership *m)
 {
-    return m->n;
+    return m->r;
 }
 
 int dht_membership_quorum(const dht_membership *m)
 {
-    return dht_membership_replica_count(m) / 2 + 1;
+    return m->q;
 }
 
 int dht_membership_recovery_sources(const dht_membership *m)
 {
-    return dht_membership_replica_count(m) - dht_membership_quorum(m) + 1;
+    return m->r - m->q + 1;
+}
+
+size_t dht_membership_describe(const dht_membership *m, char *buf, size_t len)
+{
+    const char *sorted[DHT_MAX_MEMBERS];
+    for (int p = 0; p < m->n; p++)
+        sorted[p] = m->m[p].norm;
+    qsort(sorted, (size_t)m->n, sizeof sorted[0], cmp_str);
+    size_t used = (size_t)snprintf(buf, len, "replicas=%d partitions=%d members=", m->r,
+                                   DHT_PARTITIONS);
+    for (int p = 0; p < m->n; p++)
+        used += (size_t)snprintf(used < len ? buf + used : NULL, used < len ? len - used : 0,
+                                 "%s%s", p ? "," : "", sorted[p]);
+    return used;
+}
+
+uint64_t dht_membership_fingerprint(const dht_membership *m)
+{
+    return m->fingerprint;
 }

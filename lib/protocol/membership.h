@@ -64,13 +64,26 @@ static inline int dht_peerset_count(const dht_peerset *s)
 
 typedef struct dht_membership dht_membership;
 
+/* Placement (docs/design.md, "Placement").  A key belongs to one of
+ * DHT_PARTITIONS partitions (a hash of the key); each partition is stored
+ * on R members, chosen by rendezvous hashing: every member scores the
+ * partition with a hash of (its normalised address, the partition) and the
+ * R highest scores win.  Positions, list order and spelling of an address
+ * play no part, so every process that was given the same members (in any
+ * order, as localhost or 127.0.0.1) and R computes the same replica sets;
+ * adding or removing one member changes one replica of exactly the
+ * partitions it enters or leaves (about R/N of them) and nothing else. */
+#define DHT_PARTITIONS 65536
+#define DHT_REPLICAS_DEFAULT 3
+
 /* Parses a comma-separated "host:port" list (1..DHT_MAX_MEMBERS entries,
  * each validated, duplicates after normalisation refused).  self_addr is
  * this process's advertised address, or NULL for a process that is not a
  * member (the fan-out client).  A self_addr that is not in the list is an
- * error.  Returns 0, or -1 with a one-line reason in err. */
-int dht_membership_new(const char *list, const char *self_addr, dht_membership **out,
-                       char *err, size_t errlen);
+ * error.  replicas is R, 1..n; 0 takes the default, min(3, n).  Returns 0,
+ * or -1 with a one-line reason in err. */
+int dht_membership_new(const char *list, const char *self_addr, int replicas,
+                       dht_membership **out, char *err, size_t errlen);
 void dht_membership_free(dht_membership *m);
 
 int dht_membership_size(const dht_membership *m);
@@ -81,11 +94,34 @@ const char *dht_membership_addr(const dht_membership *m, int p);
 /* Position of addr (normalised), or -1. */
 int dht_membership_find(const dht_membership *m, const char *addr);
 
-/* The members that store key (today: every member), and how many of them
- * must answer for a read or write to count: a majority of that set. */
+/* Member p's normalised address (see below), or NULL. */
+const char *dht_membership_norm(const dht_membership *m, int p);
+/* Member p's id: a 64-bit hash of its normalised address, the same in
+ * every process (requests name a member by it); 0 for p out of range. */
+uint64_t dht_membership_member_id(const dht_membership *m, int p);
+/* Position of the member with that id, or -1. */
+int dht_membership_find_id(const dht_membership *m, uint64_t id);
+
+/* The partition of a key: 0..DHT_PARTITIONS-1, the same everywhere. */
+uint32_t dht_partition_of(int64_t key);
+/* The members that store partition part / key (R of them), and how many
+ * of them must answer for a read or write to count: a majority of R. */
+const dht_peerset *dht_membership_partition_replicas(const dht_membership *m, uint32_t part);
 dht_peerset dht_membership_replicas(const dht_membership *m, int64_t key);
+bool dht_membership_stores(const dht_membership *m, int p, int64_t key);
 int dht_membership_replica_count(const dht_membership *m);
 int dht_membership_quorum(const dht_membership *m);
+/* How many partitions member p stores. */
+int dht_membership_partition_count(const dht_membership *m, int p);
+
+/* The configuration in one line, canonical: "replicas=R partitions=P
+ * members=A,B,C" with the normalised addresses sorted; two processes place
+ * keys alike exactly when these lines are equal.  The fingerprint is a
+ * 64-bit hash of that line, never 0: requests between members carry it
+ * and a node refuses those whose fingerprint is not its own.  describe
+ * returns the length it needed (as snprintf). */
+size_t dht_membership_describe(const dht_membership *m, char *buf, size_t len);
+uint64_t dht_membership_fingerprint(const dht_membership *m);
 /* How many replicas other than a recovering one must be copied so that
  * the copy intersects every quorum that may have acknowledged a write
  * without it: R - Q + 1.  (With R = 1 that is 1 although there is no

@@ -11,6 +11,7 @@
 #include "protocol/recovery.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,13 +39,27 @@ struct dht_recovery {
     void *timer;       /* pending cancelable timer, if any (mu) */
     step_fn timer_step; /* what the pending timer starts; NULL: a failed pull */
 
-    /* Start-up question (all peers asked at once). */
+    /* Start-up question (all peers asked at once): each peer's state,
+     * cluster id and whether it takes us for a founder. */
     peer_state *st;
+    uint64_t *peer_cluster, *peer_inc;
+    bool *peer_founder;
     int asks_pending;
-    bool announced;
+    bool announced, copy_announced;
 
-    /* Recovery copy: sources done so far, next candidate peer. */
-    int copied, next_source;
+    /* The cluster id known (0: none); read by Scan handlers on any thread. */
+    _Atomic uint64_t cluster_id;
+    /* If this node formed the cluster: the incarnations it saw empty (mu). */
+    uint64_t *founders;
+    int nfounders;
+
+    /* Recovery copy: per partition, complete copies made from its other
+     * replicas (only partitions this node stores count); which peers were
+     * pulled; the next candidate. */
+    uint8_t *copies;
+    bool *pulled;
+    atomic_int pending; /* partitions stored here and not yet complete */
+    int next_source;
     long copied_entries;
 
     /* The pull in progress (one at a time). */
@@ -205,8 +220,11 @@ static void page_received(dht_recovery *s, dht_status st, const dht_msg *rep)
 
 static void pull_page(dht_recovery *s)
 {
+    /* Only the keys both store: the peer filters by our member id. */
     dht_msg req = {.type = DHT_MSG_SCAN, .key = s->cur.after, .from_start = s->cur.from_start,
-                   .stripe = s->cur.stripe, .limit = s->cfg.page};
+                   .stripe = s->cur.stripe, .limit = s->cfg.page,
+                   .member = dht_membership_member_id(s->cfg.members, s->self),
+                   .incarnation = s->cfg.incarnation};
     int64_t deadline = dht_transport_now(s->t) + s->cfg.rpc_timeout_ns;
     step_begin(s);
     if (dht_transport_send(s->t, s->peer, &req, deadline, on_page, s) != 0) {
@@ -231,64 +249,176 @@ static void become_ready(dht_recovery *s, const char *why)
 {
     s->cfg.on_ready(s->cfg.arg, why);
     dht_replica_set_recovering(s->r, false);
+    atomic_store(&s->pending, 0);
     after(s, s->cfg.ae_interval_ns, ae_pass_start);
 }
 
+static int record_cluster_id(dht_recovery *s, uint64_t id)
+{
+    if (atomic_load(&s->cluster_id) == id)
+        return 0;
+    if (s->cfg.set_cluster_id != NULL && s->cfg.set_cluster_id(s->cfg.arg, id) != 0) {
+        DHT_WARN("recovery: could not record the cluster id %016llx; will retry",
+                 (unsigned long long)id);
+        return -1;
+    }
+    atomic_store(&s->cluster_id, id);
+    return 0;
+}
+
+/* The id of a cluster formed now: a hash of what every member that forms
+ * it concurrently saw (the configuration and the smallest incarnation), so
+ * concurrent formers agree without another round. */
+static uint64_t formation_id(dht_recovery *s)
+{
+    uint64_t lo = s->cfg.incarnation;
+    for (int i = 0; i < s->nfounders; i++)
+        lo = s->founders[i] < lo ? s->founders[i] : lo;
+    uint64_t x = dht_membership_fingerprint(s->cfg.members) ^ (lo * UINT64_C(0x9e3779b97f4a7c15));
+    x ^= x >> 31;
+    x *= UINT64_C(0xbf58476d1ce4e5b9);
+    x ^= x >> 29;
+    return x ? x : 1;
+}
+
+static void start_copy(dht_recovery *s);
+
 static void decide(dht_recovery *s)
 {
-    int need = dht_membership_recovery_sources(s->cfg.members);
-    int ready = 0, recovering = 0;
+    int ready = 0, answered = 0;
+    uint64_t known = atomic_load(&s->cluster_id), founded_by = 0;
     for (int p = 0; p < s->n; p++) {
+        if (p == s->self)
+            continue;
         ready += s->st[p] == PEER_READY;
-        recovering += s->st[p] == PEER_RECOVERING;
+        answered += s->st[p] != PEER_SILENT;
+        /* A complete replica without an id predates cluster ids: its
+         * cluster exists, under the id such replicas derive (node.c). */
+        uint64_t id = s->st[p] == PEER_READY && s->peer_cluster[p] == 0
+                          ? dht_membership_fingerprint(s->cfg.members)
+                          : s->peer_cluster[p];
+        if (s->st[p] != PEER_SILENT && id != 0) {
+            if (known == 0)
+                known = id;
+            if (s->peer_founder[p] && s->st[p] == PEER_READY)
+                founded_by = s->peer_cluster[p];
+        }
     }
-    if (recovering > 0) {
-        /* Two empty nodes at once would be two failures, beyond the model:
-         * the cluster is new.  Peers that already decided so hold only
-         * writes made since, each also acknowledged by a node that kept
-         * it, so nothing is missing here.  (Requiring them to be copied
-         * would deadlock three new nodes once the first one decided.) */
-        DHT_INFO("%d peer(s) are new too: this is a new cluster", recovering);
+    if (founded_by != 0 && atomic_load(&s->cluster_id) == 0) {
+        /* A peer formed the cluster having seen this very process empty:
+         * nothing was acknowledged without it (no lock was granted before
+         * the cluster existed), so it is complete as it is. */
+        if (record_cluster_id(s, founded_by) != 0) {
+            after(s, s->cfg.retry_ns, ask_all);
+            return;
+        }
+        DHT_INFO("a new cluster was formed with this node as a founder (cluster %016llx)",
+                 (unsigned long long)founded_by);
         become_ready(s, "new cluster");
         return;
     }
-    if (ready == 0 || ready < need) {
-        if (!s->announced) {
-            if (ready == 0)
-                DHT_INFO("empty data directory: waiting for peers to tell a new cluster from "
-                         "a lost disk (not serving reads meanwhile)");
-            else
-                DHT_WARN("lost or new data directory: recovery needs %d peers with data, %d "
-                         "answer; waiting (not serving reads meanwhile)", need, ready);
+    if (known == 0 && answered == s->n - 1 && ready == 0) {
+        /* Every member is empty and none has been part of a cluster. */
+        pthread_mutex_lock(&s->mu);
+        s->nfounders = 0;
+        for (int p = 0; p < s->n; p++)
+            if (p != s->self)
+                s->founders[s->nfounders++] = s->peer_inc[p];
+        pthread_mutex_unlock(&s->mu);
+        uint64_t id = formation_id(s);
+        if (record_cluster_id(s, id) != 0) {
+            after(s, s->cfg.retry_ns, ask_all);
+            return;
         }
-        s->announced = true;
-        after(s, s->cfg.retry_ns, ask_all);
+        DHT_INFO("every member is new: this is a new cluster (%016llx)", (unsigned long long)id);
+        become_ready(s, "new cluster");
         return;
     }
-    DHT_INFO("joining a cluster that holds data (this node is new or lost its disk): "
-             "copying every key from %d peers", need);
-    s->copied = 0;
-    s->next_source = 0;
-    s->copied_entries = 0;
+    if (known != 0) {
+        if (record_cluster_id(s, known) != 0) {
+            after(s, s->cfg.retry_ns, ask_all);
+            return;
+        }
+        start_copy(s);
+        return;
+    }
+    if (!s->announced)
+        DHT_INFO("empty data directory: waiting for all %d members to answer, to tell a new "
+                 "cluster from a lost disk (%d answer; not serving reads meanwhile)",
+                 s->n, answered + 1);
+    s->announced = true;
+    after(s, s->cfg.retry_ns, ask_all);
+}
+
+/* Whether peer stores partition part too (self does, by the caller). */
+static bool shares(const dht_recovery *s, int peer, uint32_t part)
+{
+    return dht_peerset_has(dht_membership_partition_replicas(s->cfg.members, part), peer);
+}
+
+static void start_copy(dht_recovery *s)
+{
+    if (!s->copy_announced)
+        DHT_INFO("joining a cluster that holds data (this node is new or lost its disk): "
+                 "copying each of its %d partitions from %d of its other replicas",
+                 dht_membership_partition_count(s->cfg.members, s->self),
+                 dht_membership_recovery_sources(s->cfg.members));
+    s->copy_announced = true;
+    s->next_source = 0; /* pulled[] stays: each peer's copy counts once */
     recovery_next_source(s);
 }
 
 static void recovery_next_source(dht_recovery *s)
 {
-    int need = dht_membership_recovery_sources(s->cfg.members);
-    if (s->copied >= need) {
+    if (atomic_load(&s->pending) == 0) {
         DHT_INFO("recovery complete: %ld entries installed, %zu keys held", s->copied_entries,
                  dht_replica_size(s->r));
         become_ready(s, "recovered from peers");
         return;
     }
-    while (s->next_source < s->n && s->st[s->next_source] != PEER_READY)
-        s->next_source++;
-    if (s->next_source >= s->n) {
-        after(s, s->cfg.retry_ns, ask_all); /* too few complete copies: ask again */
-        return;
+    /* The next complete peer that shares a partition still short of
+     * copies; a pull takes every key both store. */
+    int need = dht_membership_recovery_sources(s->cfg.members);
+    for (; s->next_source < s->n; s->next_source++) {
+        int p = s->next_source;
+        if (p == s->self || s->pulled[p] || s->st[p] != PEER_READY)
+            continue;
+        for (uint32_t part = 0; part < DHT_PARTITIONS; part++) {
+            if (s->copies[part] < need && dht_replica_partition_recovering(s->r, part) &&
+                shares(s, p, part)) {
+                s->pulled[p] = true;
+                pull_start(s, s->next_source++, false, AFTER_RECOVERY_PULL);
+                return;
+            }
+        }
     }
-    pull_start(s, s->next_source++, false, AFTER_RECOVERY_PULL);
+    /* Too few complete copies for some partitions: ask again.  If others
+     * already serve, keep them current meanwhile with an anti-entropy pass
+     * (it ends by asking again, since partitions are still pending). */
+    if (atomic_load(&s->pending) < dht_membership_partition_count(s->cfg.members, s->self))
+        after(s, s->cfg.ae_interval_ns, ae_pass_start);
+    else
+        after(s, s->cfg.retry_ns, ask_all);
+}
+
+/* A pull from s->peer completed: each partition both store has one more
+ * complete copy; those with enough serve from now on. */
+static void count_copy(dht_recovery *s)
+{
+    int need = dht_membership_recovery_sources(s->cfg.members);
+    int done = 0;
+    for (uint32_t part = 0; part < DHT_PARTITIONS; part++) {
+        if (!dht_replica_partition_recovering(s->r, part) || !shares(s, s->peer, part))
+            continue;
+        if (++s->copies[part] >= need) {
+            dht_replica_set_partition_recovering(s->r, part, false);
+            atomic_fetch_sub(&s->pending, 1);
+            done++;
+        }
+    }
+    if (done > 0)
+        DHT_INFO("recovery: %d partitions complete after copying from peer %d (%d to go)", done,
+                 s->peer + 1, atomic_load(&s->pending));
 }
 
 static void on_answer(void *arg, dht_status st, const dht_msg *rep)
@@ -301,6 +431,9 @@ static void on_answer(void *arg, dht_status st, const dht_msg *rep)
     s->st[peer] = st != DHT_OK || !rep->ok    ? PEER_SILENT
                   : rep->recovering ? PEER_RECOVERING
                                     : PEER_READY;
+    s->peer_cluster[peer] = st == DHT_OK && rep->ok ? rep->cluster_id : 0;
+    s->peer_founder[peer] = st == DHT_OK && rep->ok && rep->founder;
+    s->peer_inc[peer] = st == DHT_OK && rep->ok ? rep->incarnation : 0;
     bool last = --s->asks_pending == 0;
     pthread_mutex_unlock(&s->mu);
     if (!step_continue(s))
@@ -317,10 +450,15 @@ static void ask_all(dht_recovery *s)
         return;
     }
     if (s->self < 0 || s->n == 1) {
+        if (s->self >= 0 && record_cluster_id(s, formation_id(s)) != 0) {
+            after(s, s->cfg.retry_ns, ask_all);
+            return;
+        }
         become_ready(s, "single-node cluster");
         return;
     }
-    dht_msg req = {.type = DHT_MSG_SCAN, .from_start = true, .limit = 0};
+    dht_msg req = {.type = DHT_MSG_SCAN, .from_start = true, .limit = 0,
+                   .incarnation = s->cfg.incarnation};
     int64_t deadline = dht_transport_now(s->t) + s->cfg.rpc_timeout_ns;
     /* One extra count while the asks go out, so a reply that arrives
      * before the loop ends cannot run decide() early. */
@@ -369,7 +507,10 @@ static void ae_next_peer(dht_recovery *s)
     if (s->ae_next == s->self)
         s->ae_next++;
     if (s->ae_next >= s->n) {
-        after(s, s->cfg.ae_interval_ns, ae_pass_start);
+        if (atomic_load(&s->pending) > 0) /* a recovery still waiting for sources */
+            after(s, 0, ask_all);
+        else
+            after(s, s->cfg.ae_interval_ns, ae_pass_start);
         return;
     }
     pull_start(s, s->ae_next++, true, AFTER_AE_PULL);
@@ -379,7 +520,7 @@ static void pull_finished(dht_recovery *s, bool ok)
 {
     if (s->then == AFTER_RECOVERY_PULL) {
         if (ok) {
-            s->copied++;
+            count_copy(s);
             s->copied_entries += s->installed;
         } else {
             DHT_WARN("recovery from peer %d interrupted; will retry", s->peer + 1);
@@ -442,6 +583,17 @@ static void after(dht_recovery *s, int64_t delay_ns, step_fn next)
 
 /* ---- start and stop ------------------------------------------------------------- */
 
+static void free_arrays(dht_recovery *s)
+{
+    free(s->st);
+    free(s->peer_cluster);
+    free(s->peer_inc);
+    free(s->peer_founder);
+    free(s->founders);
+    free(s->pulled);
+    free(s->copies);
+}
+
 static void on_start(void *arg)
 {
     dht_recovery *s = arg;
@@ -466,10 +618,32 @@ dht_recovery *dht_recovery_start(dht_transport *t, dht_replica *r, const dht_rec
         s->cfg.page = 512;
     s->n = dht_membership_size(cfg->members);
     s->self = dht_membership_self(cfg->members);
-    s->st = calloc((size_t)s->n, sizeof *s->st);
-    if (s->st == NULL) {
+    size_t n = (size_t)s->n;
+    s->st = calloc(n, sizeof *s->st);
+    s->peer_cluster = calloc(n, sizeof *s->peer_cluster);
+    s->peer_inc = calloc(n, sizeof *s->peer_inc);
+    s->peer_founder = calloc(n, sizeof *s->peer_founder);
+    s->founders = calloc(n, sizeof *s->founders);
+    s->pulled = calloc(n, sizeof *s->pulled);
+    s->copies = calloc(DHT_PARTITIONS, sizeof *s->copies);
+    if (s->st == NULL || s->peer_cluster == NULL || s->peer_inc == NULL ||
+        s->peer_founder == NULL || s->founders == NULL || s->pulled == NULL ||
+        s->copies == NULL) {
+        free_arrays(s);
         free(s);
         return NULL;
+    }
+    atomic_init(&s->cluster_id, cfg->cluster_id);
+    atomic_init(&s->pending, 0);
+    if (dht_replica_recovering(r)) {
+        /* Only the partitions stored here have anything to recover. */
+        for (uint32_t part = 0; part < DHT_PARTITIONS; part++) {
+            if (s->self >= 0 && dht_peerset_has(dht_membership_partition_replicas(cfg->members,
+                                                                                  part), s->self))
+                atomic_fetch_add(&s->pending, 1);
+            else
+                dht_replica_set_partition_recovering(r, part, false);
+        }
     }
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->idle, NULL);
@@ -479,7 +653,7 @@ dht_recovery *dht_recovery_start(dht_transport *t, dht_replica *r, const dht_rec
     if (dht_transport_after(t, 0, on_start, s) != 0) {
         pthread_mutex_destroy(&s->mu);
         pthread_cond_destroy(&s->idle);
-        free(s->st);
+        free_arrays(s);
         free(s);
         return NULL;
     }
@@ -500,7 +674,7 @@ void dht_recovery_request_stop(dht_recovery *s)
     pthread_mutex_unlock(&s->mu);
 }
 
-void dht_recovery_stop(dht_recovery *s)
+void dht_recovery_halt(dht_recovery *s)
 {
     if (s == NULL)
         return;
@@ -509,9 +683,37 @@ void dht_recovery_stop(dht_recovery *s)
     while (s->inflight > 0)
         pthread_cond_wait(&s->idle, &s->mu);
     pthread_mutex_unlock(&s->mu);
+}
+
+void dht_recovery_stop(dht_recovery *s)
+{
+    if (s == NULL)
+        return;
+    dht_recovery_halt(s);
     pthread_mutex_destroy(&s->mu);
     pthread_cond_destroy(&s->idle);
     free_page(s);
-    free(s->st);
+    free_arrays(s);
     free(s);
+}
+
+uint64_t dht_recovery_cluster_id(const dht_recovery *s)
+{
+    return atomic_load(&((dht_recovery *)s)->cluster_id);
+}
+
+bool dht_recovery_founder(const dht_recovery *s, uint64_t incarnation)
+{
+    dht_recovery *w = (dht_recovery *)s;
+    bool found = false;
+    pthread_mutex_lock(&w->mu);
+    for (int i = 0; i < w->nfounders && incarnation != 0; i++)
+        found = found || w->founders[i] == incarnation;
+    pthread_mutex_unlock(&w->mu);
+    return found;
+}
+
+int dht_recovery_partitions_pending(const dht_recovery *s)
+{
+    return atomic_load(&((dht_recovery *)s)->pending);
 }

@@ -34,9 +34,14 @@ typedef struct {
 
 struct dht_replica {
     stripe stripes[STRIPES];
-    atomic_bool recovering;
+    /* Per partition (membership.h): 1 while this replica may lack
+     * acknowledged writes of it; nrecovering counts the ones set. */
+    _Atomic uint8_t recovering[DHT_PARTITIONS];
+    atomic_int nrecovering;
     dht_persist_fn persist;
     void *persist_arg;
+    dht_replica_keep_fn owns; /* NULL: every key is this replica's */
+    void *owns_arg;
     pthread_rwlock_t apply_lock; /* shared: a write's persist+apply */
 };
 
@@ -56,7 +61,9 @@ dht_replica *dht_replica_new(void)
     for (int i = 0; i < STRIPES; i++)
         pthread_mutex_init(&r->stripes[i].mu, NULL);
     pthread_rwlock_init(&r->apply_lock, NULL);
-    atomic_init(&r->recovering, false);
+    for (uint32_t p = 0; p < DHT_PARTITIONS; p++)
+        atomic_init(&r->recovering[p], 0);
+    atomic_init(&r->nrecovering, 0);
     return r;
 }
 
@@ -80,12 +87,30 @@ void dht_replica_set_persist(dht_replica *r, dht_persist_fn fn, void *arg)
 
 void dht_replica_set_recovering(dht_replica *r, bool recovering)
 {
-    atomic_store(&r->recovering, recovering);
+    for (uint32_t p = 0; p < DHT_PARTITIONS; p++)
+        dht_replica_set_partition_recovering(r, p, recovering);
+}
+
+void dht_replica_set_partition_recovering(dht_replica *r, uint32_t part, bool recovering)
+{
+    uint8_t was = atomic_exchange(&r->recovering[part % DHT_PARTITIONS], recovering ? 1 : 0);
+    if (was != recovering)
+        atomic_fetch_add(&r->nrecovering, recovering ? 1 : -1);
 }
 
 bool dht_replica_recovering(const dht_replica *r)
 {
-    return atomic_load(&((dht_replica *)r)->recovering);
+    return atomic_load(&((dht_replica *)r)->nrecovering) > 0;
+}
+
+bool dht_replica_partition_recovering(const dht_replica *r, uint32_t part)
+{
+    return atomic_load(&((dht_replica *)r)->recovering[part % DHT_PARTITIONS]) != 0;
+}
+
+static bool key_recovering(dht_replica *r, int64_t key)
+{
+    return atomic_load(&r->recovering[dht_partition_of(key)]) != 0;
 }
 
 static stripe *stripe_of(dht_replica *r, uint64_t h)
@@ -140,7 +165,7 @@ static entry *find(stripe *s, int64_t key, uint64_t h, bool create)
 
 static void do_lock(dht_replica *r, int64_t now, const dht_msg *req, dht_msg *rep)
 {
-    if (atomic_load(&r->recovering))
+    if (key_recovering(r, req->key))
         return; /* refused: our version may be older than what we acked */
     uint64_t h = mix(req->key);
     stripe *s = stripe_of(r, h);
@@ -231,20 +256,23 @@ static void do_writes(dht_replica *r, const dht_msg *const *reqs, dht_msg *const
 
 static void do_read(dht_replica *r, const dht_msg *req, dht_msg *rep)
 {
-    if (atomic_load(&r->recovering))
+    if (key_recovering(r, req->key))
         return; /* ok=false: not a valid read-quorum member yet */
     dht_replica_lookup(r, req->key, &rep->value, &rep->version);
     rep->ok = true;
 }
 
-static void do_scan(dht_replica *r, const dht_msg *req, dht_msg *rep)
+void dht_replica_handle_scan(dht_replica *r, const dht_msg *req, dht_msg *rep,
+                             dht_replica_keep_fn keep, void *keep_arg)
 {
-    rep->recovering = atomic_load(&r->recovering);
+    rep->type = DHT_MSG_SCAN;
+    rep->recovering = dht_replica_recovering(r);
     rep->ok = true;
     if (req->limit == 0)
         return;
     dht_scan_cursor cur = {req->stripe, req->key, req->from_start};
-    int n = dht_replica_scan(r, &cur, req->limit, &rep->entries, &rep->more);
+    int n = dht_replica_scan_filtered(r, &cur, req->limit, keep, keep_arg, &rep->entries,
+                                      &rep->more);
     if (n < 0) {
         rep->ok = false;
         return;
@@ -307,12 +335,25 @@ int dht_replica_check(const dht_msg *req, char *why, size_t whylen)
     return -1;
 }
 
+void dht_replica_set_owner(dht_replica *r, dht_replica_keep_fn owns, void *arg)
+{
+    r->owns = owns;
+    r->owns_arg = arg;
+}
+
+/* Well formed, and about a key this replica stores (scans filter). */
+static bool accepts(const dht_replica *r, const dht_msg *req)
+{
+    return dht_replica_check(req, NULL, 0) == 0 &&
+           (r->owns == NULL || req->type == DHT_MSG_SCAN || r->owns(r->owns_arg, req->key));
+}
+
 void dht_replica_handle(dht_replica *r, int64_t now_ns, const dht_msg *req, dht_msg *reply)
 {
     memset(reply, 0, sizeof *reply);
     reply->type = req->type;
     reply->key = req->key;
-    if (dht_replica_check(req, NULL, 0) != 0)
+    if (!accepts(r, req))
         return; /* refused: ok=false, nothing changed */
     switch (req->type) {
     case DHT_MSG_LOCK:
@@ -328,7 +369,7 @@ void dht_replica_handle(dht_replica *r, int64_t now_ns, const dht_msg *req, dht_
         do_read(r, req, reply);
         break;
     case DHT_MSG_SCAN:
-        do_scan(r, req, reply);
+        dht_replica_handle_scan(r, req, reply, NULL, NULL);
         break;
     default:
         break; /* not a replica request: ok=false */
@@ -343,7 +384,7 @@ void dht_replica_handle_batch(dht_replica *r, int64_t now_ns, const dht_msg *req
     size_t nw = 0;
     for (size_t i = 0; i < n; i++) {
         if (reqs[i].type == DHT_MSG_WRITE && wreq != NULL && wrep != NULL &&
-            dht_replica_check(&reqs[i], NULL, 0) == 0) {
+            accepts(r, &reqs[i])) {
             memset(&reps[i], 0, sizeof reps[i]);
             reps[i].type = DHT_MSG_WRITE;
             reps[i].key = reqs[i].key;
@@ -432,6 +473,8 @@ typedef struct {
     int64_t after;
     bool from_start;
     bool more;
+    dht_replica_keep_fn keep;
+    void *keep_arg;
 } scan_state;
 
 static void heap_sift_down(dht_entry *h, uint32_t len, uint32_t i)
@@ -454,6 +497,8 @@ static void heap_sift_down(dht_entry *h, uint32_t len, uint32_t i)
 static void scan_visit(scan_state *st, const entry *en)
 {
     if (!st->from_start && en->key <= st->after)
+        return;
+    if (st->keep != NULL && !st->keep(st->keep_arg, en->key))
         return;
     dht_entry e = {en->key, en->value, en->ver};
     if (st->len < st->cap) {
@@ -483,6 +528,13 @@ static int entry_key_cmp(const void *a, const void *b)
 int dht_replica_scan(dht_replica *r, dht_scan_cursor *cur, uint32_t limit, dht_entry **out,
                      bool *more)
 {
+    return dht_replica_scan_filtered(r, cur, limit, NULL, NULL, out, more);
+}
+
+int dht_replica_scan_filtered(dht_replica *r, dht_scan_cursor *cur, uint32_t limit,
+                              dht_replica_keep_fn keep, void *keep_arg, dht_entry **out,
+                              bool *more)
+{
     if (limit == 0)
         limit = 1;
     dht_entry *page = malloc((size_t)limit * sizeof *page);
@@ -493,7 +545,7 @@ int dht_replica_scan(dht_replica *r, dht_scan_cursor *cur, uint32_t limit, dht_e
     while (cur->stripe < STRIPES && n < limit) {
         stripe *s = &r->stripes[cur->stripe];
         scan_state st = {.heap = page + n, .cap = limit - n, .after = cur->after,
-                         .from_start = cur->from_start};
+                         .from_start = cur->from_start, .keep = keep, .keep_arg = keep_arg};
         pthread_mutex_lock(&s->mu);
         for (size_t j = 0; j < s->cap; j++) {
             const entry *e = &s->slots[j];

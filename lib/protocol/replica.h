@@ -28,6 +28,7 @@
 #include <stdint.h>
 
 #include "base/msg.h"
+#include "protocol/membership.h"
 
 typedef struct dht_replica dht_replica;
 
@@ -58,8 +59,14 @@ typedef int (*dht_persist_fn)(void *arg, const dht_entry *writes, size_t n);
 dht_replica *dht_replica_new(void);
 void dht_replica_free(dht_replica *r);
 void dht_replica_set_persist(dht_replica *r, dht_persist_fn fn, void *arg);
+/* Recovering is kept per partition (membership.h): a replica that lost
+ * its state recovers each partition it stores from that partition's other
+ * replicas and serves it as soon as it has (see recovery.h).  set_recovering
+ * marks every partition; dht_replica_recovering is true while any is. */
 void dht_replica_set_recovering(dht_replica *r, bool recovering);
+void dht_replica_set_partition_recovering(dht_replica *r, uint32_t part, bool recovering);
 bool dht_replica_recovering(const dht_replica *r);
+bool dht_replica_partition_recovering(const dht_replica *r, uint32_t part);
 
 /* Answers one replica request (LOCK, UNLOCK, WRITE, READ); reply is filled. */
 void dht_replica_handle(dht_replica *r, int64_t now_ns, const dht_msg *req, dht_msg *reply);
@@ -98,6 +105,22 @@ typedef struct {
  * of memory. */
 int dht_replica_scan(dht_replica *r, dht_scan_cursor *cur, uint32_t limit, dht_entry **out,
                      bool *more);
+
+/* The same, keeping only the keys for which keep(keep_arg, key) is true
+ * (keep NULL: all): a member asks only for the keys it stores too. */
+typedef bool (*dht_replica_keep_fn)(void *arg, int64_t key);
+int dht_replica_scan_filtered(dht_replica *r, dht_scan_cursor *cur, uint32_t limit,
+                              dht_replica_keep_fn keep, void *keep_arg, dht_entry **out,
+                              bool *more);
+/* Which keys this replica stores (placement): a Lock, Unlock, Write or
+ * Read of another key is refused (ok=false) and changes nothing, so no
+ * request, however formed, leaves a value where no read will look for it.
+ * NULL (the default): every key.  Set before requests arrive. */
+void dht_replica_set_owner(dht_replica *r, dht_replica_keep_fn owns, void *arg);
+
+/* Answers a SCAN request with that filter (what handle() does with none). */
+void dht_replica_handle_scan(dht_replica *r, const dht_msg *req, dht_msg *rep,
+                             dht_replica_keep_fn keep, void *keep_arg);
 
 /* Blocks writes between their persist and apply steps, so that a storage
  * checkpoint sees every logged write already applied in memory. */

@@ -77,6 +77,20 @@ static inline int64_t dht_transport_now(dht_transport *t)
 typedef void (*dht_done_fn)(void *done_arg, dht_status status, const dht_msg *reply,
                             const char *reason);
 
+/* What a node says about itself (the administrative Stats call). */
+typedef struct dht_stats {
+    const char *self;          /* its advertised address (normalised) */
+    const char *const *members; /* every member's address, normalised, sorted */
+    int nmembers;
+    int replicas;              /* R */
+    uint64_t fingerprint;      /* dht_membership_fingerprint */
+    uint64_t cluster_id;       /* 0: not yet part of a cluster */
+    uint64_t keys;             /* entries this node stores */
+    int partitions;            /* partitions it stores */
+    int partitions_recovering; /* of those, how many it may not serve yet */
+    int64_t log_bytes;         /* its write-ahead log on disk; -1: unknown */
+} dht_stats;
+
 typedef struct dht_service {
     /* Replica requests are answered synchronously (they touch local state
      * only).  reply is pre-zeroed. */
@@ -92,6 +106,9 @@ typedef struct dht_service {
      * it set none): nothing should be started for it afterwards. */
     void (*client)(void *arg, const dht_msg *req, int64_t deadline_ns, dht_done_fn done,
                    void *done_arg);
+    /* Fills *out; pointers in it stay valid while the service does.  NULL:
+     * the node answers no Stats. */
+    void (*stats)(void *arg, dht_stats *out);
     void *arg;
 } dht_service;
 

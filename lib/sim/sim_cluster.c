@@ -48,6 +48,7 @@ struct host {
     dht_entry *log;
     size_t nlog, caplog;
     bool initialized;
+    uint64_t cluster_id;
     incarnation *inc; /* NULL while crashed */
     unsigned incarnations;
 };
@@ -56,6 +57,7 @@ struct sim_cluster {
     sim_cluster_config cfg;
     sim_world *w;
     char *member_list;
+    dht_membership *members; /* placement, for sim_cluster_stores */
     host *hosts;
     incarnation *ghosts;
 };
@@ -77,6 +79,20 @@ static int persist(void *arg, const dht_entry *writes, size_t n)
     }
     memcpy(h->log + h->nlog, writes, n * sizeof *writes);
     h->nlog += n;
+    return 0;
+}
+
+static uint64_t get_cluster_id(void *arg)
+{
+    return ((host *)arg)->cluster_id;
+}
+
+static int set_cluster_id(void *arg, uint64_t id)
+{
+    host *h = arg;
+    sim_tracef(h->c->w, "%lld node %d cluster id %016llx", (long long)sim_now(h->c->w),
+               h->index + 1, (unsigned long long)id);
+    h->cluster_id = id;
     return 0;
 }
 
@@ -157,7 +173,7 @@ static void boot(host *h)
     inc->number = ++h->incarnations;
     char self[64], err[256];
     snprintf(self, sizeof self, "127.0.0.1:%d", 7001 + h->index);
-    if (dht_membership_new(c->member_list, self, &inc->members, err, sizeof err) != 0) {
+    if (dht_membership_new(c->member_list, self, c->cfg.replicas, &inc->members, err, sizeof err) != 0) {
         fprintf(stderr, "sim_cluster: %s\n", err);
         abort();
     }
@@ -170,7 +186,8 @@ static void boot(host *h)
     dht_replica_set_recovering(inc->replica, !h->initialized);
 
     dht_node_config nc = {.members = inc->members, .replica = inc->replica,
-                          .mark_initialized = mark_initialized, .storage_arg = h,
+                          .mark_initialized = mark_initialized, .cluster_id = get_cluster_id,
+                          .set_cluster_id = set_cluster_id, .storage_arg = h,
                           .commit = commit_submit, .commit_arg = inc, .now = sim_clock,
                           .clock_arg = c->w};
     dht_coord_config_default(&nc.coord);
@@ -178,6 +195,7 @@ static void boot(host *h)
      * processes; here they come from the seed. */
     nc.coord.id = (uint32_t)sim_rand(c->w, UINT32_MAX - 1) + 1;
     nc.coord.seed = sim_rand(c->w, UINT64_MAX - 1) + 1;
+    nc.incarnation = sim_rand(c->w, UINT64_MAX - 1) + 1;
     dht_recovery_config_default(&nc.recovery);
     inc->node = dht_node_new(&nc);
     inc->endpoint = sim_endpoint_add(c->w);
@@ -230,6 +248,12 @@ sim_cluster *sim_cluster_new(const sim_cluster_config *cfg)
     size_t off = 0;
     for (int i = 0; i < cfg->nodes; i++)
         off += (size_t)sprintf(c->member_list + off, "%s127.0.0.1:%d", i ? "," : "", 7001 + i);
+    char err[256];
+    if (dht_membership_new(c->member_list, NULL, cfg->replicas, &c->members, err,
+                           sizeof err) != 0) {
+        fprintf(stderr, "sim_cluster: %s\n", err);
+        abort();
+    }
     for (int i = 0; i < cfg->nodes; i++) {
         c->hosts[i] = (host){.c = c, .index = i};
         boot(&c->hosts[i]);
@@ -260,6 +284,7 @@ void sim_cluster_free(sim_cluster *c)
     sim_free(c->w);
     free(c->hosts);
     free(c->member_list);
+    dht_membership_free(c->members);
     free(c);
 }
 
@@ -304,6 +329,7 @@ void sim_cluster_restart(sim_cluster *c, int node, bool wipe)
     if (wipe) {
         h->nlog = 0;
         h->initialized = false;
+        h->cluster_id = 0;
     }
     boot(h);
 }
@@ -408,4 +434,14 @@ void sim_cluster_get(sim_cluster *c, int node, int64_t key, int64_t timeout_ns, 
     *p = (public_call){.c = c, .is_put = false, .get_cb = cb, .arg = arg};
     dht_msg req = {.type = DHT_MSG_GET, .key = key};
     public_call_start(c, node, &req, timeout_ns, p);
+}
+
+bool sim_cluster_stores(const sim_cluster *c, int node, int64_t key)
+{
+    return dht_membership_stores(c->members, node, key);
+}
+
+uint64_t sim_cluster_id(const sim_cluster *c, int node)
+{
+    return c->hosts[node].cluster_id;
 }

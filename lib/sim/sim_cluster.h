@@ -29,6 +29,7 @@ typedef struct sim_cluster sim_cluster;
 typedef struct {
     uint64_t seed;
     int nodes;                /* 1..DHT_MAX_MEMBERS */
+    int replicas;             /* R per key; 0: the default, min(3, nodes) */
     double loss;              /* per message */
     int64_t fsync_min_ns;     /* group-commit latency; default 50 us .. 1 ms */
     int64_t fsync_max_ns;
@@ -60,6 +61,10 @@ void sim_cluster_resume(sim_cluster *c, int node);
 
 bool sim_cluster_up(const sim_cluster *c, int node);
 bool sim_cluster_serving(const sim_cluster *c, int node);
+/* Whether node is one of key's replicas (placement, membership.h). */
+bool sim_cluster_stores(const sim_cluster *c, int node, int64_t key);
+/* The cluster id node's storage records (0: none). */
+uint64_t sim_cluster_id(const sim_cluster *c, int node);
 /* The current incarnation's replica (NULL while crashed). */
 dht_replica *sim_cluster_replica(sim_cluster *c, int node);
 /* Writes in the stable log, and write requests waiting for a commit round. */

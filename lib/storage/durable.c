@@ -6,7 +6,9 @@
 #include "storage/durable.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,6 +24,8 @@ struct dht_durable {
     dht_wal *wal;
     dht_replica *r;
     bool initialized;
+    char *config;                 /* meta.config, or NULL */
+    _Atomic uint64_t cluster_id;  /* meta.cluster_id, or 0 */
     pthread_t thread;
     pthread_mutex_t mu;
     pthread_cond_t cv;
@@ -117,6 +121,72 @@ static void *checkpoint_main(void *arg)
     return NULL;
 }
 
+/* Reads meta.NAME: 0 with a malloc'ed copy in *out (NULL when it was never
+ * recorded), or -1 with a reason. */
+static int read_meta(dht_wal *wal, const char *dir, const char *name, char **out, char *err,
+                     size_t errlen)
+{
+    *out = NULL;
+    char *buf = malloc(DHT_WAL_META_MAX + 1);
+    if (buf == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    int rc = dht_wal_meta_get(wal, name, buf, DHT_WAL_META_MAX + 1);
+    if (rc >= 0) {
+        *out = buf;
+        return 0;
+    }
+    free(buf);
+    if (rc == -ENOENT)
+        return 0;
+    snprintf(err, errlen, "data directory %s: cannot read meta.%s: %s", dir, name,
+             rc == -EBADMSG ? "damaged (bad header or checksum)" : strerror(-rc));
+    return -1;
+}
+
+/* 1..16 hex digits, not all zero. */
+static int parse_cluster_id(const char *s, uint64_t *out)
+{
+    size_t n = strlen(s);
+    uint64_t v = 0;
+    if (n == 0 || n > 16)
+        return -1;
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+        int digit = c >= '0' && c <= '9'   ? c - '0'
+                    : c >= 'a' && c <= 'f' ? c - 'a' + 10
+                    : c >= 'A' && c <= 'F' ? c - 'A' + 10
+                                           : -1;
+        if (digit < 0)
+            return -1;
+        v = v << 4 | (uint64_t)digit;
+    }
+    if (v == 0)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+/* The directory's configuration and cluster id, into d. */
+static int load_identity(dht_durable *d, const char *dir, char *err, size_t errlen)
+{
+    char *id = NULL;
+    uint64_t v = 0;
+    if (read_meta(d->wal, dir, "config", &d->config, err, errlen) != 0 ||
+        read_meta(d->wal, dir, "cluster_id", &id, err, errlen) != 0)
+        return -1;
+    if (id != NULL && parse_cluster_id(id, &v) != 0) {
+        snprintf(err, errlen, "data directory %s: meta.cluster_id holds '%.40s', not a "
+                 "cluster id (1-16 hex digits, not 0)", dir, id);
+        free(id);
+        return -1;
+    }
+    free(id);
+    atomic_init(&d->cluster_id, v);
+    return 0;
+}
+
 int dht_durable_open(const char *dir, dht_fsync_mode mode, dht_replica *r, dht_durable **out,
                      char *err, size_t errlen)
 {
@@ -132,6 +202,12 @@ int dht_durable_open(const char *dir, dht_fsync_mode mode, dht_replica *r, dht_d
     }
     char buf[128];
     d->initialized = dht_wal_meta_get(d->wal, "initialized", buf, sizeof buf) >= 0;
+    if (load_identity(d, dir, err, errlen) != 0) {
+        dht_wal_close(d->wal);
+        free(d->config);
+        free(d);
+        return -1;
+    }
     d->r = r;
     dht_replica_set_recovering(r, !d->initialized);
     dht_replica_set_persist(r, persist, d->wal);
@@ -143,6 +219,7 @@ int dht_durable_open(const char *dir, dht_fsync_mode mode, dht_replica *r, dht_d
         dht_wal_close(d->wal);
         pthread_mutex_destroy(&d->mu);
         pthread_cond_destroy(&d->cv);
+        free(d->config);
         free(d);
         return -1;
     }
@@ -165,6 +242,50 @@ int dht_durable_mark_initialized(dht_durable *d, const char *why)
     return rc;
 }
 
+const char *dht_durable_config(dht_durable *d)
+{
+    return d->config;
+}
+
+int dht_durable_set_config(dht_durable *d, const char *line)
+{
+    char *copy = strdup(line);
+    if (copy == NULL)
+        return -ENOMEM;
+    int rc = dht_wal_meta_set(d->wal, "config", line);
+    if (rc != 0) {
+        free(copy);
+        return rc;
+    }
+    free(d->config);
+    d->config = copy;
+    return 0;
+}
+
+uint64_t dht_durable_cluster_id(dht_durable *d)
+{
+    return atomic_load(&d->cluster_id);
+}
+
+int dht_durable_set_cluster_id(dht_durable *d, uint64_t id)
+{
+    char hex[17];
+    if (id == 0)
+        return -EINVAL;
+    snprintf(hex, sizeof hex, "%016" PRIx64, id);
+    int rc = dht_wal_meta_set(d->wal, "cluster_id", hex);
+    if (rc == 0)
+        atomic_store(&d->cluster_id, id);
+    else
+        DHT_ERROR("storage: cannot record the cluster id %s: %s", hex, strerror(-rc));
+    return rc;
+}
+
+int64_t dht_durable_disk_bytes(dht_durable *d)
+{
+    return dht_wal_disk_bytes(d->wal);
+}
+
 void dht_durable_close(dht_durable *d)
 {
     if (d == NULL)
@@ -178,5 +299,6 @@ void dht_durable_close(dht_durable *d)
     dht_wal_close(d->wal);
     pthread_mutex_destroy(&d->mu);
     pthread_cond_destroy(&d->cv);
+    free(d->config);
     free(d);
 }

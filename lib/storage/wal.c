@@ -559,18 +559,27 @@ struct scan {
     bool has_meta;
 };
 
-static int scan_dir(const char *dir, int dirfd, struct scan *s)
+/* A directory stream of its own on dirfd's directory (a dup of dirfd would
+ * share the read offset with any other caller); NULL with errno set. */
+static DIR *open_dir(int dirfd)
 {
-    int fd = dup(dirfd);
+    int fd = openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (fd < 0)
-        return -errno;
+        return NULL;
     DIR *d = fdopendir(fd);
     if (!d) {
         int e = errno;
         close(fd);
-        return -e;
+        errno = e;
     }
-    rewinddir(d);
+    return d;
+}
+
+static int scan_dir(const char *dir, int dirfd, struct scan *s)
+{
+    DIR *d = open_dir(dirfd);
+    if (!d)
+        return -errno;
     int r = 0;
     struct dirent *de;
     (void)dir;
@@ -597,15 +606,9 @@ static int scan_dir(const char *dir, int dirfd, struct scan *s)
 /* Remove our own temporary files (never anything we did not create). */
 static void remove_tmp_files(int dirfd)
 {
-    int fd = dup(dirfd);
-    if (fd < 0)
+    DIR *d = open_dir(dirfd);
+    if (!d)
         return;
-    DIR *d = fdopendir(fd);
-    if (!d) {
-        close(fd);
-        return;
-    }
-    rewinddir(d);
     struct dirent *de;
     while ((de = readdir(d)) != NULL) {
         const char *n = de->d_name;
@@ -1406,6 +1409,31 @@ uint64_t dht_wal_log_bytes(dht_wal *w)
     uint64_t n = w->old_bytes + w->seg_size;
     pthread_mutex_unlock(&w->mu);
     return n;
+}
+
+int64_t dht_wal_disk_bytes(dht_wal *w)
+{
+    DIR *d = w ? open_dir(w->dirfd) : NULL;
+    if (!d)
+        return w ? -errno : -EINVAL;
+    int64_t total = 0;
+    int r = 0;
+    struct dirent *de;
+    while (r == 0 && (errno = 0, de = readdir(d)) != NULL) {
+        uint64_t no;
+        struct stat st;
+        if (!parse_numbered(de->d_name, SEG_PREFIX, &no) &&
+            !parse_numbered(de->d_name, SNAP_PREFIX, &no))
+            continue;
+        if (fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0)
+            total += (int64_t)st.st_size;
+        else if (errno != ENOENT) /* ENOENT: a checkpoint just deleted it */
+            r = -errno;
+    }
+    if (r == 0 && errno != 0)
+        r = -errno;
+    closedir(d);
+    return r != 0 ? r : total;
 }
 
 void dht_wal_get_stats(dht_wal *w, dht_wal_stats *out)

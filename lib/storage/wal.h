@@ -14,8 +14,9 @@
  *   meta.<name>           small durable named values (dht_wal_meta_*)
  *   *.tmp                 in-progress atomic writes; removed at open
  *
- * Thread-safety: dht_wal_append, dht_wal_log_bytes, dht_wal_get_stats and
- * dht_wal_meta_get/set may be called from any thread concurrently.
+ * Thread-safety: dht_wal_append, dht_wal_log_bytes, dht_wal_disk_bytes,
+ * dht_wal_get_stats and dht_wal_meta_get/set may be called from any thread
+ * concurrently.
  * dht_wal_checkpoint_begin must not overlap an append (see below);
  * dht_wal_checkpoint_commit may overlap appends.  begin/commit serialise with
  * each other internally.  dht_wal_open and dht_wal_close must not overlap any
@@ -181,6 +182,11 @@ int dht_wal_checkpoint_commit(dht_wal *w, dht_wal_iter_fn iter, void *iter_arg);
  * checkpoint. */
 uint64_t dht_wal_log_bytes(dht_wal *w);
 
+/* Bytes the log segments and snapshots take in the directory now: the sum
+ * of their file sizes (a segment counts whole from its creation, prefill
+ * included), for reporting.  Thread-safe; >= 0, or -errno. */
+int64_t dht_wal_disk_bytes(dht_wal *w);
+
 /* Small durable named values (e.g. cluster identity).  name: 1..64 chars of
  * [A-Za-z0-9_-]; value: NUL-terminated, at most DHT_WAL_META_MAX bytes.
  * set: atomic replace (tmp + fsync + rename + fsync dir); 0, -EINVAL bad
@@ -188,7 +194,8 @@ uint64_t dht_wal_log_bytes(dht_wal *w);
  * get: copies the value NUL-terminated into buf; returns its length (>= 0),
  *      -ENOENT if never set, -ERANGE if len <= length, -EINVAL bad name,
  *      -EBADMSG if the stored file is corrupt, other -errno. */
-#define DHT_WAL_META_MAX 4096
+/* Room for a configuration line of DHT_MAX_MEMBERS long host names. */
+#define DHT_WAL_META_MAX 65536
 int dht_wal_meta_get(dht_wal *w, const char *name, char *buf, size_t len);
 int dht_wal_meta_set(dht_wal *w, const char *name, const char *value);
 

@@ -6,6 +6,9 @@
       opens K Replica/Stream calls on one HTTP/2 connection that send
       well-formed batches of reads (keys no honest client uses) as fast as
       the node's flow control allows and never read a reply, for SECONDS.
+      The batches carry the node's configuration fingerprint (from its
+      dht.Admin/Stats), as a member's do: without it the node would end
+      each stream at its first batch and the abuse would test nothing.
 
 Each prints one summary line and exits 0; anything unexpected raises.
 Runs with Debian's /usr/bin/python3, python3-h2 and python3-grpcio (the
@@ -20,14 +23,17 @@ import time
 
 # The hostile suite's hand-written protobuf and gRPC framing, one copy.
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "hostile"))
-from hostile import batch, grpc_frame, item  # noqa: E402
+from hostile import (M_STREAM, batch, config_field, grpc_frame, item, make_channel,  # noqa: E402
+                     node_config)
 
 READ = 4  # dht_msg_type of a Read, as a batch item
 
 
-def read_batch(batch_id, first_key, n):
-    """A BatchRequest of n READ items on keys from first_key."""
-    return batch([item(READ, key=first_key + i) for i in range(n)], batch_id)
+def read_batch(batch_id, first_key, n, fp=None):
+    """A BatchRequest of n READ items on keys from first_key, carrying the
+    fingerprint fp."""
+    return config_field(M_STREAM, fp) + batch([item(READ, key=first_key + i) for i in range(n)],
+                                              batch_id)
 
 
 def idle(addr, n, seconds):
@@ -65,6 +71,12 @@ def streams(addr, k, seconds):
     import h2.connection
     import h2.events
 
+    channel = make_channel(addr)
+    fp, why = node_config(channel)
+    channel.close()
+    if fp is None:
+        print(f"streams: the node reports no configuration fingerprint ({why}): the batches "
+              f"carry none", flush=True)
     host, port = addr.rsplit(":", 1)
     sock = socket.create_connection((host, int(port)), timeout=5)
     conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
@@ -87,7 +99,7 @@ def streams(addr, k, seconds):
         if half is None and time.monotonic() >= start + seconds / 2:
             half = sum(sent.values())
         for i, sid in enumerate(ids):
-            msg = read_batch(sent[sid] + 1, 2_000_000_000 + i * 1000, 256)
+            msg = read_batch(sent[sid] + 1, 2_000_000_000 + i * 1000, 256, fp)
             frame = grpc_frame(msg)
             if conn.local_flow_control_window(sid) >= len(frame):
                 conn.send_data(sid, frame)

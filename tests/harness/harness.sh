@@ -2,8 +2,8 @@
 # harness.sh - Jepsen-style fault harness for the replicated key-value store.
 #
 # Starts N real server processes (through docker/entrypoint.sh, configured by
-# env IP, PORT, MEMBERS exactly as in a container, and TLS_CERT/TLS_KEY/TLS_CA
-# with --tls), each in its own network
+# env IP, PORT, MEMBERS, REPLICAS exactly as in a container, and
+# TLS_CERT/TLS_KEY/TLS_CA with --tls), each in its own network
 # namespace on a private bridge, runs concurrent clients (fan-out library and
 # the public service of the nodes) in namespaces of their own, injects faults
 # (kill -9 + restart, wipe + restart, SIGSTOP, nft partitions), heals them,
@@ -31,7 +31,11 @@ usage() {
     cat <<'EOF'
 usage: harness.sh --bin DIR [options]
   --bin DIR          directory with server, client, lincheck (and rawcall)
-  --nodes N          number of nodes, 3..5 (default 3)
+  --nodes N          number of nodes, 3..9 (default 3)
+  --replicas R       replicas per key, 1..N (default the server's, min(3, N));
+                     nodes get env REPLICAS, fan-out clients --replicas; with
+                     R < N each key's checks involve its R replicas only
+                     (`client locate` gives them)
   --schedule S       short: every nemesis once, about two minutes (default)
                      random: a seeded random mix of faults for --duration
                      soak: the short walk, then the random mix up to --duration
@@ -47,7 +51,8 @@ usage: harness.sh --bin DIR [options]
   --keep             keep the output directory after a pass
   --install          apt-get install missing ip/nft (root only; also when CI is set)
   --dry-run          print the schedule of this seed and exit
-  --keys N           key space of the workload (default 8: keys really conflict)
+  --keys N           key space of the workload (default 8 (keys really conflict)
+                     when R = N, else 8 N / R: about 8 keys per node)
   --fanout N         fan-out client processes (default 2)
   --concurrency N    threads per fan-out client (default 2)
   --pace-ms MS       pause between one client thread's operations (default 2)
@@ -66,8 +71,8 @@ EOF
 }
 
 # ---- options -----------------------------------------------------------------
-DRY_RUN=0 TLS=0 BIN="" NODES=3 DURATION="" SEED="" SCHEDULE=short FAULTS_ARG="" OUT="" KEEP=0 INSTALL=0
-KEYS=8 FANOUT=2 CONC=2 PACE_MS=2 MARGIN_MS=1000 FSYNC="" NODE_LOG_LEVEL=info LINCHECK="" BUDGET=""
+DRY_RUN=0 TLS=0 BIN="" NODES=3 REPLICAS_ARG="" DURATION="" SEED="" SCHEDULE=short FAULTS_ARG="" OUT="" KEEP=0 INSTALL=0
+KEYS="" FANOUT=2 CONC=2 PACE_MS=2 MARGIN_MS=1000 FSYNC="" NODE_LOG_LEVEL=info LINCHECK="" BUDGET=""
 ALL_FAULTS=(kill wipe pause isolate split bridge oneway clientcut)
 
 die_usage() { echo "harness: $*" >&2; echo "(harness.sh --help for usage)" >&2; exit 2; }
@@ -89,7 +94,8 @@ while (($#)); do
     [[ $val =~ ^[0-9]{1,10}$ ]] && val=$((10#$val))
     case $opt in
     --bin) BIN=$val ;;
-    --nodes) is_uint "$val" && ((val >= 3 && val <= 5)) || die_usage "--nodes must be 3..5"; NODES=$val ;;
+    --nodes) is_uint "$val" && ((val >= 3 && val <= 9)) || die_usage "--nodes must be 3..9"; NODES=$val ;;
+    --replicas) is_uint "$val" && ((val >= 1 && val <= 9)) || die_usage "--replicas must be 1..--nodes"; REPLICAS_ARG=$val ;;
     --duration) is_uint "$val" && ((val >= 10 && val <= 86400)) || die_usage "--duration must be 10..86400 s"; DURATION=$val ;;
     --seed) is_uint "$val" && ((val <= 4294967295)) || die_usage "--seed must be 0..4294967295"; SEED=$val ;;
     --schedule) [[ $val =~ ^(short|random|soak)$ ]] || die_usage "--schedule must be short, random or soak"; SCHEDULE=$val ;;
@@ -108,6 +114,7 @@ while (($#)); do
     esac
 done
 [[ -n $BIN ]] || die_usage "--bin DIR is required"
+[[ -z $REPLICAS_ARG ]] || ((REPLICAS_ARG <= NODES)) || die_usage "--replicas must be 1..--nodes ($NODES)"
 
 FAULTS=()
 if [[ -z $FAULTS_ARG ]]; then
@@ -145,11 +152,45 @@ for b in "$SERVER" "$CLIENT"; do [[ -x $b ]] || die_usage "$b is missing (build 
 # rawcall all read TLS_* from the environment, so a TLS_CA left in the
 # caller's shell would otherwise turn half of a plaintext run into TLS.
 unset TLS_CERT TLS_KEY TLS_CA CLIENT_CERT_AUTH
+# Likewise R: the server and the client read REPLICAS, so the harness passes
+# it explicitly and a value left in the caller's shell never leaks in.
+unset REPLICAS
 
 SERVER_HELP=$("$SERVER" --help 2>&1)
 HAS_DATADIR=0 HAS_FSYNC=0
 [[ $SERVER_HELP == *--data-dir* ]] && HAS_DATADIR=1
 [[ $SERVER_HELP == *--fsync* ]] && HAS_FSYNC=1
+CLIENT_HELP=$("$CLIENT" --help 2>&1)
+# Placement (docs/design.md, "Placement"): each key is stored by R of the N
+# members.  A server without --replicas stores every key on every node
+# (R = N); one with it defaults to min(3, N), and so does the client.
+HAS_REPLICAS=0 CLIENT_REPLICAS=0 HAS_LOCATE=0 HAS_STATS=0
+[[ $SERVER_HELP == *--replicas* ]] && HAS_REPLICAS=1
+[[ $CLIENT_HELP == *--replicas* ]] && CLIENT_REPLICAS=1
+grep -qE '^ +locate ' <<<"$CLIENT_HELP" && HAS_LOCATE=1
+grep -qE '^ +stats( |$)' <<<"$CLIENT_HELP" && HAS_STATS=1
+if ((HAS_REPLICAS)); then
+    DEFAULT_REPLICAS=$((NODES < 3 ? NODES : 3))
+else
+    DEFAULT_REPLICAS=$NODES
+fi
+NREP=${REPLICAS_ARG:-$DEFAULT_REPLICAS}
+QUORUM=$((NREP / 2 + 1))
+if ((NREP != NODES)); then
+    ((HAS_REPLICAS)) || die_usage "--replicas $NREP < --nodes $NODES: $SERVER has no --replicas option (every node stores every key)"
+    ((HAS_LOCATE)) || die_usage "--replicas $NREP < --nodes $NODES: $CLIENT has no 'locate' command, needed to know each key's replicas"
+fi
+if ((NREP != DEFAULT_REPLICAS && !CLIENT_REPLICAS)); then
+    die_usage "--replicas $NREP is not the default ($DEFAULT_REPLICAS) and $CLIENT has no --replicas option for the fan-out clients"
+fi
+# The key space: 8 keys when every node stores every key, so writers really
+# conflict; with R < N about as many per node (8 N / R), so that every node
+# stores some and faults of one node hit keys it stores.
+KEYS_GIVEN=0
+[[ -n $KEYS ]] && KEYS_GIVEN=1 || KEYS=$(((8 * NODES + NREP - 1) / NREP))
+# Whatever the client's default, the fan-out clients and locate are told R.
+CLIENT_REP=()
+((CLIENT_REPLICAS)) && CLIENT_REP=(--replicas "$NREP")
 if ((TLS)); then
     [[ $SERVER_HELP == *--tls-cert* ]] || die_usage "--tls: $SERVER has no --tls-cert option"
     [[ $("$CLIENT" --help 2>&1) == *--tls-ca* ]] || die_usage "--tls: $CLIENT has no --tls-ca option"
@@ -168,10 +209,13 @@ VIA_DEADLINE_MS=$((SERVER_DEADLINE_MS + MARGIN_MS + 500))
 GRACE_MS=$((SERVER_DEADLINE_MS + LEASE_MS))
 PAUSE_MIN_MS=$((2 * SERVER_DEADLINE_MS + 1000))
 
-if ((!HAS_DATADIR)); then
+# A wiped node recovers each partition from R - Q + 1 of its other
+# replicas: with R = 1 there is none, and a wipe loses acknowledged writes,
+# which the model does not tolerate, so it is not run.
+if ((!HAS_DATADIR || NREP < 2)); then
     for i in "${!FAULTS[@]}"; do [[ ${FAULTS[i]} == wipe ]] && unset 'FAULTS[i]'; done
     FAULTS=("${FAULTS[@]}")
-    ((${#FAULTS[@]})) || die_usage "only wipe was asked for, and this server has no --data-dir"
+    ((${#FAULTS[@]})) || die_usage "only wipe was asked for, and $( ((HAS_DATADIR)) && echo "with --replicas 1 a wiped node has no replica to recover from" || echo "this server has no --data-dir")"
 fi
 
 # ---- requirements (skip, never pass, when they are missing) -------------------
@@ -397,6 +441,75 @@ net_up() {
 MEMBERS=""
 for ((i = 1; i <= NODES; i++)); do MEMBERS+="${MEMBERS:+,}$(node_ip $i):$PORT"; done
 
+# ---- placement: which nodes store each key of the workload -----------------------
+# KREP[k] = "i j l": the nodes (indices, ascending) that store key k, from
+# `client --servers MEMBERS --replicas R locate k` (computed locally, no
+# network); with R = N every node stores every key.  NODE_NKEYS[i]: how many
+# of the workload's keys node i stores.  Everything that compares replicas
+# or decides which side of a partition still reaches a quorum uses these.
+declare -A KREP KPART
+NODE_NKEYS=()
+compute_placement() {
+    local k i out addrs a list n
+    local -A idx
+    for ((i = 1; i <= NODES; i++)); do NODE_NKEYS[i]=0; idx[$NET.$((10 + i)):$PORT]=$i; done
+    for ((k = 0; k < KEYS; k++)); do
+        if ((NREP == NODES)) && ((!HAS_LOCATE)); then
+            KREP[$k]=$(seq -s ' ' 1 "$NODES") KPART[$k]="?"
+        else
+            out=$("$CLIENT" --servers "$MEMBERS" "${CLIENT_REP[@]}" locate "$k" 2>&1) ||
+                die_usage "client locate $k failed: $out"
+            # "partition P: addr1 addr2 addr3"
+            [[ $out =~ ^partition\ ([0-9]+):\ (.*)$ ]] || die_usage "client locate $k: unexpected output '$out'"
+            KPART[$k]=${BASH_REMATCH[1]}
+            read -r -a addrs <<<"${BASH_REMATCH[2]}"
+            ((${#addrs[@]} == NREP)) || die_usage "client locate $k names ${#addrs[@]} replicas, not R = $NREP: '$out'"
+            list=()
+            for a in "${addrs[@]}"; do
+                [[ -n ${idx[$a]:-} ]] || die_usage "client locate $k: '$a' is not one of the members $MEMBERS"
+                list+=("${idx[$a]}")
+            done
+            KREP[$k]=$(printf '%s\n' "${list[@]}" | sort -n -u | tr '\n' ' ')
+            KREP[$k]=${KREP[$k]% }
+            (($(wc -w <<<"${KREP[$k]}") == NREP)) || die_usage "client locate $k: '$out' names a member twice"
+        fi
+        for i in ${KREP[$k]}; do NODE_NKEYS[i]=$((NODE_NKEYS[i] + 1)); done
+    done
+    # Nodes that store at least one key of the workload: the targets of the
+    # faults that hit one node's data or replica role (with R = N, all).
+    STORE_NODES=()
+    for ((i = 1; i <= NODES; i++)); do ((NODE_NKEYS[i] > 0)) && STORE_NODES+=("$i"); done
+    ((${#STORE_NODES[@]})) || STORE_NODES=($(seq 1 "$NODES"))
+}
+# is_replica K I: node I stores key K
+is_replica() { [[ " ${KREP[$1]} " == *" $2 "* ]]; }
+# keys_with_quorum "NODES...": the keys of which a quorum of replicas is
+# among NODES (what a coordinator that reaches exactly those nodes can
+# serve), as AVAIL = all | none | k1,k2,...  Cached per node set.
+declare -A AVAIL_CACHE
+AVAIL=""
+keys_with_quorum() {
+    local reach=" $* " k n i list="" nav=0
+    if [[ -n ${AVAIL_CACHE[$reach]:-} ]]; then AVAIL=${AVAIL_CACHE[$reach]}; return; fi
+    for ((k = 0; k < KEYS; k++)); do
+        n=0
+        for i in ${KREP[$k]}; do [[ $reach == *" $i "* ]] && n=$((n + 1)); done
+        if ((n >= QUORUM)); then list+="${list:+,}$k"; nav=$((nav + 1)); fi
+    done
+    if ((nav == KEYS)); then AVAIL=all; elif ((nav == 0)); then AVAIL=none; else AVAIL=$list; fi
+    AVAIL_CACHE[$reach]=$AVAIL
+}
+placement_lines() { # one line per key (at most $1, default 32; plan.txt has all)
+    local k max=${1:-32}
+    for ((k = 0; k < KEYS && k < max; k++)); do
+        printf '  key %d: partition %s, nodes {%s}\n' "$k" "${KPART[$k]}" "$(commas ${KREP[$k]})"
+    done
+    ((KEYS > max)) && echo "  ... ($((KEYS - max)) more keys in plan.txt)"
+    local i line=""
+    for ((i = 1; i <= NODES; i++)); do line+="${line:+, }node $i: ${NODE_NKEYS[i]}"; done
+    echo "  keys stored per node: $line"
+}
+
 # ---- TLS (--tls) -------------------------------------------------------------------
 # Empty in a plaintext run, so every command line below is what it always was.
 CERTS="" TLS_VIA=() TLS_FAN=() RAW_ENV=()
@@ -429,7 +542,7 @@ tls_check() {
     ip netns exec "${CL_NS[ctl]}" "$CLIENT" --via "$addr" --deadline-ms 1000 health >/dev/null 2>&1 &&
         leaks+=("a plaintext health check of node 1 succeeded")
     ip netns exec "${CL_NS[ctl]}" "$CLIENT" "${TLS_VIA[@]}" --tls-cert "$CERTS/client.crt" --tls-key "$CERTS/client.key" \
-        --servers "$MEMBERS" --deadline-ms 1000 get 0 >/dev/null 2>&1 &&
+        --servers "$MEMBERS" "${CLIENT_REP[@]}" --deadline-ms 1000 get 0 >/dev/null 2>&1 &&
         leaks+=("a fan-out get with the role-less client certificate succeeded")
     if [[ -n $RAWCALL ]]; then
         out=$(ip netns exec "${CL_NS[ctl]}" env TLS_CA="$CERTS/ca.crt" "$RAWCALL" "$addr" /dht.Replica/Read "" 1000 2>&1)
@@ -453,6 +566,7 @@ start_node() {
     local i=$1 ns
     ns=$(ns_of_node "$i")
     local envs=(IP="$(node_ip "$i")" PORT="$PORT" MEMBERS="$MEMBERS" SERVER_BIN="$SERVER" LOG_LEVEL="$NODE_LOG_LEVEL")
+    ((HAS_REPLICAS)) && envs+=(REPLICAS="$NREP")
     ((HAS_DATADIR)) && envs+=(DATA_DIR="$OUT/data/node$i")
     ((HAS_FSYNC)) && [[ -n $FSYNC ]] && envs+=(FSYNC="$FSYNC")
     ((TLS)) && envs+=(TLS_CERT="$CERTS/node$i.crt" TLS_KEY="$CERTS/node$i.key" TLS_CA="$CERTS/ca.crt")
@@ -541,7 +655,7 @@ client_seed() { echo $((SEED * 1000 + $1)); }
 start_client() { # start_client NAME INDEX
     local c=$1 idx=$2 args
     if [[ ${CL_KIND[$c]} == fan ]]; then
-        args=("${TLS_FAN[@]}" --servers "$MEMBERS" --deadline-ms "$FAN_DEADLINE_MS")
+        args=("${TLS_FAN[@]}" --servers "$MEMBERS" "${CLIENT_REP[@]}" --deadline-ms "$FAN_DEADLINE_MS")
         set -- random --concurrency "$CONC"
     else
         args=("${TLS_VIA[@]}" --via "$(node_ip "${CL_TARGET[$c]}"):$PORT" --deadline-ms "$VIA_DEADLINE_MS")
@@ -683,12 +797,20 @@ heal_network() {
 PLAN_KIND=() PLAN_MS=() PLAN_ARG=() PLAN_ROAM=()
 plan_add() { PLAN_KIND+=("$1"); PLAN_MS+=("$2"); PLAN_ARG+=("$3"); rand_below "$NODES"; PLAN_ROAM+=($((R + 1))); }
 
-# fault_args KIND LONG: the seeded targets of one fault, as a string
+# fault_args KIND LONG: the seeded targets of one fault, as a string.
+# Faults of one node take it among the nodes that store some key of the
+# workload (all of them when R = N, so the schedules of a seed are those of
+# the harness before placement): a wiped node then has partitions to recover
+# and a killed or stopped one takes one replica of some keys with it.  One
+# node is at most one replica of each key: every key keeps a quorum when
+# R >= 3.  split cuts N - Q(N) nodes off, which may hold a majority of some
+# keys' replicas: those keys may fail on the majority side during the fault
+# (and work on the minority side); the sides' expectations say so per key.
 FARGS=""
 fault_args() {
     local kind=$1 long=$2 q=$((NODES / 2 + 1)) pct
     case $kind in
-    kill | wipe | pause | isolate) rand_below "$NODES"; FARGS=$((R + 1)) ;;
+    kill | wipe | pause | isolate) rand_below "${#STORE_NODES[@]}"; FARGS=${STORE_NODES[R]} ;;
     split)
         rand_perm "$NODES"
         # minority = the first N-Q nodes of the permutation, the rest majority
@@ -700,8 +822,8 @@ fault_args() {
         FARGS="${PERM[0]}|${rest[*]:0:h}|${rest[*]:h}"
         ;;
     oneway)
-        rand_below "$NODES"
-        local t=$((R + 1))
+        rand_below "${#STORE_NODES[@]}"
+        local t=${STORE_NODES[R]}
         pct=100
         if ((long)); then rand_below 2; ((R)) && pct=60; fi
         FARGS="$t|$pct"
@@ -787,26 +909,42 @@ describe() {
 }
 
 # ---- sides: who is on which side in a window ---------------------------------------
-# sides.tsv: window client side expect limit_ms
+# sides.tsv: window client side expect limit_ms avail
 #   expect live:     must keep answering (after at most deadline + lease)
 #   expect fastfail: cut from a quorum; must answer (false) within the deadline
 #   expect down:     talks to a killed/stopped node; must give up by its own deadline
 #   expect any:      heal windows: only the deadline bound is checked
-side_row() { # side_row W CLIENT SIDE EXPECT
-    local w=$1 c=$2 lim
+#   avail:           the keys whose replicas the client's coordinator still
+#                    reaches a quorum of (all | none | k1,k2,...).  With R < N
+#                    a side may reach a quorum of some keys only (a split
+#                    whose minority holds two of a key's three replicas, an
+#                    edge of a bridge): on a live side, a call on one of the
+#                    other keys must still answer within its deadline but
+#                    need not succeed, and its answer counts as one for the
+#                    side's stall; a side that reaches no key's quorum is
+#                    fastfail.
+side_row() { # side_row W CLIENT SIDE EXPECT [REACH...]: REACH = the nodes its coordinator reaches
+    local w=$1 c=$2 side=$3 exp=$4 lim
+    shift 4
+    AVAIL=all
+    if (($#)) && [[ $exp == live || $exp == fastfail ]]; then
+        keys_with_quorum "$@"
+        [[ $exp == live && $AVAIL == none ]] && exp=fastfail
+    fi
     if [[ ${CL_KIND[$c]:-via} == fan ]]; then
         lim=$((FAN_DEADLINE_MS + MARGIN_MS))
-    elif [[ $4 == down ]]; then
+    elif [[ $exp == down ]]; then
         lim=$((VIA_DEADLINE_MS + MARGIN_MS))
     else
         lim=$((SERVER_DEADLINE_MS + MARGIN_MS))
     fi
-    printf '%s\t%s\t%s\t%s\t%s\n' "$w" "$c" "$3" "$4" "$lim" >>"$SIDES"
-    SIDE_JSON+="${SIDE_JSON:+,}\"$c\":\"$3\""
+    printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$w" "$c" "$side" "$exp" "$lim" "$AVAIL" >>"$SIDES"
+    SIDE_JSON+="${SIDE_JSON:+,}\"$c\":\"$side\""
 }
 # assign_sides W KIND ARG ROAMNODE
 assign_sides() {
-    local w=$1 kind=$2 arg=$3 rn=$4 c n a b x minority="" majority="" exp
+    local w=$1 kind=$2 arg=$3 rn=$4 c n a b x minority="" majority="" exp all rest
+    all=$(seq -s ' ' 1 "$NODES")
     SIDE_JSON=""
     case $kind in
     baseline | heal)
@@ -817,11 +955,12 @@ assign_sides() {
         ;;
     kill | wipe | pause)
         local what=down; [[ $kind == pause ]] && what=paused
+        rest=$(nodes_except "$arg")
         for c in "${CLIENTS[@]}" R; do
             n=${CL_TARGET[$c]}; [[ $c == R ]] && n=$rn
-            if [[ ${CL_KIND[$c]} == fan ]]; then side_row "$w" "$c" fan-out live
+            if [[ ${CL_KIND[$c]} == fan ]]; then side_row "$w" "$c" fan-out live $rest
             elif ((n == arg)); then side_row "$w" "$c" "via node $arg ($what)" down
-            else side_row "$w" "$c" "via other nodes" live; fi
+            else side_row "$w" "$c" "via other nodes" live $rest; fi
         done
         ;;
     isolate | split | oneway)
@@ -833,10 +972,10 @@ assign_sides() {
             if [[ ${CL_KIND[$c]} == fan ]]; then
                 j=$((j + 1))
                 if [[ $kind == split ]]; then
-                    ((j == 1)) && side_row "$w" "$c" "minority {$(commas $minority)}" fastfail ||
-                        side_row "$w" "$c" "majority {$(commas $majority)}" live
+                    ((j == 1)) && side_row "$w" "$c" "minority {$(commas $minority)}" fastfail $minority ||
+                        side_row "$w" "$c" "majority {$(commas $majority)}" live $majority
                 else
-                    side_row "$w" "$c" fan-out live
+                    side_row "$w" "$c" fan-out live $majority
                 fi
                 continue
             fi
@@ -844,10 +983,10 @@ assign_sides() {
             if [[ " $minority " == *" $n "* ]]; then
                 # A lossy node (one-way loss) may still reach a quorum when
                 # the loss is partial; either way it must answer in time.
-                if [[ $kind == oneway ]]; then side_row "$w" "$c" "lossy node $minority ($x% out)" fastfail
-                else side_row "$w" "$c" "minority {$(commas $minority)}" fastfail; fi
+                if [[ $kind == oneway ]]; then side_row "$w" "$c" "lossy node $minority ($x% out)" fastfail $minority
+                else side_row "$w" "$c" "minority {$(commas $minority)}" fastfail $minority; fi
             else
-                side_row "$w" "$c" "majority {$(commas $majority)}" live
+                side_row "$w" "$c" "majority {$(commas $majority)}" live $majority
             fi
         done
         ;;
@@ -855,18 +994,19 @@ assign_sides() {
         IFS='|' read -r a b x <<<"$arg"
         for c in "${CLIENTS[@]}" R; do
             n=${CL_TARGET[$c]}; [[ $c == R ]] && n=$rn
-            if [[ ${CL_KIND[$c]} == fan ]]; then side_row "$w" "$c" fan-out live
-            elif ((n == a)); then side_row "$w" "$c" "bridge node $a" live
-            else side_row "$w" "$c" "edge nodes" live; fi
+            if [[ ${CL_KIND[$c]} == fan ]]; then side_row "$w" "$c" fan-out live $all
+            elif ((n == a)); then side_row "$w" "$c" "bridge node $a" live $all
+            elif [[ " $b " == *" $n "* ]]; then side_row "$w" "$c" "edge {$(commas $b)}" live $a $b
+            else side_row "$w" "$c" "edge {$(commas $x)}" live $a $x; fi
         done
         ;;
     clientcut)
         IFS='|' read -r a x <<<"$arg"
         for c in "${CLIENTS[@]}" R; do
-            if [[ $c == "$x" ]]; then side_row "$w" "$c" "cut-off fan-out (sees node $a only)" fastfail
-            elif [[ $c == R ]]; then side_row "$w" "$c" "cut-off via node $a" live
-            elif [[ ${CL_KIND[$c]} == fan ]]; then side_row "$w" "$c" fan-out live
-            else side_row "$w" "$c" via live; fi
+            if [[ $c == "$x" ]]; then side_row "$w" "$c" "cut-off fan-out (sees node $a only)" fastfail $a
+            elif [[ $c == R ]]; then side_row "$w" "$c" "cut-off via node $a" live $all
+            elif [[ ${CL_KIND[$c]} == fan ]]; then side_row "$w" "$c" fan-out live $all
+            else side_row "$w" "$c" via live $all; fi
         done
         ;;
     esac
@@ -930,7 +1070,7 @@ end_fault() {
 }
 
 # ---- run -----------------------------------------------------------------------
-CUR_W=0 CUR_LABEL=""
+CUR_W=0 CUR_LABEL="" PENDING_WIPE=""
 
 # Windows are contiguous: a fault window ends when its fault is healed, and
 # the heal window after it lasts until the next fault is applied (including
@@ -949,6 +1089,10 @@ run_schedule() {
         describe "$kind" "$arg"
         # Every fault starts from a healthy cluster (bounded wait).
         [[ $kind != heal ]] && ensure_all_serving 20
+        if [[ $kind != heal && -n $PENDING_WIPE ]]; then
+            check_wipe_recovery "$PENDING_WIPE"
+            PENDING_WIPE=""
+        fi
         [[ $kind == clientcut ]] && rn=${arg%%|*}
         stop_roamer
         CUR_W=$w CUR_LABEL=$LABEL
@@ -978,6 +1122,7 @@ run_schedule() {
             prev_end=$NOW
             write_window "$w" "$start" "$NOW" "$kind" "$LABEL" "$rn" "$SIDE_JSON"
             end_fault "$kind" "$arg"
+            [[ $kind == wipe ]] && PENDING_WIPE=$arg
         fi
         if ((NOW - T0 > HARD_LIMIT_NS)); then
             fail_check "the run exceeded its time bound ($((HARD_LIMIT_NS / 1000000000)) s); schedule cut short"
@@ -1057,10 +1202,10 @@ pb_varint() { # decodes the varint at HEX[POS..]; sets PBV and POS
     done
     return 1
 }
-key_hex() { # protobuf ReadRequest{key=K}
-    local k=$1 out="" b
+pb_uvarint() { # pb_uvarint TAG N: one varint field (N as unsigned 64 bits), nothing for 0
+    local k=$2 out b
     ((k == 0)) && { echo ""; return; }
-    out="08"
+    out=$1
     while :; do
         b=$((k & 127))
         k=$(((k >> 7) & 0x01ffffffffffffff))
@@ -1068,36 +1213,72 @@ key_hex() { # protobuf ReadRequest{key=K}
     done
     echo "$out"
 }
+# protobuf ReadRequest{key=K, config=FINGERPRINT}: a node refuses replica
+# requests without its configuration's fingerprint (FAILED_PRECONDITION);
+# one that predates fingerprints ignores the field.
+key_hex() { echo "$(pb_uvarint 08 "$1")$(pb_uvarint 10 "$RAW_FP")"; }
+# RAW_FP: the nodes' fingerprint, from the line every node logs at start
+# ("configuration ... (fingerprint 0123456789abcdef)"); 0 when none.
+RAW_FP=0
+raw_fingerprint() {
+    local fp
+    fp=$(grep -o 'fingerprint [0-9a-f]\{16\}' "$OUT/logs/node1.log" 2>/dev/null | tail -n 1)
+    fp=${fp#fingerprint }
+    if [[ -n $fp ]]; then RAW_FP=$((16#$fp)); else RAW_FP=0; fi
+}
 RAW_SUMMARY=""
+declare -A RAW_HELD RAW_UNREAD   # per node: keys held (version > 0), reads that failed
+# raw_read I K: node I's own (value, version) of key K; sets RAW_OK (1 read,
+# 0 the replica refused: recovering; -1 the call failed), RAW_VAL, RAW_VER
+raw_read() {
+    local out status f wt okf=0 value=0 counter=0 writer=0
+    RAW_OK=-1 RAW_VAL="" RAW_VER=""
+    out=$(ip netns exec "${CL_NS[ctl]}" env "${RAW_ENV[@]}" "$RAWCALL" "$(node_ip "$1"):$PORT" /dht.Replica/Read "$(key_hex "$2")" 2000 2>/dev/null)
+    status=${out%% *}
+    HEX=$(sed -n 2p <<<"$out")
+    [[ $status == OK ]] || return 1
+    POS=0
+    while ((POS < ${#HEX})); do
+        pb_varint || break
+        f=$((PBV >> 3)) wt=$((PBV & 7))
+        ((wt == 0)) || break
+        pb_varint || break
+        case $f in 1) okf=$PBV ;; 2) value=$PBV ;; 3) counter=$PBV ;; 4) writer=$PBV ;; esac
+    done
+    RAW_OK=$okf RAW_VAL=$value RAW_VER="$counter.$writer"
+    return 0
+}
 raw_replica_state() {
     [[ -n $RAWCALL ]] || { RAW_SUMMARY="not checked (no rawcall binary)"; return; }
-    local k i out status f wt lag=0 same=0 bad=0 unread=0
+    raw_fingerprint
+    local k i lag=0 same=0 bad=0 unread=0 stray=0 nonrep=0
     local -A val ver
+    for ((i = 1; i <= NODES; i++)); do RAW_HELD[$i]=0 RAW_UNREAD[$i]=0; done
     for ((k = 0; k < KEYS; k++)); do
         for ((i = 1; i <= NODES; i++)); do
-            out=$(ip netns exec "${CL_NS[ctl]}" env "${RAW_ENV[@]}" "$RAWCALL" "$(node_ip "$i"):$PORT" /dht.Replica/Read "$(key_hex "$k")" 2000 2>/dev/null)
-            status=${out%% *}
-            HEX=$(sed -n 2p <<<"$out")
-            if [[ $status != OK ]]; then unread=$((unread + 1)); continue; fi
-            local okf=0 value=0 counter=0 writer=0
-            POS=0
-            while ((POS < ${#HEX})); do
-                pb_varint || break
-                f=$((PBV >> 3)) wt=$((PBV & 7))
-                ((wt == 0)) || break
-                pb_varint || break
-                case $f in 1) okf=$PBV ;; 2) value=$PBV ;; 3) counter=$PBV ;; 4) writer=$PBV ;; esac
-            done
-            if ((okf == 0)); then # ok=false: the replica is still recovering
-                unread=$((unread + 1))
+            raw_read "$i" "$k"
+            if ((RAW_OK != 1)); then # failed, or ok=false: the replica is still recovering
+                unread=$((unread + 1)) RAW_UNREAD[$i]=$((RAW_UNREAD[$i] + 1))
                 continue
             fi
-            val[$k,$i]=$value
-            ver[$k,$i]="$counter.$writer"
+            [[ $RAW_VER != 0.0 ]] && RAW_HELD[$i]=$((RAW_HELD[$i] + 1))
+            if ! is_replica "$k" "$i"; then
+                # Not one of the key's replicas: it must hold nothing for it.
+                nonrep=$((nonrep + 1))
+                if [[ $RAW_VER != 0.0 || $RAW_VAL != 0 ]]; then
+                    stray=$((stray + 1))
+                    fail_check "node $i holds key $k (value $RAW_VAL, version $RAW_VER) but is not one of its replicas {$(commas ${KREP[$k]})}"
+                fi
+                continue
+            fi
+            val[$k,$i]=$RAW_VAL
+            ver[$k,$i]=$RAW_VER
         done
-        local i2 j2 agree=1
-        for ((i2 = 1; i2 <= NODES; i2++)); do
-            for ((j2 = i2 + 1; j2 <= NODES; j2++)); do
+        # Only the key's own replicas are compared with each other.
+        local reps=(${KREP[$k]}) a b i2 j2 agree=1
+        for ((a = 0; a < ${#reps[@]}; a++)); do
+            for ((b = a + 1; b < ${#reps[@]}; b++)); do
+                i2=${reps[a]} j2=${reps[b]}
                 [[ -n ${ver[$k,$i2]:-} && -n ${ver[$k,$j2]:-} ]] || continue
                 if [[ ${ver[$k,$i2]} == "${ver[$k,$j2]}" ]]; then
                     if [[ ${val[$k,$i2]} != "${val[$k,$j2]}" ]]; then
@@ -1111,9 +1292,137 @@ raw_replica_state() {
         done
         ((agree)) && same=$((same + 1)) || lag=$((lag + 1))
     done
-    RAW_SUMMARY="$same of $KEYS keys identical (value and version) on every replica; $lag keys where some replica still lags (legal: repaired by the next read or write of the key)"
+    if ((NREP == NODES)); then
+        RAW_SUMMARY="$same of $KEYS keys identical (value and version) on every replica"
+    else
+        RAW_SUMMARY="$same of $KEYS keys identical (value and version) on all $NREP of their replicas"
+    fi
+    RAW_SUMMARY+="; $lag keys where some replica still lags (legal: repaired by the next read or write of the key, or anti-entropy)"
+    ((NREP < NODES)) && RAW_SUMMARY+="; $nonrep reads of a key on a node that does not store it: $( ((stray)) && echo "$stray found a value (FAILED)" || echo "all empty")"
     ((unread)) && RAW_SUMMARY+="; $unread replica reads failed or found the replica recovering"
     ((bad)) && RAW_SUMMARY+="; $bad CONFLICTS (same version, different values)"
+}
+
+# ---- node statistics (`client --via ADDR stats`) -------------------------------
+# node_stats I: sets ST_KEYS ST_REPLICAS ST_MEMBERS ST_FP ST_CID ST_PARTS
+# ST_PREC from node I's stats (one JSON object); 1 if it could not be read.
+# "members" may be a count or the list of addresses.
+json_field() { # json_field NAME JSON -> the value (number, "string" unquoted, or [list])
+    local re="\"$1\"[[:space:]]*:[[:space:]]*(\"[^\"]*\"|\\[[^]]*\\]|[-0-9.a-zA-Z]+)"
+    [[ $2 =~ $re ]] || { JV=""; return 1; }
+    JV=${BASH_REMATCH[1]}
+    JV=${JV#\"} JV=${JV%\"}
+}
+STATS_JSON=""
+node_stats() {
+    local out
+    ST_KEYS="" ST_REPLICAS="" ST_MEMBERS="" ST_FP="" ST_CID="" ST_PARTS="" ST_PREC=""
+    out=$(ip netns exec "${CL_NS[ctl]}" "$CLIENT" "${TLS_FAN[@]}" --via "$(node_ip "$1"):$PORT" --deadline-ms 2000 stats 2>&1) || { STATS_JSON=$out; return 1; }
+    STATS_JSON=${out//$'\n'/ }
+    json_field keys "$STATS_JSON" && ST_KEYS=$JV
+    json_field replicas "$STATS_JSON" && ST_REPLICAS=$JV
+    if json_field members "$STATS_JSON"; then
+        if [[ $JV == \[* ]]; then
+            local inner=${JV#[} ; inner=${inner%]}
+            local IFS=,
+            local arr=($inner)
+            ST_MEMBERS=${#arr[@]}
+        else
+            ST_MEMBERS=$JV
+        fi
+    fi
+    json_field fingerprint "$STATS_JSON" && ST_FP=$JV
+    json_field cluster_id "$STATS_JSON" && ST_CID=$JV
+    json_field partitions "$STATS_JSON" && ST_PARTS=$JV
+    json_field partitions_recovering "$STATS_JSON" && ST_PREC=$JV
+    [[ $ST_KEYS =~ ^[0-9]+$ && $ST_PARTS =~ ^[0-9]+$ && $ST_PREC =~ ^[0-9]+$ ]]
+}
+
+# check_wipe_recovery I: node I was wiped and restarted and serves again.
+# It must have recovered from its peers (its log says so; a node that forms
+# a "new cluster" while the others remember one lost acknowledged writes)
+# and, when the client has `stats`, recorded the cluster id the others have,
+# with no partition left recovering.
+WIPE_NOTES=()
+check_wipe_recovery() {
+    local i=$1 seg why j cid="" other=""
+    seg=$(awk '/harness: starting node/ { buf = "" } { buf = buf $0 "\n" } END { printf "%s", buf }' "$OUT/logs/node$i.log")
+    # ("waiting ... to tell a new cluster from a lost disk" is fine: the decision is what counts)
+    if grep -qE 'serving reads \(new cluster\)|this is a new cluster|formed with this node as a founder' <<<"$seg"; then
+        fail_check "wiped node $i decided 'new cluster' on restart instead of recovering from its peers (logs/node$i.log)"
+    fi
+    why=$(grep -o 'serving reads ([^)]*)' <<<"$seg" | tail -n 1)
+    local parts
+    parts=$(grep -c 'partitions complete after copying' <<<"$seg")
+    local msg="wiped node $i: ${why:-no 'serving reads' line in its log}"
+    ((parts)) && msg+=", $parts partition-recovery steps logged"
+    msg+="; stores ${NODE_NKEYS[i]} of the $KEYS keys"
+    if ((HAS_STATS)); then
+        if node_stats "$i"; then
+            cid=$ST_CID
+            msg+="; stats: ${ST_PARTS} partitions, ${ST_PREC} recovering, ${ST_KEYS} keys held, cluster id $cid"
+            ((ST_PREC == 0)) || fail_check "wiped node $i serves but its stats say $ST_PREC partitions are still recovering"
+            for ((j = 1; j <= NODES; j++)); do
+                ((j == i)) && continue
+                node_stats "$j" || continue
+                other=$ST_CID
+                [[ $cid == "$other" ]] || fail_check "wiped node $i recorded cluster id $cid, node $j has $other"
+                break
+            done
+            [[ -n $other ]] && [[ $cid == "$other" ]] && msg+=" (= node $j's)"
+        else
+            fail_check "wiped node $i: stats failed: ${STATS_JSON:0:200}"
+        fi
+    fi
+    log "$msg"
+    WIPE_NOTES+=("$msg")
+}
+
+# cluster_stats: after healing, every node reports the same configuration
+# (R, members, fingerprint) and cluster id, no partition still recovering,
+# partitions stored adding up to P * R, and no more entries than the
+# workload's keys it stores (an entry of a key it does not store would be a
+# write that went to the wrong node), no fewer than the raw reads found.
+STATS_SUMMARY="not checked (the client has no 'stats' command)"
+cluster_stats() {
+    ((HAS_STATS)) || return 0
+    local i t fp="" cid="" sum=0 bad=0 end held
+    mono_now
+    end=$((NOW + 30000000000))
+    for ((i = 1; i <= NODES; i++)); do
+        while :; do
+            if node_stats "$i" && ((ST_PREC == 0)); then break; fi
+            mono_now
+            if ((NOW >= end)); then
+                fail_check "node $i: $( [[ -n $ST_PREC ]] && echo "$ST_PREC partitions still recovering" || echo "stats unreadable (${STATS_JSON:0:200})") 30 s after healing"
+                bad=1
+                break
+            fi
+            sleep 0.5
+        done
+        [[ -n $ST_PARTS ]] || continue
+        [[ $ST_REPLICAS == "$NREP" ]] || { fail_check "node $i reports replicas=$ST_REPLICAS, not $NREP"; bad=1; }
+        [[ $ST_MEMBERS == "$NODES" ]] || { fail_check "node $i reports $ST_MEMBERS members, not $NODES"; bad=1; }
+        if [[ -z $fp ]]; then fp=$ST_FP; elif [[ $ST_FP != "$fp" ]]; then fail_check "node $i's fingerprint $ST_FP differs from node 1's $fp"; bad=1; fi
+        if [[ -z $cid ]]; then cid=$ST_CID; elif [[ $ST_CID != "$cid" ]]; then fail_check "node $i's cluster id $ST_CID differs from node 1's $cid"; bad=1; fi
+        [[ $ST_CID =~ ^0*$|^0x0*$ ]] && { fail_check "node $i has no cluster id"; bad=1; }
+        sum=$((sum + ST_PARTS))
+        if ((ST_KEYS > NODE_NKEYS[i])); then
+            fail_check "node $i holds $ST_KEYS keys but stores only ${NODE_NKEYS[i]} of the workload's $KEYS (entries of keys it does not store)"
+            bad=1
+        fi
+        held=${RAW_HELD[$i]:-}
+        if [[ -n $held && ${RAW_UNREAD[$i]:-1} == 0 ]] && ((ST_KEYS < held)); then
+            fail_check "node $i's stats say $ST_KEYS keys, but its raw reads found $held"
+            bad=1
+        fi
+    done
+    if ((sum != 65536 * NREP)); then
+        fail_check "the nodes store $sum partitions in all, not 65536 x $NREP"
+        bad=1
+    fi
+    ((bad)) && STATS_SUMMARY="FAILED (see below)" ||
+        STATS_SUMMARY="every node: replicas=$NREP, $NODES members, fingerprint $fp, cluster id $cid, no partition recovering; $sum partitions stored = 65536 x $NREP; keys held within what each stores"
 }
 
 # ---- report --------------------------------------------------------------------
@@ -1133,12 +1442,18 @@ write_report() {
     {
         echo "================ fault harness report ================"
         echo "date:      $(date -u '+%F %T UTC')   host: $(hostname)   cores: $(nproc)   kernel: $(uname -r)"
-        echo "seed:      $SEED   schedule: $SCHEDULE   nodes: $NODES   faults: ${FAULTS[*]}"
-        echo "replay:    tests/harness/harness.sh --bin $BIN --schedule $SCHEDULE --seed $SEED --nodes $NODES$( [[ $SCHEDULE != short ]] && echo " --duration $DURATION")$( [[ -n $FAULTS_ARG ]] && echo " --faults $FAULTS_ARG")$( ((TLS)) && echo " --tls")"
+        echo "seed:      $SEED   schedule: $SCHEDULE   nodes: $NODES   replicas per key: $NREP (quorum $QUORUM)   faults: ${FAULTS[*]}"
+        echo "replay:    tests/harness/harness.sh $(replay_args)"
         echo "workload:  keys 0..$((KEYS - 1)), put ratio 0.5; fan-out clients F1..F$FANOUT x$CONC threads; via clients V1..V$NODES (Vi -> node i); R: via a node drawn per window; pace ${PACE_MS} ms"
         echo "deadlines: server $SERVER_DEADLINE_MS ms (lease $LEASE_MS ms); fan-out client $FAN_DEADLINE_MS ms; via client $VIA_DEADLINE_MS ms; margin $MARGIN_MS ms"
         echo "durability: $( ((HAS_DATADIR)) && echo "server has --data-dir: nodes restart with their WAL; wipe = empty dir" || echo "server has NO --data-dir: a killed node restarts EMPTY; wipe nemesis not run")"
         echo "clock:     CLOCK_MONOTONIC from /proc/$CLOCK_SRC"
+        if ((NREP < NODES)); then
+            echo "placement: each key on $NREP of the $NODES nodes (client locate; rendezvous hashing over 65,536 partitions):"
+            placement_lines 32
+        else
+            echo "placement: every node stores every key (R = N = $NODES)"
+        fi
         echo "transport: $TLS_SUMMARY"
         echo
         echo "Per fault window and side: ops called in the window; ok / fail (false or error) / unk (outcome"
@@ -1147,9 +1462,10 @@ write_report() {
         echo "fastfail = no quorum reachable, must answer false/unavailable within the deadline,"
         echo "down = talks to a killed/stopped node, any = healing."
         echo
-        awk -F '\t' -v t0="$T0" '
+        awk -F '\t' -v t0="$T0" -v keys="$KEYS" '
             BEGIN { last = "none" }
             FILENAME ~ /windows\.tsv$/ { ws[$1] = $2; we[$1] = $3; lab[$1] = $5; next }
+            FILENAME ~ /sides\.tsv$/ { if (!(($1, $3) in av)) av[$1, $3] = (NF >= 6 ? $6 : "all"); next }
             {
                 if ($1 "" != last) {
                     last = $1 ""
@@ -1157,7 +1473,14 @@ write_report() {
                 }
                 st = ($13 == "-" ? "-" : ($13 == "nook" ? "NO-OK" : sprintf("%.1f", $13 / 1000)))
                 printf "      %-34s %-14s %7d %7d %6d %5d %8.1f %8.1f %8.1f %6s %4d  %s\n", substr($2, 1, 34), substr($4, 1, 14), $5, $6, $7, $8, $9, $10, $11, st, $12, $3
-            }' "$WINDOWS" "$groups" | sed '1i\      side                               clients            ops      ok   fail   unk   p50 ms   p99 ms   max ms  stall late  expect'
+                a = av[$1, $2]
+                if (a != "" && a != "all" && a != "none") {
+                    if (length(a) > 60) a = substr(a, 1, 57) "..."
+                    printf "        quorum reachable from this side for keys {%s} only (of %d)", a, keys
+                    if ($3 == "live") printf "; on those: %d of %d calls ok; on the others: %d calls, must answer in time, ok not required", $6 - $15, $5 - $14, $14
+                    printf "\n"
+                }
+            }' "$WINDOWS" "$SIDES" "$groups" | sed '1i\      side                               clients            ops      ok   fail   unk   p50 ms   p99 ms   max ms  stall late  expect'
         echo
         awk -F '\t' '{ n += $5; ok += $6; f += $7; u += $8 } END { printf "total: %d operations: %d ok, %d failed, %d unknown\n", n, ok, f, u }' "$groups"
         echo
@@ -1170,7 +1493,9 @@ write_report() {
             (($(wc -l <"$OUT/lincheck.txt") > 200)) && echo "    | ... (truncated; see lincheck.txt)"
         fi
         echo "  convergence (every key read through every node's public service after healing): $( ((CONVERGED)) && echo "all $NODES nodes return the same value for all $KEYS keys" || echo "FAILED (see below)")"
-        echo "  replica state (raw dht.Replica/Read on each replica): $RAW_SUMMARY"
+        echo "  replica state (raw dht.Replica/Read on each node): $RAW_SUMMARY"
+        echo "  node stats (client stats on each node after healing): $STATS_SUMMARY"
+        ((${#WIPE_NOTES[@]})) && printf '  %s\n' "${WIPE_NOTES[@]}"
         if ((${#CRASHES[@]})); then
             echo "  node crashes: ${#CRASHES[@]}"
             printf '    %s\n' "${CRASHES[@]}"
@@ -1209,12 +1534,20 @@ SHUTDOWN_NOTE="not reached"
 LIN_VERDICT="not run" LIN_RC=-1
 PASSED_PENDING=0
 
+compute_placement
 build_plan
 planned_ms=0
 for ms in "${PLAN_MS[@]}"; do planned_ms=$((planned_ms + ms)); done
 HARD_LIMIT_NS=$(((planned_ms + 120000) * 1000000 + planned_ms * 300000))
+replay_args() {
+    echo "--bin $BIN --schedule $SCHEDULE --seed $SEED --nodes $NODES$( ((HAS_REPLICAS)) && echo " --replicas $NREP")$( [[ $SCHEDULE != short ]] && echo " --duration $DURATION")$( [[ -n $FAULTS_ARG ]] && echo " --faults $FAULTS_ARG")$( ((KEYS_GIVEN)) && echo " --keys $KEYS")$( ((TLS)) && echo " --tls")"
+}
 print_plan() {
-    echo "seed $SEED schedule $SCHEDULE nodes $NODES faults ${FAULTS[*]}"
+    echo "seed $SEED schedule $SCHEDULE nodes $NODES replicas $NREP (quorum $QUORUM) faults ${FAULTS[*]}"
+    if ((NREP < NODES)); then
+        echo "placement (client locate):"
+        placement_lines "$KEYS"
+    fi
     for ((w = 0; w < ${#PLAN_KIND[@]}; w++)); do
         describe "${PLAN_KIND[w]}" "${PLAN_ARG[w]}"
         local rn=${PLAN_ROAM[w]}
@@ -1233,8 +1566,8 @@ probe_capabilities
 print_plan >"$OUT/plan.txt"
 setup_tls
 
-log "fault harness: seed $SEED, schedule $SCHEDULE, $NODES nodes$( ((TLS)) && echo ", mutual TLS"), ${#PLAN_KIND[@]} windows, about $((planned_ms / 1000)) s of faults and heals"
-log "replay with: $0 --bin $BIN --schedule $SCHEDULE --seed $SEED --nodes $NODES$( [[ $SCHEDULE != short ]] && echo " --duration $DURATION")$( [[ -n $FAULTS_ARG ]] && echo " --faults $FAULTS_ARG")$( ((TLS)) && echo " --tls")"
+log "fault harness: seed $SEED, schedule $SCHEDULE, $NODES nodes, $NREP replicas per key$( ((TLS)) && echo ", mutual TLS"), ${#PLAN_KIND[@]} windows, about $((planned_ms / 1000)) s of faults and heals"
+log "replay with: $0 $(replay_args)"
 log "output: $OUT"
 ((HAS_DATADIR)) || NOTES+=("the server has no --data-dir: kill -9 restarts a node with an empty replica, and the wipe nemesis was not run")
 [[ $CLOCK_SRC == uptime ]] && NOTES+=("/proc/timer_list unreadable: window boundaries from /proc/uptime (10 ms, CLOCK_BOOTTIME)")
@@ -1254,7 +1587,7 @@ for ((i = 1; i <= NODES; i++)); do
         exit 2
     fi
 done
-log "all $NODES nodes serving (started through docker/entrypoint.sh with env IP, PORT=$PORT, MEMBERS$( ((TLS)) && echo ", TLS_CERT, TLS_KEY, TLS_CA"))"
+log "all $NODES nodes serving (started through docker/entrypoint.sh with env IP, PORT=$PORT, MEMBERS$( ((HAS_REPLICAS)) && echo ", REPLICAS=$NREP")$( ((TLS)) && echo ", TLS_CERT, TLS_KEY, TLS_CA"))"
 tls_check
 ((TLS)) && log "transport: $TLS_SUMMARY"
 
@@ -1277,8 +1610,10 @@ for ((i = 1; i <= NODES; i++)); do
 done
 ensure_all_serving 30
 check_procs
+if [[ -n $PENDING_WIPE ]]; then check_wipe_recovery "$PENDING_WIPE"; PENDING_WIPE=""; fi
 final_reads
 raw_replica_state
+cluster_stats
 
 log "checking $(cat "$OUT"/history/*.jsonl | wc -l) operations with lincheck"
 lin_args=()

@@ -4,25 +4,35 @@
 #
 # mode=classify  FILES: windows.tsv sides.tsv HISTORY...
 #     windows.tsv: window start_ns end_ns kind label       (tab separated)
-#     sides.tsv:   window client side expect limit_ms
+#     sides.tsv:   window client side expect limit_ms [avail]
+#                  avail: the keys of which the client's side reaches a
+#                  quorum of replicas, all | none | k1,k2,... (all if absent)
 #     HISTORY:     JSON Lines of client/history.c, one file per client
 #                  process, named CLIENT.jsonl or CLIENT-wNNN.jsonl
 #   prints one line per operation, assigned to the window of its call:
-#     window side expect client op status lat_ns ret_ns limit_ms
+#     window side expect client op status lat_ns ret_ns limit_ms noq
 #   (status ok|fail|unknown; lat_ns and ret_ns -1 when "return" is null;
 #   limit_ms is the looser of the call's window and the next one when the
-#   call was still in flight as the next window began)
+#   call was still in flight as the next window began; noq 1: a call of a
+#   "live" side on a key whose quorum that side does not reach)
 #
-# mode=stall  FILES: windows.tsv OPS (the ok operations, sorted by
-#     window, side, ret_ns):  for each (window, side) whose expect is "live"
-#     or "any",
-#     the longest time without any ok completion inside the window (window
-#     start and end count as boundaries), and the time of the first ok:
+# mode=stall  FILES: windows.tsv OPS (sorted by window, side, ret_ns):
+#     for each (window, side) whose expect is "live" or "any", the longest
+#     time without any ok completion inside the window (window start and
+#     end count as boundaries), and the time of the first ok:
 #     window side longest_gap_ns first_ok_ns
+#   The answer (ok or not) of a noq call counts as a completion too: such a
+#   call must answer within its deadline, not succeed, and a one-thread
+#   client busy with it cannot make progress on other keys meanwhile.  So
+#   does a "carry" line of mode=classify: a call of the previous window,
+#   still in flight when this one began, on a key whose quorum the side does
+#   not reach in this one (status carry, noq 1; mode=groups skips it).
 #
 # mode=groups  FILES: stall.tsv OPS (sorted by window, side, lat_ns):
 #     window side expect clients ops ok fail unknown p50_ms p99_ms max_ms
-#     late gap_ms
+#     late gap_ms noq_ops noq_ok
+#   (noq_ops: calls of the group on keys its side reaches no quorum of;
+#   noq_ok: how many of those were ok)
 #   and, on lines starting with "LATE\t", up to 20 operations slower than
 #   their side's limit:  LATE window client op status lat_ms limit_ms
 
@@ -46,6 +56,12 @@ mode == "classify" && FILENAME ~ /windows\.tsv$/ {
 }
 mode == "classify" && FILENAME ~ /sides\.tsv$/ {
     side[$1, $2] = $3; expect[$1, $2] = $4; limit[$1, $2] = $5
+    av = (NF >= 6 && $6 != "") ? $6 : "all"
+    avail[$1, $2] = av
+    if (av != "all" && av != "none") {
+        na = split(av, akeys, ",")
+        for (i = 1; i <= na; i++) availkey[$1, $2, akeys[i]] = 1
+    }
     next
 }
 mode == "classify" {
@@ -70,7 +86,20 @@ mode == "classify" {
     # node paused under it) is held to the looser of the two limits.
     if (ret >= 0 && w + 1 < nw && ret > wstart[w + 1] && limit[w + 1, name] + 0 > lim + 0)
         lim = limit[w + 1, name]
-    printf "%d\t%s\t%s\t%s\t%s\t%s\t%.0f\t%.0f\t%s\n", w, s, e, name, f[4], st, lat, ret, lim
+    av = avail[w, name]
+    noq = 0
+    if (e == "live" && av != "" && av != "all")
+        noq = (av == "none" || !((w, name, f[6]) in availkey)) ? 1 : 0
+    printf "%d\t%s\t%s\t%s\t%s\t%s\t%.0f\t%.0f\t%s\t%d\n", w, s, e, name, f[4], st, lat, ret, lim, noq
+    # Still in flight when the next window began, on a key whose quorum the
+    # client's side does not reach in that window: its answer (whatever it
+    # is) is that side's progress too, since the client was busy with it.
+    # A "carry" line: counted by mode=stall only.
+    if (ret >= 0 && w + 1 < nw && ret > wstart[w + 1] && expect[w + 1, name] == "live") {
+        av = avail[w + 1, name]
+        if (av != "" && av != "all" && (av == "none" || !((w + 1, name, f[6]) in availkey)))
+            printf "%d\t%s\t%s\t%s\t%s\tcarry\t%.0f\t%.0f\t%s\t1\n", w + 1, side[w + 1, name], "live", name, f[4], lat, ret, lim
+    }
     next
 }
 
@@ -84,7 +113,8 @@ function stall_flush() {
     printf "%d\t%s\t%.0f\t%.0f\n", cw, cs, best, first
 }
 mode == "stall" {
-    if (($3 != "live" && $3 != "any") || $6 != "ok") next
+    if ($3 != "live" && $3 != "any") next
+    if ($6 != "ok" && !($10 == 1 && $8 + 0 >= 0)) next
     key = $1 SUBSEP $2
     if (key != cur) {
         stall_flush()
@@ -129,19 +159,21 @@ function groups_flush(    g, clients, c, cl, nc, j) {
     clients = ""
     for (j = 1; j <= nc; j++) clients = clients (j > 1 ? "," : "") cl[j]
     g = ((gw, gs) in gapns) ? sprintf("%.0f", gapns[gw, gs] / 1e6) : (gexp == "live" || gexp == "any" ? "nook" : "-")
-    printf "%d\t%s\t%s\t%s\t%d\t%d\t%d\t%d\t%.1f\t%.1f\t%.1f\t%d\t%s\n", gw, gs, gexp, clients,
-        nops, nok, nfail, nunk, q(0.50) / 1e6, q(0.99) / 1e6, nl ? lats[nl] / 1e6 : -1, nlate, g
+    printf "%d\t%s\t%s\t%s\t%d\t%d\t%d\t%d\t%.1f\t%.1f\t%.1f\t%d\t%s\t%d\t%d\n", gw, gs, gexp, clients,
+        nops, nok, nfail, nunk, q(0.50) / 1e6, q(0.99) / 1e6, nl ? lats[nl] / 1e6 : -1, nlate, g, nnoq, nnoqok
 }
 mode == "groups" {
+    if ($6 == "carry") next
     key = $1 SUBSEP $2
     if (key != gcur) {
         groups_flush()
         gcur = key; gw = $1; gs = $2; gexp = $3
-        nops = nok = nfail = nunk = nl = nlate = 0
+        nops = nok = nfail = nunk = nl = nlate = nnoq = nnoqok = 0
         for (c in gclients) delete gclients[c]
     }
     gclients[$4] = 1
     nops++
+    if ($10 == 1) { nnoq++; if ($6 == "ok") nnoqok++ }
     if ($6 == "ok") nok++; else if ($6 == "fail") nfail++; else nunk++
     if ($7 >= 0) {
         lats[++nl] = $7 + 0

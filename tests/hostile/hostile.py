@@ -16,7 +16,7 @@ can be as broken as we like.
   hostile.py alive ADDRS
       every node answers its health check with SERVING
   hostile.py attack ADDRS [--pids P,P,P] [--seed N] [--scale F] [--phases A,B]
-                    [--tls-dir DIR --client-cert-auth]
+                    [--tls-dir DIR --client-cert-auth] [--config HEX]
       the hostile phases (Attack.run lists them); prints one DEFECT line per
       wrong answer, crash, hang or memory blow-up, with the request that
       caused it, NOTE lines for tolerated oddities, and exits 1 on any
@@ -26,6 +26,17 @@ can be as broken as we like.
 ADDRS is HOST:PORT,HOST:PORT,...  snapshot and alive take --tls-ca,
 --tls-cert, --tls-key.  Exit status: 0 good, 1 defects, 2 usage, 3 the
 script itself failed (a traceback, not a finding about the nodes).
+
+The configuration fingerprint: a node refuses every replica request whose
+`config` field is not its own configuration's fingerprint
+(FAILED_PRECONDITION) before it validates the request's fields, so a
+hostile request without it would never reach the validation this suite
+tests.  Every replica request here therefore carries the fingerprint the
+node reports in dht.Admin/Stats (or --config HEX), written in front of the
+hand-made bytes (config_field: a field in front never changes how the rest
+parses, so a malformed message stays malformed); the "configuration" phase
+sends well-formed requests with a wrong or no fingerprint, which must be
+refused and change nothing.
 
 What the attack may send, and why: the honest client (run.sh) owns keys
 0..999 and the scan comparison owns every other key.  In plaintext mode a
@@ -137,6 +148,10 @@ def batch(items, id_=None):
     return b"".join(fb(1, it) for it in items) + (fv(2, id_) if id_ is not None else b"")
 
 
+def stats_request():
+    return b""
+
+
 def health(service=b""):
     return fb(1, service) if service else b""
 
@@ -154,7 +169,15 @@ SCHEMAS = {
     "batch": {1: "item", 2: VARINT},
     "item": {**{n: VARINT for n in range(1, 8)}, 8: BOOL},
     "health": {1: LEN},
+    "stats": {},
 }
+# The config field (the sender's configuration fingerprint) of each replica
+# request message, and the fields added with it (Scan's member filter and
+# incarnation): declared, so that broken() judges them like the others.
+CONFIG_FIELD = {"lock": 4, "unlock": 3, "write": 6, "read": 2, "scan": 7, "batch": 3}
+for _schema, _num in CONFIG_FIELD.items():
+    SCHEMAS[_schema][_num] = VARINT
+SCHEMAS["scan"].update({5: VARINT, 6: VARINT})
 
 
 def read_varint(buf, i):
@@ -266,13 +289,63 @@ M_PUT, M_GET = "/dht.KeyValue/Put", "/dht.KeyValue/Get"
 M_LOCK, M_UNLOCK, M_WRITE = "/dht.Replica/Lock", "/dht.Replica/Unlock", "/dht.Replica/Write"
 M_READ, M_SCAN, M_BATCH = "/dht.Replica/Read", "/dht.Replica/Scan", "/dht.Replica/Batch"
 M_STREAM, M_HEALTH = "/dht.Replica/Stream", "/grpc.health.v1.Health/Check"
+M_STATS = "/dht.Admin/Stats"
 UNARY = {M_PUT: "put", M_GET: "get", M_LOCK: "lock", M_UNLOCK: "unlock", M_WRITE: "write",
-         M_READ: "read", M_SCAN: "scan", M_BATCH: "batch", M_HEALTH: "health"}
+         M_READ: "read", M_SCAN: "scan", M_BATCH: "batch", M_HEALTH: "health",
+         M_STATS: "stats"}
 REPLICA_METHODS = [M_LOCK, M_UNLOCK, M_WRITE, M_READ, M_SCAN, M_BATCH]
 UNKNOWN_METHODS = ["/dht.KeyValue/Delete", "/dht.KeyValue/put", "/dht.Replica/Nope",
                    "/dht.Replica/Stream2", "/dht.Replica/Lock/x", "/grpc.health.v1.Health/Watch",
                    "/grpc.health.v1.Health/check", "/dht.Other/Put", "/dht.KeyValue/",
                    "/x", "/" + "A" * 2000 + "/Put", "/" + "B" * 20000 + "/Put"]
+
+# Which fingerprint a request carries: the node's (learned from its Stats),
+# none, or a given number.
+NODE, NO_CONFIG = "node", None
+
+
+def config_field(method, fp):
+    """The config field of method's request message carrying fp, encoded;
+    b"" for methods without one, or when fp is None."""
+    schema = "batch" if method == M_STREAM else UNARY.get(method)
+    num = CONFIG_FIELD.get(schema)
+    return b"" if num is None or fp is None else fv(num, fp)
+
+
+def node_config(channel, timeout=5.0):
+    """(fingerprint, None) from the node's dht.Admin/Stats, or (None, why)."""
+    try:
+        rep = decode(channel.unary_unary(M_STATS)(stats_request(), timeout=timeout))
+    except grpc.RpcError as e:
+        return None, f"{e.code().name} {e.details()}"
+    except ValueError as e:
+        return None, f"the Stats reply does not parse: {e}"
+    fp = one(rep, 4)
+    return (fp, None) if fp else (None, "its Stats report no fingerprint")
+
+
+def check_stats_reply(addrs):
+    """A StatsReply naming these members (any spelling of the same set) and
+    a plausible configuration."""
+    def norm(a):
+        host, port = a.rsplit(":", 1)
+        return ("127.0.0.1" if host == "localhost" else host) + ":" + port
+    want = sorted(norm(a) for a in addrs)
+
+    def check(rep):
+        f = decode(rep)
+        members = sorted(m.decode() for m in f.get(2, []))
+        if members != want:
+            return f"members {members}, expected {want}"
+        if not 1 <= one(f, 3) <= len(want):
+            return f"replicas {one(f, 3)} for {len(want)} members"
+        if not one(f, 4):
+            return "no fingerprint"
+        if norm(one(f, 1, b"").decode()) not in want:
+            return f"self {one(f, 1, b'')!r} is not a member"
+        return None
+    return check
+
 
 # The keys run.sh seeds with honest puts before the attack: state the
 # attack aims at and that must not change.
@@ -366,12 +439,16 @@ def grpc_frame(msg, compressed=0, length=None):
 
 def scan_all(channel, timeout=10.0):
     """Every entry a replica holds, by well-formed Scan pages: {key: (value,
-    counter, writer)}.  None while the replica is recovering."""
+    counter, writer)}.  None while the replica is recovering.  The pages
+    carry the node's fingerprint when it reports one."""
     call = channel.unary_unary(M_SCAN)
+    fp, _ = node_config(channel)
+    prefix = config_field(M_SCAN, fp)
     entries = {}
     after, from_start, stripe = None, True, None
     for _ in range(100000):
-        rep = decode(call(scan(after, from_start or None, 4096, stripe), timeout=timeout))
+        rep = decode(call(prefix + scan(after, from_start or None, 4096, stripe),
+                          timeout=timeout))
         if one(rep, 3):
             return None
         for e in rep.get(1, []):
@@ -473,15 +550,16 @@ class Case:
     once when the answer's status is in note_on (tolerated, but worth
     knowing)."""
     __slots__ = ("method", "req", "expect", "desc", "check", "note", "timeout", "compression",
-                 "metadata", "note_on")
+                 "metadata", "note_on", "config")
 
     def __init__(self, method, req, expect, desc, check=None, note=None, timeout=15.0,
-                 compression=None, metadata=None, note_on=("OK",)):
+                 compression=None, metadata=None, note_on=("OK",), config=NODE):
         self.method, self.req, self.expect, self.desc, self.check = (
             method, req, frozenset(expect), desc, check)
         self.note, self.timeout, self.compression, self.metadata = (
             note, timeout, compression, metadata)
         self.note_on = note_on
+        self.config = config  # NODE, NO_CONFIG or a fingerprint
 
 
 INVALID = {"INVALID_ARGUMENT"}
@@ -533,6 +611,8 @@ class Attack:
         self.tls_dir = None
         self.client_cert_auth = False
         self.after_death = 0
+        self.fp = {}  # addr -> the fingerprint it reported (learn_configs)
+        self.fixed_fp = None  # --config
 
     # -- bookkeeping
 
@@ -570,6 +650,19 @@ class Attack:
             if text not in self.notes:
                 self.notes.add(text)
                 print("NOTE " + text, flush=True)
+
+    def learn_configs(self):
+        """Each node's fingerprint, from its Stats (or --config)."""
+        for a in self.addrs:
+            fp, why = (self.fixed_fp, None) if self.fixed_fp else node_config(self.chans[a])
+            self.fp[a] = fp
+            print(f"node {a}: configuration fingerprint "
+                  f"{f'{fp:016x}' if fp else f'unknown ({why}): replica requests carry none'}",
+                  flush=True)
+
+    def wire(self, addr, method, req, config=NODE):
+        """req as sent to addr: the config field in front of it."""
+        return config_field(method, self.fp.get(addr) if config == NODE else config) + req
 
     def stub(self, addr, method):
         k = (addr, method)
@@ -640,7 +733,8 @@ class Attack:
             a = targets[n % len(targets)]
             n += 1
             self.recent[a].append((phase, case.method, case.desc, hexs(case.req, 48)))
-            fut = self.stub(a, case.method).future(case.req, timeout=case.timeout,
+            fut = self.stub(a, case.method).future(self.wire(a, case.method, case.req, case.config),
+                                                   timeout=case.timeout,
                                                    metadata=case.metadata,
                                                    compression=case.compression)
             inflight.append((a, case, fut))
@@ -688,6 +782,7 @@ class Attack:
                             item(ITEM_LOCK, h + 5, owner=11, lease=300),
                             item(ITEM_READ, h + 6), item(ITEM_UNLOCK, h + 5, owner=11)], 77),
             M_HEALTH: health(b"dht.KeyValue"),
+            M_STATS: stats_request(),
         }
 
     def malformed(self, method):
@@ -910,9 +1005,12 @@ class Attack:
         random.Random(self.seed).shuffle(reads)
         self.run_unary("concurrent reads", reads, window=1500)
 
-    def stream_call(self, addr, requests, timeout=15.0, read=True):
-        """One Stream call: (status, details, replies)."""
-        call = self.chans[addr].stream_stream(M_STREAM)(iter(requests), timeout=timeout)
+    def stream_call(self, addr, requests, timeout=15.0, read=True, config=NODE):
+        """One Stream call: (status, details, replies).  config: what every
+        message carries, or a list of one per message."""
+        configs = config if isinstance(config, list) else [config] * len(requests)
+        msgs = [self.wire(addr, M_STREAM, r, c) for r, c in zip(requests, configs)]
+        call = self.chans[addr].stream_stream(M_STREAM)(iter(msgs), timeout=timeout)
         replies = []
         try:
             if read:
@@ -1020,7 +1118,7 @@ class Attack:
         chans, calls = [], []
 
         def requests(a):
-            msg = batch(items * 20, 9)
+            msg = self.wire(a, M_STREAM, batch(items * 20, 9))
             while time.monotonic() < stop:
                 sent[a] += 1
                 yield msg
@@ -1062,11 +1160,12 @@ class Attack:
                 n = rng.choice((1, 5, 70, 300))
                 ids = list(range(1, n + 1))
                 if kind == "garbage-after":
-                    reqs = iter([batch(items * 10, i) for i in ids] + [b"\xff\xff"])
+                    reqs = [batch(items * 10, i) for i in ids] + [b"\xff\xff"]
                 elif kind == "drain":
-                    reqs = iter([batch(items * 10, i) for i in ids])
+                    reqs = [batch(items * 10, i) for i in ids]
                 else:
-                    reqs = iter([msg] * n)
+                    reqs = [msg] * n
+                reqs = iter([self.wire(a, M_STREAM, r) for r in reqs])
                 call = chans[a].stream_stream(M_STREAM)(reqs, timeout=20)
                 self.recent[a].append((phase, M_STREAM, f"{kind} of {n} batches", ""))
                 code, replies = "OK", []
@@ -1303,7 +1402,7 @@ class Attack:
             a = self.live_addrs()[i % len(self.live_addrs())]
             m, req = ((M_GET, get(HOSTILE + 30 + i % 7)) if i % 3 else
                       (M_BATCH, batch(self.oor_items * 10, 0)))
-            futs.append(self.stub(a, m).future(req, timeout=10))
+            futs.append(self.stub(a, m).future(self.wire(a, m, req), timeout=10))
             if i % 2 == 0:
                 futs[-1].cancel()
         for f in futs:
@@ -1340,7 +1439,8 @@ class Attack:
                                (M_BATCH, [], "no message"),
                                (M_LOCK, [lock(SEEDED[4], 1, 0), b"\xff"], "two messages"),
                                (M_GET, [get(HOSTILE + 40)] * 2, "two gets")):
-                call = self.chans[a].stream_stream(m)(iter(msgs), timeout=10)
+                call = self.chans[a].stream_stream(m)(iter([self.wire(a, m, x) for x in msgs]),
+                                                      timeout=10)
                 try:
                     replies = list(call)
                     code, details = call.code().name, call.details() or ""
@@ -1436,7 +1536,9 @@ class Attack:
                          (M_BATCH, b"\x0a\xff", "garbage batch")])
         kv_changing = [(M_PUT, put(fresh + 1, 5), "well-formed put of a fresh key"),
                        (M_PUT, put(SEEDED[6], 5), "well-formed put of a seeded key")]
-        kv_harmless = [(M_GET, get(SEEDED[0]), "get"), (M_PUT, b"\xff\xff", "garbage put")]
+        kv_harmless = [(M_GET, get(SEEDED[0]), "get"), (M_PUT, b"\xff\xff", "garbage put"),
+                       (M_STATS, stats_request(), "stats"),
+                       (M_STATS, b"\xff\xff", "garbage stats")]
         other = [(M_HEALTH, b"", "health"), ("/dht.Replica/Nope", b"", "unknown method")]
         unavailable = {"UNAVAILABLE"}
         kv_refused = "UNAUTHENTICATED" if self.client_cert_auth else None
@@ -1457,7 +1559,8 @@ class Attack:
                 if kv_code:  # a served put would be a legitimate change otherwise
                     cases.append(Case(m, req, {kv_code}, f"{d} with {who}"))
             for m, req, d in kv_harmless:
-                exp = {kv_code} if kv_code else ({"OK"} if m == M_GET else INVALID)
+                # dht.Admin is open like KeyValue
+                exp = {kv_code} if kv_code else ({"OK"} if req in (get(SEEDED[0]), b"") else INVALID)
                 cases.append(Case(m, req, exp, f"{d} with {who}"))
             for m, req, d in other:
                 exp = unavailable if replica_code == "UNAVAILABLE" else (
@@ -1481,12 +1584,111 @@ class Attack:
             finally:
                 self.restore_channels(saved)
 
+    def p_configuration(self):
+        """Replica requests with another configuration's fingerprint, or
+        none: well-formed, in range, and such that they would change the
+        seeded keys, a fresh key and one honest key if they were served
+        (Writes with a high version, 60-second Locks, Unlocks, batches and
+        streams of them), plus Reads and Scans.  Every one must be refused
+        with FAILED_PRECONDITION (run.sh then finds every key outside the
+        honest range unchanged, and the honest history covers key 5), also
+        when out of range (the fingerprint is checked first), while a
+        malformed one is still INVALID_ARGUMENT.  A stream ends at its first
+        message with another fingerprint.  Skipped when the nodes report no
+        fingerprint; a node that serves a probe Read of another
+        configuration is reported, and then nothing that writes is sent."""
+        phase = "configuration"
+        live = [a for a in self.live_addrs() if self.fp.get(a)]
+        if not live:
+            self.note("configuration phase skipped: no node reported a fingerprint in its Stats")
+            return
+        refused = {"FAILED_PRECONDITION"}
+        stats_ok = Case(M_STATS, stats_request(), {"OK"}, "stats", check_stats_reply(self.addrs))
+        self.run_unary(phase, [stats_ok] * len(live), addrs=live)
+        enforcing = []
+        for a in live:
+            probe = Case(M_READ, read(SEEDED[0]), refused, "probe read with another fingerprint "
+                         "(the node does not check fingerprints: nothing that writes is sent)",
+                         config=self.fp[a] ^ 1)
+            self.recent[a].append((phase, M_READ, probe.desc, ""))
+            try:
+                self.stub(a, M_READ)(self.wire(a, M_READ, probe.req, probe.config), timeout=10)
+                code, details = "OK", ""
+            except grpc.RpcError as e:
+                code, details = e.code().name, e.details() or ""
+            if self.judge(phase, a, probe, code, details, None):
+                enforcing.append(a)
+        if not enforcing:
+            return
+        fresh = HOSTILE + 78
+        high = 1 << 61
+        keys = SEEDED + [HONEST_TARGET, fresh]
+        items = ([item(ITEM_WRITE, k, 5151, high, 0xC0F, 0xC0F) for k in keys] +
+                 [item(ITEM_LOCK, k, owner=0xC0F, lease=LEASE_MAX_MS) for k in keys] +
+                 [item(ITEM_UNLOCK, k, owner=0xC0F) for k in SEEDED[:3]] +
+                 [item(ITEM_READ, k) for k in SEEDED[:3]])
+        reqs = ([(M_WRITE, write(k, 5151 + i, high, 0xC0F0 + i, 0), "well-formed write")
+                 for i, k in enumerate(keys)] +
+                [(M_LOCK, lock(k, 0xC0F, LEASE_MAX_MS), "well-formed 60 s lock") for k in keys] +
+                [(M_UNLOCK, unlock(k, 0xC0F), "well-formed unlock") for k in SEEDED[:3]] +
+                [(M_READ, read(SEEDED[1]), "read"), (M_SCAN, scan(None, True, 4096), "scan"),
+                 (M_SCAN, scan(None, None, 0), "recovery probe scan (limit 0)"),
+                 (M_BATCH, batch(items), "batch of writes, locks, unlocks and reads"),
+                 (M_STREAM, batch(items, 7), "a batch of writes and locks, as a unary stream"),
+                 (M_WRITE, write(SEEDED[0], 1, U64, 1), "out-of-range write"),
+                 (M_LOCK, lock(SEEDED[0], 1, 0), "out-of-range lock")])
+        malformed = [(M_WRITE, write(SEEDED[0], 1, high, 7)[:-1], "truncated write"),
+                     (M_BATCH, batch(items)[:9], "truncated batch"),
+                     (M_LOCK, b"\xff\xff", "garbage lock")]
+        cases = []
+        for a in enforcing:
+            fp = self.fp[a]
+            for cfg, what in ((NO_CONFIG, "no fingerprint"), (fp ^ 1, "fingerprint off by one bit"),
+                              (U64, "fingerprint 2^64-1"),
+                              (self.rng.getrandbits(64) | 1, "a random fingerprint")):
+                if cfg == fp:
+                    continue
+                for m, req, d in reqs:
+                    cases.append((a, Case(m, req, refused, f"{d} with {what}", config=cfg)))
+                for m, req, d in malformed:
+                    cases.append((a, Case(m, req, INVALID, f"{d} with {what}", config=cfg)))
+                # The config field twice: the last one counts (proto3).
+                num = CONFIG_FIELD["write"]
+                cases.append((a, Case(M_WRITE, fv(num, fp) + write(SEEDED[2], 9, high, 0xC0F) +
+                                      fv(num, cfg or 0), refused,
+                                      f"write with the node's fingerprint first, then {what}",
+                                      config=NO_CONFIG)))
+        for a in enforcing:
+            self.run_unary(phase, [c for b, c in cases if b == a], window=16, addrs=[a])
+        for a in enforcing:
+            fp = self.fp[a]
+            good = batch(self.oor_items, 1)
+            for desc, msgs, cfgs, want_replies in (
+                    ("a batch of writes and locks with no fingerprint", [batch(items, 1)],
+                     [NO_CONFIG], 0),
+                    ("a batch of writes and locks with another fingerprint", [batch(items, 1)],
+                     [fp ^ 2], 0),
+                    ("out-of-range batches, then one with another fingerprint, then more",
+                     [good, good, batch(items, 3), good], [NODE, NODE, fp ^ 4, NODE], None)):
+                code, details, replies = self.stream_call(a, msgs, config=cfgs)
+                self.recent[a].append((phase, M_STREAM, desc, ""))
+                case = Case(M_STREAM, b"".join(msgs)[:4096], refused, "stream of " + desc)
+                if self.judge(phase, a, case, code, details, None):
+                    if want_replies == 0 and replies:
+                        self.defect(f"[{phase}] node {a}: {len(replies)} replies on a stream "
+                                    f"of {desc}")
+                    for r in replies:  # only the good batches may be answered, all refused
+                        why = check_all_refused(len(self.oor_items))(r)
+                        if why:
+                            self.defect(f"wrong reply: [{phase}] node {a} stream of {desc}: {why}")
+
     def run(self):
         """Every phase, each followed by a liveness check of every node.
         Out-of-range requests come first (later phases reuse its batch
         items) and again last: refusing them must survive the abuse."""
         t0 = time.monotonic()
         print(f"attack on {','.join(self.addrs)} (seed {self.seed})", flush=True)
+        self.learn_configs()
         self.phase("out-of-range", self.p_out_of_range)
         self.phase("malformed", self.p_malformed)
         self.phase("unknown methods", self.p_unknown)
@@ -1502,6 +1704,7 @@ class Attack:
         self.phase("compressed", self.p_compressed)
         self.phase("protocol misuse", self.p_protocol)
         self.phase("metadata", self.p_metadata)
+        self.phase("configuration", self.p_configuration)
         if self.tls_dir:
             self.phase("tls identities", self.p_tls_identities)
         self.phase("out-of-range again", self.p_out_of_range)
@@ -1533,6 +1736,7 @@ def cmd_attack(args):
     at = Attack(addrs, pids, seed, args.scale, creds)
     at.tls_dir = args.tls_dir
     at.client_cert_auth = args.client_cert_auth
+    at.fixed_fp = int(args.config, 16) if args.config else None
     if args.phases:
         at.only = set(args.phases.split(",")) | {"out-of-range"}
     at.run()
@@ -1562,6 +1766,8 @@ def main():
             s.add_argument("--tls-dir", help="the nodes serve TLS with make-certs.sh's files here")
             s.add_argument("--client-cert-auth", action="store_true",
                            help="the nodes run with --client-cert-auth")
+            s.add_argument("--config", help="the nodes' configuration fingerprint (hex); "
+                                            "default: what each reports in dht.Admin/Stats")
     c = sub.add_parser("compare")
     c.add_argument("before")
     c.add_argument("after")

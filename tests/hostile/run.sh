@@ -9,6 +9,11 @@
 #    the attack (the attack aims at these keys; see hostile.py for why it
 #    never sends a well-formed in-range Write in plaintext mode);
 #  - afterwards every node runs, reports SERVING and serves a put and a get.
+# The attack's replica requests carry the configuration fingerprint each
+# node reports in dht.Admin/Stats (a node refuses them otherwise, before
+# validating them); its "configuration" phase sends well-formed requests
+# that would change the seeded keys with no fingerprint or a wrong one, all
+# of which must be refused (FAILED_PRECONDITION) and change nothing.
 #
 # Usage: run.sh BIN_DIR [plain|tls]
 #   tls: the nodes serve only TLS, with --client-cert-auth, and the

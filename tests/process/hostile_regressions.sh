@@ -9,6 +9,10 @@
 # Now both are refused (INVALID_ARGUMENT) and change nothing; a version at
 # the ceiling (2^62, well-formed) makes the next put answer false with a
 # reason instead of writing.
+# Replica requests carry the node's configuration fingerprint: rawcall puts
+# the one the node reports (dht.Admin/Stats) in front of the bytes given
+# here, so these reach the validation; the same requests with no fingerprint
+# or another one are refused (FAILED_PRECONDITION) and change nothing.
 . "$(dirname "$0")/lib.sh"
 start_cluster
 status() { "$RAWCALL" "$@" | head -n1 | cut -d' ' -f1; }
@@ -44,6 +48,32 @@ for i in 1 2 3; do
     expect_eq "$(status "$a" /dht.Replica/Scan 1001180120e807)" INVALID_ARGUMENT "scan stripe 1000"
 done
 expect_eq "$(client get 5)" 12 "nothing changed"
+
+# Another configuration's requests (a member or client started with other
+# MEMBERS or --replicas), well-formed and in range: refused, nothing changes.
+# Write key 5 value 999 counter 2^61 writer 7; Lock key 5 for 60 s; a Batch
+# of both; a streamed Batch of one Read.
+write_high=080510e707188080808080808080202007
+lock_long=0805108f1818e0d403
+batch_both=0a130803100518e7072080808080808080802028070a0b08011005308f1838e0d403
+for i in 1 2 3; do
+    a="127.0.0.1:${PORTS[$i]}"
+    for cfg in none 0123456789abcdef; do
+        for m in "Write $write_high" "Lock $lock_long" "Unlock 0805108f18" "Read 0805" \
+            "Scan 100118e807" "Batch $batch_both" "Stream 0a04080410051001"; do
+            expect_eq "$(status --config $cfg "$a" "/dht.Replica/${m% *}" "${m#* }")" \
+                FAILED_PRECONDITION "${m% *} with config $cfg to node $i"
+        done
+    done
+    out=$("$RAWCALL" --config 0123456789abcdef "$a" /dht.Replica/Write "$write_high" | head -n1)
+    for w in "configuration mismatch" 0123456789abcdef "MEMBERS and --replicas"; do
+        echo "$out" | grep -q -- "$w" || fail "the refusal does not say '$w': $out"
+    done
+    expect_eq "$(status "$a" /dht.Admin/Stats ffff)" INVALID_ARGUMENT "garbage Stats to node $i"
+    expect_eq "$(status "$a" /dht.Admin/Stats "")" OK "Stats of node $i"
+done
+expect_eq "$(client get 5)" 12 "nothing changed by another configuration"
+expect_eq "$(via 1 put 5 13)" true "the key is not locked"
 
 # A well-formed version at the ceiling: stored, and then a put refuses to
 # go past it with a reason (false, exit 1), never wrapping.

@@ -322,12 +322,15 @@ int main(int argc, char **argv)
                  o.ip ? o.ip : "127.0.0.1", (long long)o.port);
     int self = dht_membership_find(members, self_addr);
     dht_membership_free(members);
-    if (self < 0 ||
-        dht_membership_new(list, self_addr, (int)replicas, &members, err, sizeof err) != 0) {
+    if (self < 0) {
         fprintf(stderr,
                 "server: this node (%s:%lld) is not in the members list %s; "
                 "fix MEMBERS or pass --id N\n",
                 o.ip ? o.ip : "127.0.0.1", (long long)o.port, list);
+        return 2;
+    }
+    if (dht_membership_new(list, self_addr, (int)replicas, &members, err, sizeof err) != 0) {
+        fprintf(stderr, "server: %s\n", err);
         return 2;
     }
     char name[32];

@@ -264,6 +264,14 @@ void dht_grpc_server_call_arrived(scall *s, int success)
     DHT_DEBUG("%s key=%lld -> ok=%d v=(%llu,%llx)", dht_msg_type_name(req.type),
               (long long)req.key, reply.ok, (unsigned long long)reply.version.counter,
               (unsigned long long)reply.version.writer);
+    if (req.type == DHT_MSG_SCAN && !reply.ok) {
+        /* ScanReply has no ok field: an empty page with more=false would
+         * read as "complete copy, nothing in it" (out of memory, or an
+         * asker that is no member). */
+        free(reply.entries);
+        dht_grpc_respond(s, NULL, 0, GRPC_STATUS_UNAVAILABLE, "scan could not be served");
+        return;
+    }
     respond_msg(s, &reply, NULL);
     free(reply.entries); /* the service's, for SCAN replies */
 }

@@ -17,7 +17,7 @@ struct dht_node {
     dht_coord *_Atomic coord;          /* published by dht_node_start */
     dht_recovery *_Atomic recovery;    /* likewise */
     uint64_t incarnation;              /* random, drawn per process start */
-    uint64_t cluster_id;               /* the data directory's, at start */
+    _Atomic uint64_t cluster_id;       /* the data directory's, at start */
     /* For Stats: members' normalised addresses, sorted; owned. */
     const char **sorted;
 };
@@ -108,7 +108,19 @@ static void on_scan(dht_node *n, const dht_msg *req, dht_msg *reply)
         return;
     }
     dht_replica_handle_scan(n->cfg.replica, req, reply, req->member ? stored_by : NULL, &f);
-    reply->cluster_id = rec ? dht_recovery_cluster_id(rec) : n->cluster_id;
+    if (f.member >= 0 && reply->recovering) {
+        /* For the asker, only the partitions both store matter: a peer
+         * still recovering partitions it does not share is a complete
+         * source for it. */
+        reply->recovering = false;
+        int self = dht_membership_self(n->cfg.members);
+        for (uint32_t part = 0; part < DHT_PARTITIONS && !reply->recovering; part++) {
+            const dht_peerset *set = dht_membership_partition_replicas(n->cfg.members, part);
+            reply->recovering = dht_peerset_has(set, f.member) && dht_peerset_has(set, self) &&
+                                dht_replica_partition_recovering(n->cfg.replica, part);
+        }
+    }
+    reply->cluster_id = rec ? dht_recovery_cluster_id(rec) : atomic_load(&n->cluster_id);
     reply->incarnation = n->incarnation;
     reply->founder = rec != NULL && dht_recovery_founder(rec, req->incarnation);
 }
@@ -140,7 +152,7 @@ static void on_stats(void *arg, dht_stats *out)
         .nmembers = dht_membership_size(m),
         .replicas = dht_membership_replica_count(m),
         .fingerprint = dht_membership_fingerprint(m),
-        .cluster_id = rec ? dht_recovery_cluster_id(rec) : n->cluster_id,
+        .cluster_id = rec ? dht_recovery_cluster_id(rec) : atomic_load(&n->cluster_id),
         .keys = dht_replica_size(n->cfg.replica),
         .partitions = dht_membership_partition_count(m, self),
         .partitions_recovering = rec ? dht_recovery_partitions_pending(rec)
@@ -216,7 +228,7 @@ dht_node *dht_node_new(const dht_node_config *cfg)
     n->incarnation = cfg->incarnation;
     while (n->incarnation == 0)
         n->incarnation = dht_random_seed();
-    n->cluster_id = cfg->cluster_id ? cfg->cluster_id(cfg->storage_arg) : 0;
+    atomic_init(&n->cluster_id, cfg->cluster_id ? cfg->cluster_id(cfg->storage_arg) : 0);
     int count = dht_membership_size(cfg->members);
     n->sorted = malloc((size_t)count * sizeof *n->sorted);
     if (n->sorted == NULL) {
@@ -247,19 +259,19 @@ int dht_node_start(dht_node *n, dht_transport *t, char *err, size_t errlen)
                                   : "cannot start the coordinator: out of memory");
         return -1;
     }
-    if (n->cluster_id == 0 && !dht_replica_recovering(n->cfg.replica)) {
+    if (atomic_load(&n->cluster_id) == 0 && !dht_replica_recovering(n->cfg.replica)) {
         /* A complete replica from before cluster ids were recorded: its
          * cluster exists.  Every such member derives the same id. */
         uint64_t id = dht_membership_fingerprint(n->cfg.members);
         if (set_cluster_id(n, id) == 0)
-            n->cluster_id = id;
+            atomic_store(&n->cluster_id, id);
     }
     dht_recovery_config rc = n->cfg.recovery;
     rc.members = n->cfg.members;
     rc.install = install;
     rc.on_ready = on_ready;
     rc.set_cluster_id = set_cluster_id;
-    rc.cluster_id = n->cluster_id;
+    rc.cluster_id = atomic_load(&n->cluster_id);
     rc.incarnation = n->incarnation;
     rc.arg = n;
     dht_recovery *rec = dht_recovery_start(t, n->cfg.replica, &rc);

@@ -90,6 +90,16 @@ static int check_config(dht_server_node *s, const dht_server_node_config *cfg, c
                         size_t errlen)
 {
     const char *recorded = dht_durable_config(s->durable);
+    bool holds = dht_replica_size(s->replica) > 0 || dht_durable_initialized(s->durable) ||
+                 dht_durable_cluster_id(s->durable) != 0;
+    /* A directory that holds nothing yet (a start with a mistyped member
+     * list or R, never part of a cluster) takes the configuration it is
+     * started with now. */
+    if (recorded != NULL && !holds && strcmp(recorded, s->config_line) != 0) {
+        DHT_INFO("data directory %s holds no data yet: its recorded configuration (%s) is "
+                 "replaced by this one", cfg->data_dir, recorded);
+        recorded = NULL;
+    }
     if (recorded != NULL) {
         if (strcmp(recorded, s->config_line) == 0)
             return 0;
@@ -106,8 +116,6 @@ static int check_config(dht_server_node *s, const dht_server_node_config *cfg, c
     }
     int n = dht_membership_size(cfg->members);
     int r = dht_membership_replica_count(cfg->members);
-    bool holds = dht_replica_size(s->replica) > 0 || dht_durable_initialized(s->durable) ||
-                 dht_durable_cluster_id(s->durable) != 0;
     if (holds && r != n) {
         snprintf(err, errlen,
                  "data directory %s holds data but records no configuration: it was made by "

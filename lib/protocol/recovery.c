@@ -57,8 +57,10 @@ struct dht_recovery {
      * replicas (only partitions this node stores count); which peers were
      * pulled; the next candidate. */
     uint8_t *copies;
-    bool *pulled;
+    bool *pulled; /* complete copy made and counted: never again */
+    bool *tried;  /* pulled or failed since the last ask round */
     atomic_int pending; /* partitions stored here and not yet complete */
+    int said_pending;   /* what say_waiting last reported (-1: nothing) */
     int next_source;
     long copied_entries;
 
@@ -175,6 +177,16 @@ static void on_page(void *arg, dht_status st, const dht_msg *rep)
 static void page_received(dht_recovery *s, dht_status st, const dht_msg *rep)
 {
     if (st != DHT_OK || !rep->ok) {
+        pull_finished(s, false);
+        return;
+    }
+    /* A recovery copy counts only from the complete process the ask saw:
+     * one that restarted since (another incarnation) or now recovers a
+     * partition we share may lack acknowledged writes. */
+    if (s->then == AFTER_RECOVERY_PULL &&
+        (rep->recovering || rep->incarnation != s->peer_inc[s->peer])) {
+        DHT_WARN("recovery: peer %d %s during the copy; not counted", s->peer + 1,
+                 rep->recovering ? "is recovering itself" : "restarted");
         pull_finished(s, false);
         return;
     }
@@ -304,10 +316,13 @@ static void decide(dht_recovery *s)
                 founded_by = s->peer_cluster[p];
         }
     }
-    if (founded_by != 0 && atomic_load(&s->cluster_id) == 0) {
+    if (founded_by != 0) {
         /* A peer formed the cluster having seen this very process empty:
          * nothing was acknowledged without it (no lock was granted before
-         * the cluster existed), so it is complete as it is. */
+         * the cluster existed) and it has lost nothing since (the same
+         * process), so it is complete as it is, even if it had already
+         * started to copy (it may have asked while the former was still
+         * recording its decision). */
         if (record_cluster_id(s, founded_by) != 0) {
             after(s, s->cfg.retry_ns, ask_all);
             return;
@@ -365,7 +380,37 @@ static void start_copy(dht_recovery *s)
                  dht_membership_recovery_sources(s->cfg.members));
     s->copy_announced = true;
     s->next_source = 0; /* pulled[] stays: each peer's copy counts once */
+    for (int p = 0; p < s->n; p++)
+        s->tried[p] = false; /* a failed pull is tried again, once per round */
     recovery_next_source(s);
+}
+
+/* Says once per change of the count which partitions wait and why: one
+ * of them with the state of its other replicas. */
+static void say_waiting(dht_recovery *s, int need)
+{
+    int pending = atomic_load(&s->pending);
+    if (pending == s->said_pending)
+        return;
+    s->said_pending = pending;
+    for (uint32_t part = 0; part < DHT_PARTITIONS; part++) {
+        if (!dht_replica_partition_recovering(s->r, part))
+            continue;
+        char who[512] = "";
+        size_t used = 0;
+        const dht_peerset *set = dht_membership_partition_replicas(s->cfg.members, part);
+        for (int p = 0; p < s->n && used < sizeof who; p++)
+            if (p != s->self && dht_peerset_has(set, p))
+                used += (size_t)snprintf(who + used, sizeof who - used, "%s%s %s",
+                                         used ? ", " : "", dht_membership_addr(s->cfg.members, p),
+                                         s->st[p] == PEER_READY        ? "complete"
+                                         : s->st[p] == PEER_RECOVERING ? "recovering"
+                                                                       : "silent");
+        DHT_WARN("recovery: %d partitions wait for %d complete copies from their other "
+                 "replicas (not serving them meanwhile), e.g. partition %u: %d copied; %s",
+                 pending, need, part, s->copies[part], who);
+        return;
+    }
 }
 
 static void recovery_next_source(dht_recovery *s)
@@ -381,17 +426,18 @@ static void recovery_next_source(dht_recovery *s)
     int need = dht_membership_recovery_sources(s->cfg.members);
     for (; s->next_source < s->n; s->next_source++) {
         int p = s->next_source;
-        if (p == s->self || s->pulled[p] || s->st[p] != PEER_READY)
+        if (p == s->self || s->pulled[p] || s->tried[p] || s->st[p] != PEER_READY)
             continue;
         for (uint32_t part = 0; part < DHT_PARTITIONS; part++) {
             if (s->copies[part] < need && dht_replica_partition_recovering(s->r, part) &&
                 shares(s, p, part)) {
-                s->pulled[p] = true;
+                s->tried[p] = true;
                 pull_start(s, s->next_source++, false, AFTER_RECOVERY_PULL);
                 return;
             }
         }
     }
+    say_waiting(s, need);
     /* Too few complete copies for some partitions: ask again.  If others
      * already serve, keep them current meanwhile with an anti-entropy pass
      * (it ends by asking again, since partitions are still pending). */
@@ -458,6 +504,7 @@ static void ask_all(dht_recovery *s)
         return;
     }
     dht_msg req = {.type = DHT_MSG_SCAN, .from_start = true, .limit = 0,
+                   .member = dht_membership_member_id(s->cfg.members, s->self),
                    .incarnation = s->cfg.incarnation};
     int64_t deadline = dht_transport_now(s->t) + s->cfg.rpc_timeout_ns;
     /* One extra count while the asks go out, so a reply that arrives
@@ -520,6 +567,7 @@ static void pull_finished(dht_recovery *s, bool ok)
 {
     if (s->then == AFTER_RECOVERY_PULL) {
         if (ok) {
+            s->pulled[s->peer] = true;
             count_copy(s);
             s->copied_entries += s->installed;
         } else {
@@ -591,6 +639,7 @@ static void free_arrays(dht_recovery *s)
     free(s->peer_founder);
     free(s->founders);
     free(s->pulled);
+    free(s->tried);
     free(s->copies);
 }
 
@@ -625,9 +674,10 @@ dht_recovery *dht_recovery_start(dht_transport *t, dht_replica *r, const dht_rec
     s->peer_founder = calloc(n, sizeof *s->peer_founder);
     s->founders = calloc(n, sizeof *s->founders);
     s->pulled = calloc(n, sizeof *s->pulled);
+    s->tried = calloc(n, sizeof *s->tried);
     s->copies = calloc(DHT_PARTITIONS, sizeof *s->copies);
     if (s->st == NULL || s->peer_cluster == NULL || s->peer_inc == NULL ||
-        s->peer_founder == NULL || s->founders == NULL || s->pulled == NULL ||
+        s->peer_founder == NULL || s->founders == NULL || s->pulled == NULL || s->tried == NULL ||
         s->copies == NULL) {
         free_arrays(s);
         free(s);
@@ -635,6 +685,7 @@ dht_recovery *dht_recovery_start(dht_transport *t, dht_replica *r, const dht_rec
     }
     atomic_init(&s->cluster_id, cfg->cluster_id);
     atomic_init(&s->pending, 0);
+    s->said_pending = -1;
     if (dht_replica_recovering(r)) {
         /* Only the partitions stored here have anything to recover. */
         for (uint32_t part = 0; part < DHT_PARTITIONS; part++) {

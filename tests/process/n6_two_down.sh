@@ -11,13 +11,19 @@ KEYS=40
 for k in $(seq 0 $((KEYS - 1))); do
     [ "$(client put "$k" $((1000 + k)))" = true ] || fail "put($k) with every node up"
 done
-total=0
-for i in $(seq 1 $N); do
-    n=$(via "$i" stats | grep -o '"keys": *[0-9]*' | grep -o '[0-9]*$')
-    [ -n "$n" ] || fail "stats of node $i"
-    log "node $i stores $n of $KEYS keys"
-    total=$((total + n))
+# A put returns once two replicas have it; the third gets it moments later
+# (or from anti-entropy), so wait until every replica holds every key.
+for try in $(seq 1 50); do
+    total=0 counts=""
+    for i in $(seq 1 $N); do
+        n=$(via "$i" stats | grep -o '"keys": *[0-9]*' | grep -o '[0-9]*$')
+        [ -n "$n" ] || fail "stats of node $i"
+        total=$((total + n)) counts="$counts $n"
+    done
+    [ "$total" = $((KEYS * 3)) ] && break
+    sleep 0.2
 done
+log "keys stored by nodes 1..$N:$counts (of $KEYS, three replicas each)"
 expect_eq "$total" $((KEYS * 3)) "keys stored over all nodes (R = 3)"
 
 A=127.0.0.1:${PORTS[1]} B=127.0.0.1:${PORTS[4]}

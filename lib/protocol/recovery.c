@@ -453,13 +453,22 @@ static void count_copy(dht_recovery *s)
 {
     int need = dht_membership_recovery_sources(s->cfg.members);
     int done = 0;
+    for (uint32_t part = 0; part < DHT_PARTITIONS; part++)
+        if (dht_replica_partition_recovering(s->r, part) && shares(s, s->peer, part) &&
+            s->copies[part] + 1 >= need)
+            done++;
+    if (done > 0 && done == atomic_load(&s->pending)) {
+        /* The last ones: become_ready serves them all, after the node has
+         * recorded that it is complete (on_ready). */
+        atomic_store(&s->pending, 0);
+        return;
+    }
     for (uint32_t part = 0; part < DHT_PARTITIONS; part++) {
         if (!dht_replica_partition_recovering(s->r, part) || !shares(s, s->peer, part))
             continue;
         if (++s->copies[part] >= need) {
             dht_replica_set_partition_recovering(s->r, part, false);
             atomic_fetch_sub(&s->pending, 1);
-            done++;
         }
     }
     if (done > 0)

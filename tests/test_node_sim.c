@@ -482,6 +482,13 @@ static void test_node_partitioned_six_nodes(void)
     crash_and_wipe_under_load(&cfg, 10, 80, 40, 1, 4);
 }
 
+/* Runs w in 10 ms steps until *done or the time limit. */
+static void run_until_done(sim_world *w, const bool *done, int64_t limit)
+{
+    while (!*done && sim_now(w) < limit)
+        sim_run_until(w, sim_now(w) + 10 * MS);
+}
+
 /* With two of six nodes down, the keys they both store (two of their
  * three replicas) refuse within the deadline; every other key works. */
 static void test_node_two_down_only_shared_keys_refuse(void)
@@ -499,14 +506,11 @@ static void test_node_two_down_only_shared_keys_refuse(void)
         int64_t start = sim_now(w);
         sim_cluster_put(c, 1 + (int)(k % 2), k, p.value,
                         SEC, one_put_done, &p);
-        while (!p.done && sim_now(w) < start + 2 * SEC)
-            sim_run_until(w, sim_now(w) + 10 * MS);
+        run_until_done(w, &p.done, start + 2 * SEC);
         CHECK(p.done && sim_now(w) - start <= SEC + 20 * MS); /* within the deadline */
         one_get g = {0};
         sim_cluster_get(c, 5, k, SEC, one_get_done, &g);
-        start = sim_now(w);
-        while (!g.done && sim_now(w) < start + 2 * SEC)
-            sim_run_until(w, sim_now(w) + 10 * MS);
+        run_until_done(w, &g.done, sim_now(w) + 2 * SEC);
         CHECK(g.done);
         if (both) {
             shared++;

@@ -72,10 +72,7 @@ int dht_parse_hostport(const char *s, char *out, size_t outlen, char *err, size_
 
 static uint64_t splitmix64(uint64_t *x)
 {
-    uint64_t z = (*x += 0x9e3779b97f4a7c15ULL);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
+    return dht_mix64(*x += DHT_GOLDEN_GAMMA);
 }
 
 void dht_rng_seed(dht_rng *r, uint64_t seed)

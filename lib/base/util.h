@@ -22,6 +22,17 @@ int dht_parse_double(const char *s, double min, double max, double *out);
  * Writes a normalised copy to out. */
 int dht_parse_hostport(const char *s, char *out, size_t outlen, char *err, size_t errlen);
 
+/* splitmix64's finaliser: a bijection of 64 bits whose every output bit
+ * depends on every input bit.  Hashing for placement, stripes and ids
+ * (nothing an adversary chooses), and the seeding of dht_rng. */
+static inline uint64_t dht_mix64(uint64_t x)
+{
+    x = (x ^ (x >> 30)) * UINT64_C(0xbf58476d1ce4e5b9);
+    x = (x ^ (x >> 27)) * UINT64_C(0x94d049bb133111eb);
+    return x ^ (x >> 31);
+}
+#define DHT_GOLDEN_GAMMA UINT64_C(0x9e3779b97f4a7c15)
+
 /* xoshiro256** seeded via splitmix64: fast, reproducible from one seed. */
 typedef struct { uint64_t s[4]; } dht_rng;
 void dht_rng_seed(dht_rng *r, uint64_t seed);

@@ -10,6 +10,17 @@
 #include "base/log.h"
 #include "base/util.h"
 
+typedef struct {
+    const dht_membership *m;
+    int member;
+} member_keys;
+
+static bool stored_by(void *arg, int64_t key)
+{
+    const member_keys *f = arg;
+    return dht_membership_stores(f->m, f->member, key);
+}
+
 struct dht_node {
     dht_node_config cfg;
     dht_service svc;
@@ -18,6 +29,8 @@ struct dht_node {
     dht_recovery *_Atomic recovery;    /* likewise */
     uint64_t incarnation;              /* random, drawn per process start */
     _Atomic uint64_t cluster_id;       /* the data directory's, at start */
+    /* The keys this node stores, as the replica's owner filter. */
+    member_keys own;
     /* For Stats: members' normalised addresses, sorted; owned. */
     const char **sorted;
 };
@@ -86,23 +99,12 @@ static void on_public(void *arg, const dht_msg *req, int64_t deadline_ns, dht_do
 
 /* ---- replica service ------------------------------------------------------------ */
 
-typedef struct {
-    const dht_membership *m;
-    int member;
-} scan_filter;
-
-static bool stored_by(void *arg, int64_t key)
-{
-    const scan_filter *f = arg;
-    return dht_membership_stores(f->m, f->member, key);
-}
-
 /* A Scan says who asks: the page holds the keys the asker stores too, and
  * the reply says what recovery needs to know of this node. */
 static void on_scan(dht_node *n, const dht_msg *req, dht_msg *reply)
 {
     dht_recovery *rec = atomic_load(&n->recovery);
-    scan_filter f = {n->cfg.members, dht_membership_find_id(n->cfg.members, req->member)};
+    member_keys f = {n->cfg.members, dht_membership_find_id(n->cfg.members, req->member)};
     if (req->member != 0 && f.member < 0) {
         reply->type = DHT_MSG_SCAN; /* not a member: ok=false, nothing */
         return;
@@ -132,12 +134,6 @@ static void on_replica(void *arg, const dht_msg *req, dht_msg *reply)
         on_scan(n, req, reply);
     else
         dht_replica_handle(n->cfg.replica, node_now(n), req, reply);
-}
-
-static bool stored_here(void *arg, int64_t key)
-{
-    const dht_node *n = arg;
-    return dht_membership_stores(n->cfg.members, dht_membership_self(n->cfg.members), key);
 }
 
 static void on_stats(void *arg, dht_stats *out)
@@ -238,7 +234,8 @@ dht_node *dht_node_new(const dht_node_config *cfg)
     for (int p = 0; p < count; p++)
         n->sorted[p] = dht_membership_norm(cfg->members, p);
     qsort(n->sorted, (size_t)count, sizeof *n->sorted, cmp_str);
-    dht_replica_set_owner(cfg->replica, stored_here, n);
+    n->own = (member_keys){cfg->members, dht_membership_self(cfg->members)};
+    dht_replica_set_owner(cfg->replica, stored_by, &n->own);
     return n;
 }
 

@@ -21,18 +21,6 @@ struct dht_membership {
     } m[];
 };
 
-/* splitmix64's finaliser: a bijection whose every output bit depends on
- * every input bit, enough for placement (no adversary chooses members). */
-static uint64_t mix64(uint64_t x)
-{
-    x ^= x >> 30;
-    x *= UINT64_C(0xbf58476d1ce4e5b9);
-    x ^= x >> 27;
-    x *= UINT64_C(0x94d049bb133111eb);
-    x ^= x >> 31;
-    return x;
-}
-
 static uint64_t hash_str(const char *s)
 {
     uint64_t h = UINT64_C(0xcbf29ce484222325); /* FNV-1a, then mixed */
@@ -40,14 +28,14 @@ static uint64_t hash_str(const char *s)
         h ^= (unsigned char)*s;
         h *= UINT64_C(0x100000001b3);
     }
-    h = mix64(h);
+    h = dht_mix64(h);
     return h ? h : 1;
 }
 
 uint32_t dht_partition_of(int64_t key)
 {
     /* The high bits of the mixed key, scaled: uniform for any count. */
-    unsigned __int128 x = (unsigned __int128)mix64((uint64_t)key ^ UINT64_C(0x6a09e667f3bcc909));
+    unsigned __int128 x = (unsigned __int128)dht_mix64((uint64_t)key ^ UINT64_C(0x6a09e667f3bcc909));
     return (uint32_t)((x * DHT_PARTITIONS) >> 64);
 }
 
@@ -68,11 +56,11 @@ static void place(dht_membership *m)
         return;
     }
     for (uint32_t part = 0; part < DHT_PARTITIONS; part++) {
-        uint64_t salt = mix64(part * UINT64_C(0x9e3779b97f4a7c15) + 1);
+        uint64_t salt = dht_mix64(part * DHT_GOLDEN_GAMMA + 1);
         uint64_t best[DHT_MAX_MEMBERS];
         int who[DHT_MAX_MEMBERS], k = 0;
         for (int p = 0; p < m->n; p++) {
-            uint64_t sc = mix64(m->m[p].id ^ salt);
+            uint64_t sc = dht_mix64(m->m[p].id ^ salt);
             /* Insert into the descending top-r list; ties (never seen in
              * practice) go to the larger id so the order is still total. */
             int i = k < m->r ? k++ : m->r;

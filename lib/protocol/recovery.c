@@ -286,10 +286,7 @@ static uint64_t formation_id(dht_recovery *s)
     uint64_t lo = s->cfg.incarnation;
     for (int i = 0; i < s->nfounders; i++)
         lo = s->founders[i] < lo ? s->founders[i] : lo;
-    uint64_t x = dht_membership_fingerprint(s->cfg.members) ^ (lo * UINT64_C(0x9e3779b97f4a7c15));
-    x ^= x >> 31;
-    x *= UINT64_C(0xbf58476d1ce4e5b9);
-    x ^= x >> 29;
+    uint64_t x = dht_mix64(dht_membership_fingerprint(s->cfg.members) ^ (lo * DHT_GOLDEN_GAMMA));
     return x ? x : 1;
 }
 

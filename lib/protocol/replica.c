@@ -15,6 +15,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/util.h"
+
 #define STRIPES DHT_REPLICA_STRIPES
 
 typedef struct {
@@ -47,10 +49,7 @@ struct dht_replica {
 
 static uint64_t mix(int64_t key)
 {
-    uint64_t z = (uint64_t)key + 0x9e3779b97f4a7c15ULL;
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
+    return dht_mix64((uint64_t)key + DHT_GOLDEN_GAMMA);
 }
 
 dht_replica *dht_replica_new(void)

@@ -1,10 +1,12 @@
 /* client: command-line access to the store.
  *
  *   client [options] put K V | get K | random | health | stats | locate K
+ *                    | members [add|remove HOST:PORT]
  *
  * By default the client is itself the coordinator: it locks, writes and
- * reads on every replica listed in --servers (fan-out), so it keeps working
- * while any minority of servers is down.  With --via it sends plain
+ * reads on the replicas of each key (fan-out), so it keeps working while
+ * any minority of them is down.  It learns the nodes' configuration from
+ * the servers listed in --servers and follows its changes (follow.h).  With --via it sends plain
  * KeyValue calls to the listed nodes instead, and with --etcd it drives an
  * etcd cluster through etcd's own KV API (the benchmark's baseline, see
  * client/etcd.h and bench/bench.sh).  With no command it runs `random` at
@@ -19,6 +21,9 @@
 #include <unistd.h>
 
 #include "admin.h"
+#include "follow.h"
+#include "members.h"
+#include "protocol/control.h"
 #include "protocol/coordinator.h"
 #include "protocol/membership.h"
 #include "kvclient.h"
@@ -29,6 +34,9 @@
 #include "base/util.h"
 
 #define DEFAULT_SERVERS "127.0.0.1:50001,127.0.0.1:50002,127.0.0.1:50003"
+/* A node answers a membership change when it is complete, which it gives
+ * up to 120 s: a little more, so that its answer arrives. */
+#define MEMBERS_TIMEOUT_MS 130000
 
 static volatile sig_atomic_t g_stop;
 
@@ -43,7 +51,8 @@ static void on_sigint(int sig)
 static void usage(FILE *f)
 {
     fprintf(f,
-            "usage: client [options] [put K V | get K | random | health | stats | locate K]\n"
+            "usage: client [options] [put K V | get K | random | health | stats | locate K |\n"
+            "                         members [add|remove HOST:PORT]]\n"
             "commands:\n"
             "  put K V          store V under K; prints true/false (exit 0/1); an unknown\n"
             "                   outcome prints false and the reason on stderr\n"
@@ -62,14 +71,33 @@ static void usage(FILE *f)
             "                   for those that do not (exit 1 if any)\n"
             "  locate K         the partition of K and the servers that store it, as the\n"
             "                   fan-out client places it: \"partition P: ADDR ADDR ADDR\"\n"
+            "                   (during a membership change a second line, \"changing to\n"
+            "                   epoch E: partition P: ...\", for the next configuration)\n"
+            "  members          the cluster's configuration, as the node with the highest\n"
+            "                   view number among --servers (or --via) reports it:\n"
+            "                   \"epoch E: replicas=R members=A,B,C\" and, during a change,\n"
+            "                   \"changing to epoch E+1: replicas=R members=...\"; which node\n"
+            "                   answered, lagging and silent nodes on stderr; with --json\n"
+            "                   one object; exit 1 when no node answers\n"
+            "  members add HOST:PORT | members remove HOST:PORT\n"
+            "                   asks the first listed node (the next if it is unreachable)\n"
+            "                   to change the members, waits for it to complete the change\n"
+            "                   (up to --timeout) and prints the node's answer; exit 0:\n"
+            "                   done, 1: refused or failed (e.g. another change won, already\n"
+            "                   a member, fewer members than R would remain, no node\n"
+            "                   reachable), 3: outcome unknown (no answer in time or the\n"
+            "                   connection broke: run `members`; repeating the command is\n"
+            "                   safe).  The node being added must run with --join.  Over\n"
+            "                   TLS it needs a peer-role certificate (--tls-cert)\n"
             "options:\n"
-            "  --servers LIST   HOST:PORT,... of every replica (env MEMBERS;\n"
-            "                   default " DEFAULT_SERVERS ")\n"
-            "  --replicas R     replicas per key of the fan-out client and locate, 1..N (env\n"
-            "                   REPLICAS); it must be the nodes' --replicas.  Without it\n"
-            "                   the client asks the servers' Stats for R (and checks that\n"
-            "                   their members are --servers), or, if none answers, assumes\n"
-            "                   min(3, N) with a warning\n"
+            "  --servers LIST   HOST:PORT,... of the nodes to start from (env MEMBERS;\n"
+            "                   default " DEFAULT_SERVERS "): the\n"
+            "                   fan-out client asks them for the configuration and follows\n"
+            "                   its changes (members added or removed) while it runs\n"
+            "  --replicas R     replicas per key of the fan-out client and locate, 1..128\n"
+            "                   (env REPLICAS); it must be what the nodes report (else exit\n"
+            "                   1).  Without it the client takes R from the servers' Stats,\n"
+            "                   or, if none answers, assumes min(3, N) with a warning\n"
             "  --via LIST       HOST:PORT,... send to these nodes' public KeyValue\n"
             "                   service instead of fanning out to every replica; random's\n"
             "                   client i uses node i %% n, and moves on to the next node\n"
@@ -77,7 +105,9 @@ static void usage(FILE *f)
             "  --etcd LIST      HOST:PORT,... of etcd members: put/get over etcd's v3 KV\n"
             "                   API instead (Put/Range, linearizable; key = decimal text,\n"
             "                   value = 8 bytes little endian), nodes used as with --via\n"
-            "  --deadline-ms MS deadline of each put/get (default 2000)\n"
+            "  --deadline-ms MS deadline of each put/get and Stats call (default 2000)\n"
+            "  --timeout S      members add/remove: how long to wait for the node's answer\n"
+            "                   (default 130 s)\n"
             "  --workers N      completion-queue threads (default 2)\n"
             "  --log-level L    error|warn|info|debug (default error)\n"
             "  --tls-ca FILE    TLS: the cluster CA (PEM; env TLS_CA); each node's name as\n"
@@ -100,7 +130,7 @@ static void usage(FILE *f)
             "  --quiet          print only the summary\n"
             "  --progress       print ops/s on stderr every second\n"
             "  --json           summary as one JSON object (ops, errors, ops_per_sec,\n"
-            "                   p50/p90/p99/p999/max_ms, first_error)\n"
+            "                   p50/p90/p99/p999/max_ms, first_error); also for members\n"
             "  --help           this text\n");
 }
 
@@ -118,6 +148,7 @@ typedef struct {
     dht_tls_paths tls;
     int64_t deadline_ms, workers;
     int64_t replicas; /* 0: not given */
+    int64_t timeout_ms; /* members add/remove; 0: not given */
     dht_log_level level;
     random_opts r;
     bool interval_set;
@@ -137,6 +168,7 @@ static int parse_options(int argc, char **argv, options *o)
         {"progress", no_argument, 0, 'p'},          {"json", no_argument, 0, 'j'},
         {"tls-cert", required_argument, 0, 'C'},    {"tls-key", required_argument, 0, 'K'},
         {"tls-ca", required_argument, 0, 'A'},      {"replicas", required_argument, 0, 'R'},
+        {"timeout", required_argument, 0, 'T'},
         {"help", no_argument, 0, 'h'},              {0, 0, 0, 0}};
     int c;
     int64_t v;
@@ -161,6 +193,15 @@ static int parse_options(int argc, char **argv, options *o)
             if (dht_parse_i64(optarg, 1, 64, &o->workers))
                 return bad("--workers '%s' must be 1..64", optarg);
             break;
+        case 'T': {
+            double secs;
+            if (dht_parse_double(optarg, 0.001, 3600, &secs))
+                return bad("--timeout '%s' must be a number of seconds, 0.001..3600", optarg);
+            o->timeout_ms = (int64_t)(secs * 1000 + 0.5);
+            if (o->timeout_ms < 1)
+                o->timeout_ms = 1;
+            break;
+        }
         case 'R':
             if (dht_parse_i64(optarg, 1, DHT_MAX_MEMBERS, &o->replicas))
                 return bad("--replicas '%s' must be a whole number of replicas, 1..N", optarg);
@@ -293,43 +334,8 @@ static int cmd_stats(const dht_membership *m, bool one, int64_t deadline_ms,
     return answered == n ? 0 : 1;
 }
 
-/* The fan-out client's view of the servers: *members rebuilt with R (from
- * --replicas/REPLICAS, else learned from the servers' Stats).  0, or the
- * exit status (2: R past the servers listed, 1: the servers disagree) with
- * the reason printed. */
-static int place_like_the_servers(const char *list, int64_t replicas, int64_t deadline_ms,
-                                  const dht_grpc_tls *tls, dht_membership **members)
-{
-    char err[1024];
-    int n = dht_membership_size(*members);
-    if (replicas > n) {
-        fprintf(stderr, "client: --replicas/REPLICAS %lld is more than the %d servers listed\n",
-                (long long)replicas, n);
-        return 2;
-    }
-    int r = (int)replicas;
-    uint64_t theirs = 0;
-    if (r == 0 && admin_learn_replicas(*members, tls, deadline_ms * DHT_NS_PER_MS, &r, &theirs,
-                                       err, sizeof err) != 0) {
-        fprintf(stderr, "client: %s\n", err);
-        return 1;
-    }
-    dht_membership *m;
-    if (dht_membership_new(list, NULL, r, &m, err, sizeof err) != 0) {
-        fprintf(stderr, "client: %s\n", err);
-        return 1;
-    }
-    dht_membership_free(*members);
-    *members = m;
-    if (admin_check_fingerprint(m, theirs, "the servers", err, sizeof err) != 0) {
-        fprintf(stderr, "client: %s\n", err);
-        return 1;
-    }
-    return 0;
-}
-
-/* locate: the partition of key and the servers that store it. */
-static void cmd_locate(const dht_membership *m, int64_t key)
+/* The replicas of key under m, in position (--servers) order. */
+static void print_replicas(const dht_membership *m, int64_t key)
 {
     dht_peerset rs = dht_membership_replicas(m, key);
     printf("partition %u:", (unsigned)dht_partition_of(key));
@@ -337,6 +343,17 @@ static void cmd_locate(const dht_membership *m, int64_t key)
         if (dht_peerset_has(&rs, p))
             printf(" %s", dht_membership_addr(m, p));
     printf("\n");
+}
+
+/* locate: the partition of key and the servers that store it (during a
+ * change, under both configurations: the key is on both). */
+static void cmd_locate(const dht_view *v, int64_t key)
+{
+    print_replicas(dht_view_current(v), key);
+    if (dht_view_joint(v)) {
+        printf("changing to epoch %llu: ", (unsigned long long)dht_view_epoch(v) + 1);
+        print_replicas(dht_view_next(v), key);
+    }
 }
 
 /* The fingerprint of the first --via node's configuration (0 when it does
@@ -375,6 +392,8 @@ int main(int argc, char **argv)
     int nargs = argc - optind - (optind < argc);
     bool demo = optind >= argc;
     int64_t key = 0, value = 0;
+    const char *change_addr = NULL; /* members add|remove */
+    dht_change_op change_op = DHT_CHANGE_ADD;
 
     if (strcmp(cmd, "put") == 0) {
         if (nargs != 2 || dht_parse_i64(args[0], INT64_MIN, INT64_MAX, &key) ||
@@ -402,12 +421,41 @@ int main(int argc, char **argv)
             return bad("unexpected argument '%s'", args[optind - 1]);
         if (demo && !o.interval_set)
             o.r.interval_ms = 500;
+    } else if (strcmp(cmd, "members") == 0) {
+        /* members [add|remove HOST:PORT], then options (--json, --timeout). */
+        int words = 0;
+        while (words < nargs && args[words][0] != '-')
+            words++;
+        if (words == 2 && (strcmp(args[0], "add") == 0 || strcmp(args[0], "remove") == 0)) {
+            change_op = args[0][0] == 'a' ? DHT_CHANGE_ADD : DHT_CHANGE_REMOVE;
+            change_addr = args[1];
+        } else if (words != 0) {
+            return bad("%s takes nothing (show the configuration), or add HOST:PORT, or "
+                       "remove HOST:PORT",
+                       cmd);
+        }
+        if (change_addr != NULL) {
+            char norm[DHT_ADDR_MAX], why[256];
+            if (strlen(change_addr) > DHT_CONTROL_ADDR_MAX)
+                return bad("bad member address: '%.80s...' is longer than a HOST:PORT can be",
+                           change_addr);
+            if (dht_member_addr_normalise(change_addr, norm, sizeof norm, why, sizeof why) != 0)
+                return bad("bad member address: %s", why);
+        }
+        optind = 0; /* options may follow, as for random */
+        int sub = parse_options(nargs - words + 1, args + words - 1, &o);
+        if (sub)
+            return sub;
+        if (optind < nargs - words + 1)
+            return bad("unexpected argument '%s'", args[words + optind - 1]);
+        if (o.etcd)
+            return bad("%s asks the store's nodes, not --etcd", cmd);
     } else if (strcmp(cmd, "health") != 0) {
         return bad("unknown command '%s'", cmd);
     }
     /* Commands that only ask nodes about themselves, or compute. */
     bool admin = strcmp(cmd, "health") == 0 || strcmp(cmd, "stats") == 0 ||
-                 strcmp(cmd, "locate") == 0;
+                 strcmp(cmd, "locate") == 0 || strcmp(cmd, "members") == 0;
 
     if (o.via && o.etcd)
         return bad("%s: choose one of --via and --etcd", "--etcd");
@@ -423,9 +471,14 @@ int main(int argc, char **argv)
         return bad("%s: the fan-out client coordinates and needs a peer-role certificate "
                    "(--tls-cert/--tls-key, e.g. make-certs.sh's coordinator.crt), or use --via",
                    "TLS");
-    /* The nodes this client talks to: every replica (fan-out, where they
-     * are the coordinator's members; the client is none of them), or the
-     * --via or --etcd nodes. */
+    /* Control, like dht.Replica, answers only members' certificates. */
+    if (o.tls.ca && !o.tls.cert && change_addr != NULL)
+        return bad("%s: a membership change needs a peer-role certificate (--tls-cert/"
+                   "--tls-key, e.g. make-certs.sh's coordinator.crt)",
+                   "TLS");
+    /* The nodes this client talks to: the servers to learn the
+     * configuration from (fan-out; the client is no member), or the --via
+     * or --etcd nodes. */
     char err[512];
     const char *list = o.etcd ? o.etcd : o.via ? o.via : o.servers;
     dht_membership *members;
@@ -441,50 +494,51 @@ int main(int argc, char **argv)
         return 1;
     }
     const dht_grpc_tls *tlsp = o.tls.ca ? &tls : NULL;
-    if (strcmp(cmd, "health") == 0)
-        rc = cmd_health(dht_membership_addr(members, 0), o.deadline_ms, tlsp);
-    else if (strcmp(cmd, "stats") == 0)
-        rc = cmd_stats(members, o.via != NULL, o.deadline_ms, tlsp);
-    else if (!o.via && !o.etcd) /* fan-out and locate: place keys as the servers do */
-        rc = place_like_the_servers(list, o.replicas, o.deadline_ms, tlsp, &members);
-    if (rc == 0 && strcmp(cmd, "locate") == 0)
-        cmd_locate(members, key);
-    if (rc != 0 || admin) {
-        dht_membership_free(members);
-        dht_pem_set_free(&pem);
-        return rc;
-    }
-    /* The configuration the replica requests carry (fan-out: the client's
-     * placement, which is the servers'; replica-read: the --via node's). */
-    uint64_t fingerprint = 0;
-    char *config_line = NULL;
-    if (!o.via && !o.etcd) {
-        fingerprint = dht_membership_fingerprint(members);
-        size_t len = dht_membership_describe(members, NULL, 0) + 1;
-        if ((config_line = malloc(len)) != NULL)
-            dht_membership_describe(members, config_line, len);
-    } else if (strcmp(cmd, "replica-read") == 0) {
-        fingerprint = via_fingerprint(members, o.deadline_ms, tlsp);
-    }
-
+    /* Before any transport starts: it logs (e.g. a peer not answering) at
+     * the level asked for, quiet by default. */
     char name[48];
     snprintf(name, sizeof name, "client %d", (int)getpid());
     dht_log_init(name, o.level, stderr);
     o.r.name = name;
+    if (strcmp(cmd, "health") == 0)
+        rc = cmd_health(dht_membership_addr(members, 0), o.deadline_ms, tlsp);
+    else if (strcmp(cmd, "stats") == 0)
+        rc = cmd_stats(members, o.via != NULL, o.deadline_ms, tlsp);
+    else if (strcmp(cmd, "members") == 0 && change_addr != NULL)
+        rc = members_change(members, change_op, change_addr,
+                            o.timeout_ms ? o.timeout_ms : MEMBERS_TIMEOUT_MS, tlsp);
+    else if (strcmp(cmd, "members") == 0)
+        rc = members_show(members, o.deadline_ms, tlsp, o.r.json);
+    bool locate = strcmp(cmd, "locate") == 0;
+    if (admin && !locate) {
+        dht_membership_free(members);
+        dht_pem_set_free(&pem);
+        return rc;
+    }
+    /* The fan-out client and locate place keys as the nodes do, in the
+     * configuration they learn from the servers (follow.h). */
+    bool fanout = !o.via && !o.etcd;
+    /* replica-read's requests carry the --via node's configuration. */
+    uint64_t fingerprint = 0;
+    if (strcmp(cmd, "replica-read") == 0)
+        fingerprint = via_fingerprint(members, o.deadline_ms, tlsp);
+
     signal(SIGPIPE, SIG_IGN);
     struct sigaction sa = {.sa_handler = on_sigint};
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
 
+    /* Fan-out: the servers are the transport's first peers, in order (the
+     * positions the configurations are derived over); members that join
+     * later are added to it. */
     const char *peers[DHT_MAX_MEMBERS];
     for (int i = 0; i < n; i++)
         peers[i] = dht_membership_addr(members, i);
     dht_grpc_config gc = {.peers = peers, .npeers = n, .workers = (int)o.workers,
-                          .on_peer_state = on_peer_state, .tls = tlsp,
-                          .fingerprint = fingerprint, .config_line = config_line};
+                          .on_peer_state = locate ? NULL : on_peer_state, .tls = tlsp,
+                          .fingerprint = fingerprint};
     dht_grpc *g;
     rc = dht_grpc_start(&gc, &g, err, sizeof err);
-    free(config_line); /* copied, like the PEM text */
     dht_pem_set_free(&pem); /* the transport keeps its own copy */
     if (rc != 0) {
         fprintf(stderr, "client: %s\n", err);
@@ -494,18 +548,41 @@ int main(int argc, char **argv)
     kvclient kv = {.t = dht_grpc_transport(g),
                    .deadline_ns = o.deadline_ms * DHT_NS_PER_MS,
                    .etcd = o.etcd ? g : NULL};
-    if (!o.via && !o.etcd) {
+    follow *f = NULL;
+    if (fanout) {
+        follow_config fc = {.g = g, .timeout_ns = kv.deadline_ns, .replicas = (int)o.replicas,
+                            .announce = strcmp(cmd, "random") == 0};
+        rc = follow_new(&fc, members, &f);
+        members = NULL; /* the follower's now */
+        if (rc != 0) {
+            dht_grpc_stop(g);
+            return rc;
+        }
+        dht_view *v = follow_view(f);
+        if (locate) {
+            cmd_locate(v, key);
+            dht_view_unref(v);
+            follow_free(f);
+            dht_grpc_stop(g);
+            return 0;
+        }
         dht_coord_config cc;
         dht_coord_config_default(&cc);
         cc.deadline_ns = kv.deadline_ns;
-        cc.members = members;
+        cc.view = v;
+        cc.on_refused = follow_refused;
+        cc.refused_arg = f;
         kv.coord = dht_coord_new(kv.t, &cc);
+        dht_view_unref(v); /* the coordinator and the follower hold theirs */
         if (kv.coord == NULL) {
             fprintf(stderr, "client: out of memory\n");
             dht_grpc_stop(g);
-            dht_membership_free(members);
+            follow_free(f);
             return 1;
         }
+        if (follow_start(f, kv.coord) != 0)
+            fprintf(stderr, "client: warning: cannot start the thread that follows "
+                            "configuration changes; carrying on with the configuration now\n");
     }
 
     char reason[256] = "";
@@ -537,8 +614,13 @@ int main(int argc, char **argv)
         rc = run_random(&kv, &o.r, &g_stop);
     }
     fflush(stdout);
+    /* The follower's reloads use the transport: they end first.  Its
+     * on_refused may still run until the transport has stopped, so it is
+     * freed last. */
+    follow_stop(f);
     dht_grpc_stop(g);
     dht_coord_free(kv.coord);
+    follow_free(f);
     dht_membership_free(members);
     return rc;
 }

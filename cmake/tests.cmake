@@ -20,12 +20,14 @@ set(PROC_TESTS
   bad_input
   d1_kill_all_restart d2_crash_restart_loop d3_wipe_then_kill_other d4_catch_up
   d5_storage_errors clean_shutdown hostile_regressions
-  n6_two_down n6_two_wiped config_change)
+  n6_two_down n6_two_wiped config_change membership)
 foreach(t ${PROC_TESTS})
   add_test(NAME proc_${t}
     COMMAND bash ${CMAKE_SOURCE_DIR}/tests/process/${t}.sh $<TARGET_FILE_DIR:server>)
   set_tests_properties(proc_${t} PROPERTIES TIMEOUT 120 LABELS process)
 endforeach()
+# Grows 3 -> 5 -> 3 under load, then two concurrent changes.
+set_tests_properties(proc_membership PROPERTIES TIMEOUT 300)
 
 add_executable(test_threads tests/test_threads.c)
 target_link_libraries(test_threads dht_core dht_lincheck)
@@ -36,6 +38,8 @@ set_tests_properties(protocol_sim PROPERTIES LABELS "unit")
 
 add_executable(test_transport_grpc tests/test_transport_grpc.c)
 target_link_libraries(test_transport_grpc dht_net)
+# Its TLS test makes certificates with scripts/make-certs.sh.
+target_compile_definitions(test_transport_grpc PRIVATE DHT_SOURCE_DIR="${CMAKE_SOURCE_DIR}")
 add_test(NAME transport_grpc COMMAND test_transport_grpc)
 set_tests_properties(transport_grpc PROPERTIES LABELS "unit" TIMEOUT 60)
 
@@ -60,3 +64,9 @@ set_tests_properties(layering PROPERTIES LABELS "unit")
 add_test(NAME abuse_limits
   COMMAND bash ${CMAKE_SOURCE_DIR}/tests/abuse/abuse_limits.sh $<TARGET_FILE_DIR:server>)
 set_tests_properties(abuse_limits PROPERTIES TIMEOUT 180 SKIP_RETURN_CODE 77 LABELS "process")
+
+# Membership changes with whole nodes in the simulator.
+add_executable(test_reconfig_sim tests/test_reconfig_sim.c)
+target_link_libraries(test_reconfig_sim dht_sim_cluster dht_lincheck)
+add_test(NAME reconfig_sim COMMAND test_reconfig_sim)
+set_tests_properties(reconfig_sim PROPERTIES LABELS "unit" TIMEOUT 600)

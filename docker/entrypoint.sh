@@ -7,8 +7,13 @@
 #   IP        this host's address on the cluster network (the server listens
 #             on it and finds itself in MEMBERS by IP:PORT)
 #   PORT      port of the server, the same on every host (1-65535)
-#   MEMBERS   HOST:PORT,... of every replica, this one included
+#   MEMBERS   HOST:PORT,... of every replica, this one included; with JOIN=1,
+#             at least one current member (this node need not be listed).
+#             Once a node has started, its data directory records the
+#             configuration it knows and MEMBERS is only a seed
 # Optional:
+#   JOIN        1: wait to be added to a running cluster (--join; empty
+#               DATA_DIR), then `client --servers MEMBERS members add IP:PORT`
 #   REPLICAS    members that store each key (--replicas), 1..number of
 #               MEMBERS; default min(3, that number).  The same on every node
 #   ID          1-based index of this node in MEMBERS (--id), for when MEMBERS
@@ -59,20 +64,32 @@ for m in "${members[@]}"; do
     [[ $m =~ ^.+:[0-9]+$ ]] || die "MEMBERS entry '$m' is not HOST:PORT (MEMBERS='$MEMBERS')"
     [[ $m == "$IP:$PORT" || $m == "[$IP]:$PORT" ]] && self=1
 done
+[[ -z ${JOIN:-} || $JOIN == 0 || $JOIN == 1 ]] || die "JOIN='$JOIN' must be 1 or 0"
+join=0
+[[ ${JOIN:-0} == 1 ]] && join=1
 if [[ -n ${ID:-} ]]; then
     [[ $ID =~ ^[0-9]+$ ]] && ((10#$ID >= 1 && 10#$ID <= ${#members[@]})) ||
         die "ID='$ID' must be a member index 1..${#members[@]}"
-elif ((self == 0)); then
-    die "this host ($IP:$PORT) is not in MEMBERS='$MEMBERS'; fix IP/PORT/MEMBERS or set ID"
+elif ((self == 0 && join == 0)) && [[ ! -f ${DATA_DIR:-/nonexistent}/config ]]; then
+    # (a node added later restarts on its recorded configuration: it is
+    # fine that MEMBERS, the seeds, does not name it)
+    die "this host ($IP:$PORT) is not in MEMBERS='$MEMBERS'; fix IP/PORT/MEMBERS, set ID, or set JOIN=1 to add it to a running cluster"
 fi
 
 if [[ -n ${REPLICAS:-} ]]; then
-    [[ $REPLICAS =~ ^[0-9]+$ ]] && ((10#$REPLICAS >= 1 && 10#$REPLICAS <= ${#members[@]})) ||
-        die "REPLICAS='$REPLICAS' must be a number of replicas per key, 1..${#members[@]} (the members in MEMBERS)"
+    rmax=${#members[@]}
+    ((join)) && rmax=128 # a joining node takes R from the cluster
+    [[ $REPLICAS =~ ^[0-9]+$ ]] && ((10#$REPLICAS >= 1 && 10#$REPLICAS <= rmax)) ||
+        die "REPLICAS='$REPLICAS' must be a number of replicas per key, 1..$rmax (the members in MEMBERS)"
 fi
 
 args=(--ip "$IP" --port "$PORT" --members "$MEMBERS")
 [[ -n ${ID:-} ]] && args+=(--id "$ID")
+if ((join)); then
+    help0=$("$SERVER_BIN" --help 2>&1 || true)
+    [[ $help0 == *--join* ]] || die "JOIN=1 is set but $SERVER_BIN has no --join option"
+    args+=(--join)
+fi
 
 # Optional features: refuse clearly rather than let the server print usage.
 help=$("$SERVER_BIN" --help 2>&1 || true)

@@ -15,6 +15,7 @@
 #include <getopt.h>
 #include <netdb.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -47,6 +48,7 @@ typedef struct {
     int64_t ae_interval_ms;
     dht_tls_paths tls; /* all three or none */
     bool client_cert_auth;
+    bool join;
 } options;
 
 static void usage(FILE *f)
@@ -62,12 +64,19 @@ static void usage(FILE *f)
             "                    REPLICAS; default min(3, N)); every member must be given\n"
             "                    the same R.  With R = N (e.g. three nodes, R = 3) every\n"
             "                    node stores every key, as before partitioning\n"
-            "  --id N            this node is entry N (1-based) of the member list\n"
+            "  --id N            take this node's address (its identity) from entry N\n"
+            "                    (1-based) of the member list instead of IP:PORT\n"
+            "  --join            wait to be added to a running cluster (env JOIN=1): MEMBERS\n"
+            "                    names at least one current member and need not name this\n"
+            "                    node; the data directory must be empty.  Then run\n"
+            "                    `client --servers MEMBERS members add IP:PORT`\n"
             "  --deadline-ms MS  deadline of each coordinated put/get (default 2000)\n"
             "  --lease-ms MS     lock lease (default 500)\n"
             "  --workers N       completion-queue threads (default: number of cores)\n"
-            "  --data-dir DIR    write-ahead log and snapshots (env DATA_DIR;\n"
-            "                    default data/nodeN in the working directory)\n"
+            "  --data-dir DIR    write-ahead log, snapshots and the recorded configuration\n"
+            "                    (env DATA_DIR; default data/HOST_PORT of this node's\n"
+            "                    address in the working directory, or data/nodeN of an\n"
+            "                    earlier version when that exists)\n"
             "  --fsync MODE      always|batch|never (env FSYNC; default always):\n"
             "                    always = fsync each write before acking, batch = group\n"
             "                    commit (one fsync for concurrent writes, ack after it),\n"
@@ -84,6 +93,8 @@ static void usage(FILE *f)
             "  --client-cert-auth  KeyValue callers need a certificate of the CA too, any\n"
             "                    role (env CLIENT_CERT_AUTH=1; needs the TLS flags)\n"
             "  --help            this text\n"
+            "Once a node has started, its data directory records the configuration it\n"
+            "knows (membership changes update it): MEMBERS is then only a seed.\n"
             "Flags win over environment variables.  Without the TLS flags the node serves\n"
             "plaintext and trusts anyone who can reach its port as a member.\n");
 }
@@ -109,6 +120,7 @@ static int parse_args(int argc, char **argv, options *o)
         {"anti-entropy-ms", required_argument, 0, 'a'},
         {"tls-cert", required_argument, 0, 'C'},  {"tls-key", required_argument, 0, 'K'},
         {"tls-ca", required_argument, 0, 'A'},    {"client-cert-auth", no_argument, 0, 'c'},
+        {"join", no_argument, 0, 'J'},
         {"help", no_argument, 0, 'h'},            {0, 0, 0, 0}};
     memset(o, 0, sizeof *o);
     o->deadline_ms = 2000;
@@ -132,6 +144,11 @@ static int parse_args(int argc, char **argv, options *o)
         o->replicas_env = true;
     }
     dht_tls_paths_env(&o->tls);
+    if ((e = getenv("JOIN")) != NULL && *e) {
+        if (strcmp(e, "1") != 0 && strcmp(e, "0") != 0)
+            return fail_usage("environment JOIN='%s' must be 1 or 0", e);
+        o->join = e[0] == '1';
+    }
     if ((e = getenv("CLIENT_CERT_AUTH")) != NULL && *e) {
         if (strcmp(e, "1") != 0 && strcmp(e, "0") != 0)
             return fail_usage("environment CLIENT_CERT_AUTH='%s' must be 1 or 0", e);
@@ -199,6 +216,9 @@ static int parse_args(int argc, char **argv, options *o)
         case 'c':
             o->client_cert_auth = true;
             break;
+        case 'J':
+            o->join = true;
+            break;
         case 'h':
             usage(stdout);
             exit(0);
@@ -218,6 +238,30 @@ static int parse_args(int argc, char **argv, options *o)
     if (o->client_cert_auth && ntls == 0)
         return fail_usage("%s needs --tls-cert, --tls-key and --tls-ca", "--client-cert-auth");
     return 0;
+}
+
+/* The default data directory follows the node's address (its identity):
+ * data/HOST_PORT.  A directory of an earlier version, data/nodeN for
+ * entry N of MEMBERS, is kept when it exists and the new one does not. */
+static void default_data_dir(const char *self_addr, int self, char *out, size_t len)
+{
+    char norm[DHT_ADDR_MAX], why[DHT_ADDR_MAX + 64];
+    if (dht_member_addr_normalise(self_addr, norm, sizeof norm, why, sizeof why) != 0)
+        snprintf(norm, sizeof norm, "%s", self_addr);
+    char name[DHT_ADDR_MAX];
+    size_t k = 0;
+    for (const char *p = norm; *p && k + 1 < sizeof name; p++)
+        if (*p != '[' && *p != ']')
+            name[k++] = *p == ':' ? '_' : *p;
+    name[k] = '\0';
+    snprintf(out, len, "data/%s", name);
+    struct stat st;
+    char old[64];
+    if (self >= 0 && stat(out, &st) != 0) {
+        snprintf(old, sizeof old, "data/node%d", self + 1);
+        if (stat(old, &st) == 0 && S_ISDIR(st.st_mode))
+            snprintf(out, len, "%s", old);
+    }
 }
 
 /* Asks for the port on a terminal until it gets a valid one. */
@@ -304,14 +348,16 @@ int main(int argc, char **argv)
         return 2;
     }
     int64_t replicas = 0; /* 0: the default, min(3, n) */
-    if (o.replicas && dht_parse_i64(o.replicas, 1, n, &replicas) != 0) {
+    /* A joining node's R comes from the cluster; else R is of the members. */
+    int rmax = o.join ? DHT_MAX_MEMBERS : n;
+    if (o.replicas && dht_parse_i64(o.replicas, 1, rmax, &replicas) != 0) {
         char what[DHT_ADDR_MAX];
         snprintf(what, sizeof what, o.replicas_env ? "environment REPLICAS='%s'" : "--replicas '%s'",
                  o.replicas);
         fprintf(stderr,
                 "server: %s is not a number of replicas per key from 1 to %d: the members "
                 "list %s has %d member%s\n",
-                what, n, list, n, n == 1 ? "" : "s");
+                what, rmax, list, n, n == 1 ? "" : "s");
         dht_membership_free(members);
         return 2;
     }
@@ -322,25 +368,35 @@ int main(int argc, char **argv)
                  o.ip ? o.ip : "127.0.0.1", (long long)o.port);
     int self = dht_membership_find(members, self_addr);
     dht_membership_free(members);
-    if (self < 0) {
-        fprintf(stderr,
-                "server: this node (%s:%lld) is not in the members list %s; "
-                "fix MEMBERS or pass --id N\n",
-                o.ip ? o.ip : "127.0.0.1", (long long)o.port, list);
-        return 2;
+    char data_dir[512];
+    if (o.data_dir)
+        snprintf(data_dir, sizeof data_dir, "%s", o.data_dir);
+    else
+        default_data_dir(self_addr, self, data_dir, sizeof data_dir);
+    if (self < 0 && !o.join) {
+        /* Only a directory that records a configuration (this node was
+         * added later) lets MEMBERS be mere seeds. */
+        char rec[600];
+        struct stat st;
+        snprintf(rec, sizeof rec, "%s/config", data_dir);
+        if (stat(rec, &st) != 0) {
+            fprintf(stderr,
+                    "server: this node (%s) is not in the members list %s; fix MEMBERS or "
+                    "pass --id N, or start it with --join to add it to a running cluster\n",
+                    self_addr, list);
+            return 2;
+        }
     }
-    if (dht_membership_new(list, self_addr, (int)replicas, &members, err, sizeof err) != 0) {
-        fprintf(stderr, "server: %s\n", err);
-        return 2;
-    }
-    char name[32];
-    snprintf(name, sizeof name, "node %d", self + 1);
+    char name[DHT_ADDR_MAX + 8];
+    if (self >= 0)
+        snprintf(name, sizeof name, "node %d", self + 1);
+    else
+        snprintf(name, sizeof name, "node %s", self_addr);
     dht_log_init(name, o.level, stderr);
 
     const char *listen_ip = o.ip ? o.ip : "0.0.0.0";
     if (check_listen(listen_ip, (int)o.port, err, sizeof err) != 0) {
         fprintf(stderr, "server: %s\n", err);
-        dht_membership_free(members);
         return 1;
     }
 
@@ -370,18 +426,15 @@ int main(int argc, char **argv)
     if (o.tls.ca && dht_grpc_tls_load(o.tls.cert, o.tls.key, o.tls.ca, &pem, &tls, err,
                                       sizeof err) != 0) {
         fprintf(stderr, "server: %s\n", err);
-        dht_membership_free(members);
         return 1;
     }
 
-    char data_dir[512], listen_addr[300];
-    if (o.data_dir)
-        snprintf(data_dir, sizeof data_dir, "%s", o.data_dir);
-    else
-        snprintf(data_dir, sizeof data_dir, "data/node%d", self + 1);
+    char listen_addr[300];
     snprintf(listen_addr, sizeof listen_addr, strchr(listen_ip, ':') ? "[%s]:%lld" : "%s:%lld",
              listen_ip, (long long)o.port);
-    dht_server_node_config sc = {.members = members, .listen_addr = listen_addr,
+    dht_server_node_config sc = {.members = list, .self = self_addr, .replicas = (int)replicas,
+                                 .replicas_given = o.replicas != NULL, .join = o.join,
+                                 .listen_addr = listen_addr,
                                  .data_dir = data_dir, .fsync = o.fsync, .workers = (int)o.workers,
                                  .deadline_ms = o.deadline_ms, .lease_ms = o.lease_ms,
                                  .ae_interval_ms = o.ae_interval_ms,
@@ -391,13 +444,16 @@ int main(int argc, char **argv)
     if (dht_server_node_start(&sc, &node, err, sizeof err) != 0) {
         fprintf(stderr, "server: %s\n", err);
         dht_pem_set_free(&pem);
-        dht_membership_free(members);
         return 1;
     }
     dht_pem_set_free(&pem); /* the transport keeps its own copy */
-    DHT_INFO("serving on %s as member %d of %d (%s), %d replicas per key, quorum %d",
-             listen_addr, self + 1, n, list, dht_membership_replica_count(members),
-             dht_membership_quorum(members));
+    if (self >= 0)
+        DHT_INFO("serving on %s as member %d of %d (%s; the data directory's recorded "
+                 "configuration, if any, decides)",
+                 listen_addr, self + 1, n, list);
+    else
+        DHT_INFO("serving on %s as %s (%s)", listen_addr, self_addr,
+                 o.join ? "joining" : "a member its data directory records");
     if (o.tls.ca)
         DHT_INFO("TLS only: dht.Replica for certificates of %s with the URI SAN %s; KeyValue "
                  "for %s", o.tls.ca, DHT_TLS_PEER_ROLE,
@@ -412,7 +468,6 @@ int main(int argc, char **argv)
     sigwait(&sigs, &sig);
     DHT_INFO("%s received, shutting down", sig == SIGINT ? "SIGINT" : "SIGTERM");
     dht_server_node_stop(node);
-    dht_membership_free(members);
     DHT_INFO("stopped");
     return 0;
 }

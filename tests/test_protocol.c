@@ -748,9 +748,10 @@ static void counting_init(counting *c, dht_transport *inner)
 {
     memset(c, 0, sizeof *c);
     c->inner = inner;
-    c->ops = (dht_transport_ops){counting_send, counting_after, counting_now,
-                                 inner->ops->after_cancelable ? counting_after_cancelable : NULL,
-                                 inner->ops->cancel ? counting_cancel : NULL, NULL};
+    c->ops = (dht_transport_ops){
+        .send = counting_send, .after = counting_after, .now = counting_now,
+        .after_cancelable = inner->ops->after_cancelable ? counting_after_cancelable : NULL,
+        .cancel = inner->ops->cancel ? counting_cancel : NULL};
     c->base.ops = &c->ops;
     c->base.npeers = inner->npeers;
 }
@@ -1127,7 +1128,9 @@ static void test_coordinator_takes_its_numbers_from_the_membership(void)
     dht_transport *t = sim_endpoint(w, 0);
     dht_coord_config cfg;
     dht_coord_config_default(&cfg);
-    cfg.members = sim_members(3, -1); /* not the transport's five peers */
+    cfg.members = sim_members(6, -1); /* more positions than the transport's five peers */
+    CHECK(dht_coord_new(t, &cfg) == NULL);
+    cfg.members = NULL; /* nothing to coordinate over */
     CHECK(dht_coord_new(t, &cfg) == NULL);
     cfg.members = sim_members(5, 4);
     dht_coord *c = dht_coord_new(t, &cfg);
@@ -1184,7 +1187,213 @@ static void test_at_member_limit_linearizable_with_a_crash(void)
                     crash_last_replica_later, NULL, true);
 }
 
+
+/* ---- membership change: the joint view ----------------------------------------- */
+
+/* Three members 127.0.0.1:1..3 (positions 0-2) replaced by 1, 2 and 4
+ * (position 3, an empty replica): epoch 1 is A, the joint view runs on
+ * both.  Phase one (0-300 ms) cuts every coordinator from replica 1, so
+ * A's writes land on replicas 0 and 2 only; then each coordinator moves to
+ * the joint view at its own moment (as nodes hear of a change at different
+ * times) while replica 0 is cut off instead.  B's quorums now include
+ * {1, 3}, which hold none of phase one's writes: only the old quorum that
+ * a joint operation also needs ({1, 2}) carries them forward. */
+typedef struct {
+    dht_coord *c;
+    dht_view *joint;
+} view_switch;
+
+static void do_switch(void *arg)
+{
+    view_switch *vs = arg;
+    CHECK_EQ(dht_coord_set_view(vs->c, vs->joint), 0);
+}
+
+static void cut_all(sim_world *w, int clients, int r, bool cut)
+{
+    for (int e = 0; e < clients; e++)
+        sim_cut(w, e, r, cut);
+}
+
+typedef struct {
+    sim_world *w;
+    int clients;
+} cut_ctx;
+
+static void second_phase_cuts(void *arg)
+{
+    cut_ctx *cc = arg;
+    cut_all(cc->w, cc->clients, 1, false);
+    cut_all(cc->w, cc->clients, 0, true);
+}
+
+/* Returns the checker's verdict for one seed. */
+static int joint_run(uint64_t seed, bool new_quorum_only)
+{
+    enum { CLIENTS = 6 };
+    sim_world *w = world_of(4, seed, 0.01, CLIENTS);
+    char err[256];
+    dht_membership *a, *b;
+    CHECK_EQ(dht_membership_new("127.0.0.1:1,127.0.0.1:2,127.0.0.1:3", NULL, 3, &a, err,
+                                sizeof err), 0);
+    CHECK_EQ(dht_membership_derive(a, "127.0.0.1:4,127.0.0.1:2,127.0.0.1:1", 3, &b, err,
+                                   sizeof err), 0);
+    CHECK_EQ(dht_membership_size(b), 4);
+    CHECK_EQ(dht_membership_find(b, "127.0.0.1:4"), 3);
+    CHECK_EQ(dht_membership_find(b, "127.0.0.1:3"), -1);
+    CHECK_EQ(dht_membership_find_slot(b, "127.0.0.1:3"), 2);
+    dht_view *old = dht_view_new(1, a, NULL, false);
+    dht_view *joint = dht_view_new(1, a, b, false);
+    CHECK(old != NULL && joint != NULL);
+    CHECK_EQ(dht_view_number(old), 2);
+    CHECK_EQ(dht_view_number(joint), 3);
+    workload wl;
+    memset(&wl, 0, sizeof wl);
+    wl.w = w;
+    wl.nclients = CLIENTS;
+    wl.keys = 50; /* enough that many keys' last write is phase one's */
+    wl.put_ratio = 0.5;
+    wl.think_max_ns = 5 * MS;
+    view_switch vs[CLIENTS];
+    int64_t t0 = sim_now(w);
+    for (int i = 0; i < CLIENTS; i++) {
+        dht_coord_config cfg;
+        dht_coord_config_default(&cfg);
+        cfg.view = old;
+        cfg.seed = seed * 7 + (uint64_t)i;
+        cfg.id = (uint32_t)i + 1;
+        cfg.test_new_quorum_only = new_quorum_only;
+        wl.coords[i] = dht_coord_new(sim_endpoint(w, i), &cfg);
+        CHECK(wl.coords[i] != NULL);
+        wl.cs[i] = (client_state){.wl = &wl, .client = i, .left = 150};
+        sim_at(w, sim_now(w) + (int64_t)sim_rand(w, 10 * MS), next_op, &wl.cs[i]);
+        vs[i] = (view_switch){wl.coords[i], joint};
+        sim_at(w, t0 + 300 * MS + (int64_t)sim_rand(w, 10 * MS), do_switch, &vs[i]);
+    }
+    cut_all(w, CLIENTS, 1, true);
+    cut_ctx cc = {w, CLIENTS};
+    sim_at(w, t0 + 300 * MS, second_phase_cuts, &cc);
+    sim_run(w);
+    expect_total(&wl, CLIENTS * 150);
+    if (getenv("SIM_VERBOSE"))
+        fprintf(stderr, "joint seed %llu knob %d: applied %d not-applied %d unknown %d gets %d "
+                "failed %d\n", (unsigned long long)seed, new_quorum_only, wl.applied,
+                wl.not_applied, wl.unknown, wl.gets_ok, wl.gets_failed);
+    if (getenv("SIM_VERBOSE")) {
+        int phase2_gets = 0, first_after = 0;
+        for (size_t i = 0; i < wl.nhist; i++) {
+            dht_history_op *g = &wl.hist[i];
+            if (g->is_put || g->call < t0 + 320 * MS || g->ok != 1)
+                continue;
+            phase2_gets++;
+            bool earlier = false;
+            for (size_t j = 0; j < wl.nhist; j++)
+                if (wl.hist[j].key == g->key && wl.hist[j].call >= t0 + 300 * MS &&
+                    wl.hist[j].call < g->call && j != i)
+                    earlier = true;
+            first_after += !earlier;
+        }
+        fprintf(stderr, "phase-2 gets %d, first op on their key since 300 ms: %d\n",
+                phase2_gets, first_after);
+    }
+    dht_lincheck_result res;
+    int v = dht_lincheck(wl.hist, wl.nhist, &res);
+    dht_lincheck_result_free(&res);
+    if (!new_quorum_only && v != DHT_LIN_OK)
+        check_linearizable(&wl, seed); /* prints the history, then fails */
+    workload_free(&wl);
+    dht_view_unref(old);
+    dht_view_unref(joint);
+    dht_membership_free(a);
+    dht_membership_free(b);
+    sim_free(w);
+    return v;
+}
+
+static void test_joint_view_keeps_old_writes_visible(void)
+{
+    for (uint64_t s = 0; s < 5; s++)
+        CHECK_EQ(joint_run(base_seed() + 500 + s, false), DHT_LIN_OK);
+}
+
+static void test_joint_view_without_old_quorum_is_caught(void)
+{
+    /* The test knob drops the old configuration's quorum: the checker must
+     * find stale reads, or the test above proves nothing. */
+    int broken = 0;
+    for (uint64_t s = 0; s < 5; s++)
+        broken += joint_run(base_seed() + 500 + s, true) != DHT_LIN_OK;
+    if (getenv("SIM_VERBOSE"))
+        fprintf(stderr, "knob: %d of 5 histories not linearizable\n", broken);
+    CHECK(broken > 0);
+}
+
+static void test_view_groups(void)
+{
+    char err[256];
+    dht_membership *a, *b;
+    CHECK_EQ(dht_membership_new("h:1,h:2,h:3,h:4,h:5", NULL, 3, &a, err, sizeof err), 0);
+    CHECK_EQ(dht_membership_derive(a, "h:1,h:2,h:3,h:4,h:5,h:6", 3, &b, err, sizeof err), 0);
+    dht_view *v = dht_view_new(4, a, b, true);
+    CHECK_EQ(dht_view_number(v), 9);
+    CHECK_EQ(dht_view_size(v), 6);
+    int moved = 0;
+    for (uint32_t part = 0; part < DHT_PARTITIONS; part++) {
+        dht_key_replicas kr;
+        dht_view_partition_replicas(v, part, &kr);
+        if (kr.ngroups == 1)
+            continue;
+        moved++;
+        /* Adding a member changes one replica: the union has four, and a
+         * quorum of each group is needed, not two of the four. */
+        CHECK_EQ(dht_peerset_count(&kr.all), 4);
+        CHECK(dht_peerset_has(&kr.group[1], 5));
+        dht_peerset two = {{0}};
+        int k = 0;
+        for (int p = 0; p < 6 && k < 2; p++)
+            if (dht_peerset_has(&kr.group[0], p) && !dht_peerset_has(&kr.group[1], p)) {
+                dht_peerset_add(&two, p);
+                k++;
+            }
+        for (int p = 0; p < 6 && k < 2; p++)
+            if (dht_peerset_has(&kr.group[1], p) && !dht_peerset_has(&kr.group[0], p)) {
+                dht_peerset_add(&two, p);
+                k++;
+            }
+        CHECK(!dht_key_replicas_quorum(&kr, &two));
+        CHECK(dht_key_replicas_quorum(&kr, &kr.all));
+    }
+    CHECK(moved > 0 && moved <= 1.25 * 3.0 / 6 * DHT_PARTITIONS);
+    /* A position outside the new configuration stores nothing under it. */
+    dht_membership *c;
+    CHECK_EQ(dht_membership_derive(b, "h:1,h:2,h:4,h:5,h:6", 3, &c, err, sizeof err), 0);
+    CHECK_EQ(dht_membership_partition_count(c, 2), 0);
+    CHECK(!dht_membership_is_member(c, 2));
+    CHECK_EQ(dht_membership_members(c), 5);
+    CHECK_EQ(dht_membership_size(c), 6);
+    /* The same member set describes alike whatever positions it has. */
+    dht_membership *d;
+    CHECK_EQ(dht_membership_new("h:6,h:5,h:4,h:2,h:1", NULL, 3, &d, err, sizeof err), 0);
+    CHECK_EQ(dht_membership_fingerprint(c), dht_membership_fingerprint(d));
+    for (uint32_t part = 0; part < DHT_PARTITIONS; part += 97) {
+        const dht_peerset *pc = dht_membership_partition_replicas(c, part);
+        const dht_peerset *pd = dht_membership_partition_replicas(d, part);
+        for (int p = 0; p < 6; p++)
+            if (dht_peerset_has(pc, p))
+                CHECK(dht_peerset_has(pd, dht_membership_find(d, dht_membership_addr(c, p))));
+        CHECK_EQ(dht_peerset_count(pc), dht_peerset_count(pd));
+    }
+    dht_membership_free(d);
+    CHECK_EQ(dht_membership_derive(c, "h:1", 3, &d, err, sizeof err), -1); /* R > members */
+    CHECK(d == NULL && strstr(err, "replicas") != NULL);
+    dht_membership_free(c);
+    dht_view_unref(v);
+}
+
 static const test_case tests[] = {
+    {"view_groups", test_view_groups},
+    {"joint_view_keeps_old_writes_visible", test_joint_view_keeps_old_writes_visible},
+    {"joint_view_without_old_quorum_is_caught", test_joint_view_without_old_quorum_is_caught},
     {"put_at_counter_ceiling_not_applied", test_put_at_counter_ceiling_not_applied},
     {"put_then_get", test_put_then_get},
     {"random_no_faults", test_random_no_faults},

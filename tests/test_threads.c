@@ -87,7 +87,7 @@ static int64_t t_now(dht_transport *t)
     return dht_now_ns();
 }
 
-static const dht_transport_ops tnet_ops = {t_send, t_after, t_now, NULL, NULL, NULL};
+static const dht_transport_ops tnet_ops = {.send = t_send, .after = t_after, .now = t_now};
 
 static void *pool_main(void *arg)
 {

@@ -86,6 +86,18 @@ typedef struct dht_msg {
      * (recovery.h). */
     uint64_t incarnation;
     bool founder;
+    /* Replica requests between members: the stamp of the operation that
+     * sent it, its view number (protocol/view.h) and its configuration
+     * fingerprint; 0 = none.  A transport sends a request whose config is
+     * 0 with its own static fingerprint and view 0 (protocol/transport.h),
+     * and fills both in each request it delivers, so a service sees what
+     * the sender claimed.  Replies leave them 0. */
+    uint64_t view;
+    uint64_t config;
+    /* SCAN request: a membership change's copy (protocol/transfer.h): the
+     * page holds the entries of the partitions the change (of the joint
+     * view stamped) gives the asker, instead of every key both store. */
+    bool transfer;
 } dht_msg;
 
 const char *dht_msg_type_name(dht_msg_type t);

@@ -5,6 +5,7 @@
 #include "net/codec.h"
 
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -56,7 +57,8 @@ static size_t pack(const ProtobufCMessage *pm, uint8_t *buf, size_t cap)
 
 #define PACK(msg) pack(&(msg).base, buf, cap)
 
-size_t dht_codec_encode_request(const dht_msg *m, uint64_t config, uint8_t *buf, size_t cap)
+size_t dht_codec_encode_request(const dht_msg *m, uint64_t config, uint64_t view, uint8_t *buf,
+                                size_t cap)
 {
     switch (m->type) {
     case DHT_MSG_LOCK: {
@@ -65,6 +67,7 @@ size_t dht_codec_encode_request(const dht_msg *m, uint64_t config, uint8_t *buf,
         r.owner = m->owner;
         r.lease_ms = m->lease_ms;
         r.config = config;
+        r.view = view;
         return PACK(r);
     }
     case DHT_MSG_UNLOCK: {
@@ -72,6 +75,7 @@ size_t dht_codec_encode_request(const dht_msg *m, uint64_t config, uint8_t *buf,
         r.key = m->key;
         r.owner = m->owner;
         r.config = config;
+        r.view = view;
         return PACK(r);
     }
     case DHT_MSG_WRITE: {
@@ -82,12 +86,14 @@ size_t dht_codec_encode_request(const dht_msg *m, uint64_t config, uint8_t *buf,
         r.writer = m->version.writer;
         r.release_owner = m->owner;
         r.config = config;
+        r.view = view;
         return PACK(r);
     }
     case DHT_MSG_READ: {
         Dht__ReadRequest r = DHT__READ_REQUEST__INIT;
         r.key = m->key;
         r.config = config;
+        r.view = view;
         return PACK(r);
     }
     case DHT_MSG_SCAN: {
@@ -99,6 +105,7 @@ size_t dht_codec_encode_request(const dht_msg *m, uint64_t config, uint8_t *buf,
         r.member = m->member;
         r.incarnation = m->incarnation;
         r.config = config;
+        r.view = view;
         return PACK(r);
     }
     case DHT_MSG_PUT: {
@@ -226,6 +233,7 @@ int dht_codec_decode_request(dht_msg_type t, const uint8_t *buf, size_t len, dht
         out->owner = r->owner;
         out->lease_ms = r->lease_ms;
         cfg = r->config;
+        out->view = r->view;
         break;
     }
     case DHT_MSG_UNLOCK: {
@@ -233,6 +241,7 @@ int dht_codec_decode_request(dht_msg_type t, const uint8_t *buf, size_t len, dht
         out->key = r->key;
         out->owner = r->owner;
         cfg = r->config;
+        out->view = r->view;
         break;
     }
     case DHT_MSG_WRITE: {
@@ -243,11 +252,13 @@ int dht_codec_decode_request(dht_msg_type t, const uint8_t *buf, size_t len, dht
         out->version.writer = r->writer;
         out->owner = r->release_owner;
         cfg = r->config;
+        out->view = r->view;
         break;
     }
     case DHT_MSG_READ:
         out->key = ((Dht__ReadRequest *)pm)->key;
         cfg = ((Dht__ReadRequest *)pm)->config;
+        out->view = ((Dht__ReadRequest *)pm)->view;
         break;
     case DHT_MSG_SCAN: {
         Dht__ScanRequest *r = (Dht__ScanRequest *)pm;
@@ -258,6 +269,7 @@ int dht_codec_decode_request(dht_msg_type t, const uint8_t *buf, size_t len, dht
         out->member = r->member;
         out->incarnation = r->incarnation;
         cfg = r->config;
+        out->view = r->view;
         break;
     }
     case DHT_MSG_PUT:
@@ -270,6 +282,7 @@ int dht_codec_decode_request(dht_msg_type t, const uint8_t *buf, size_t len, dht
     default:
         break;
     }
+    out->config = cfg;
     if (config != NULL)
         *config = cfg;
     protobuf_c_message_free_unpacked(pm, NULL);
@@ -360,7 +373,7 @@ int dht_codec_batchable(dht_msg_type t)
 /* Requests and replies share the item layout: unused fields stay 0 and
  * cost nothing on the wire. */
 size_t dht_codec_encode_batch(const dht_msg *msgs, size_t n, uint64_t id, uint64_t config,
-                              uint8_t *buf, size_t cap)
+                              uint64_t view, uint8_t *buf, size_t cap)
 {
     Dht__BatchItem small[32], *items = n <= 32 ? small : malloc(n * sizeof *items);
     Dht__BatchItem *psmall[32], **ptrs = n <= 32 ? psmall : malloc(n * sizeof *ptrs);
@@ -389,6 +402,7 @@ size_t dht_codec_encode_batch(const dht_msg *msgs, size_t n, uint64_t id, uint64
     r.items = ptrs;
     r.id = id;
     r.config = config;
+    r.view = view;
     size_t need = PACK(r);
     if (items != small)
         free(items);
@@ -397,28 +411,19 @@ size_t dht_codec_encode_batch(const dht_msg *msgs, size_t n, uint64_t id, uint64
     return need;
 }
 
-int dht_codec_decode_batch(const uint8_t *buf, size_t len, dht_msg **out, size_t *n,
-                           uint64_t *id, uint64_t *config)
+/* The items of a batch message as a malloc'd array (*out); -1 when one
+ * is of a type a batch may not carry, or out of memory. */
+static int decode_items(Dht__BatchItem *const *items, size_t n, dht_msg **out)
 {
-    if (len > DHT_CODEC_BATCH_MAX * 64)
+    if (n > DHT_CODEC_BATCH_MAX)
         return -1;
-    Dht__BatchRequest *r = dht__batch_request__unpack(NULL, len, buf);
-    if (r == NULL)
+    dht_msg *m = calloc(n ? n : 1, sizeof *m);
+    if (m == NULL)
         return -1;
-    if (r->n_items > DHT_CODEC_BATCH_MAX) {
-        dht__batch_request__free_unpacked(r, NULL);
-        return -1;
-    }
-    dht_msg *m = calloc(r->n_items ? r->n_items : 1, sizeof *m);
-    if (m == NULL) {
-        dht__batch_request__free_unpacked(r, NULL);
-        return -1;
-    }
-    for (size_t i = 0; i < r->n_items; i++) {
-        const Dht__BatchItem *it = r->items[i];
+    for (size_t i = 0; i < n; i++) {
+        const Dht__BatchItem *it = items[i];
         if (!dht_codec_batchable((dht_msg_type)it->type)) {
             free(m);
-            dht__batch_request__free_unpacked(r, NULL);
             return -1;
         }
         m[i].type = (dht_msg_type)it->type;
@@ -431,12 +436,68 @@ int dht_codec_decode_batch(const uint8_t *buf, size_t len, dht_msg **out, size_t
         m[i].ok = it->ok;
     }
     *out = m;
+    return 0;
+}
+
+int dht_codec_decode_batch(const uint8_t *buf, size_t len, dht_msg **out, size_t *n,
+                           uint64_t *id, uint64_t *config, uint64_t *view)
+{
+    if (len > DHT_CODEC_BATCH_MAX * 64)
+        return -1;
+    Dht__BatchRequest *r = dht__batch_request__unpack(NULL, len, buf);
+    if (r == NULL)
+        return -1;
+    dht_msg *m;
+    if (decode_items(r->items, r->n_items, &m) != 0) {
+        dht__batch_request__free_unpacked(r, NULL);
+        return -1;
+    }
+    /* Every item carries the message's stamp, as a unary request would,
+     * so a service reads it from the request it is given. */
+    for (size_t i = 0; i < r->n_items; i++) {
+        m[i].config = r->config;
+        m[i].view = r->view;
+    }
+    *out = m;
     *n = r->n_items;
     if (id != NULL)
         *id = r->id;
     if (config != NULL)
         *config = r->config;
+    if (view != NULL)
+        *view = r->view;
     dht__batch_request__free_unpacked(r, NULL);
+    return 0;
+}
+
+size_t dht_codec_encode_batch_refusal(uint64_t id, const char *why, uint8_t *buf, size_t cap)
+{
+    Dht__BatchReply r = DHT__BATCH_REPLY__INIT;
+    r.id = id;
+    r.refused = (char *)(why && *why ? why : "refused"); /* only read by the packer */
+    return PACK(r);
+}
+
+int dht_codec_decode_batch_reply(const uint8_t *buf, size_t len, dht_msg **out, size_t *n,
+                                 uint64_t *id, char *refused, size_t refused_len)
+{
+    if (len > DHT_CODEC_BATCH_MAX * 64)
+        return -1;
+    Dht__BatchReply *r = dht__batch_reply__unpack(NULL, len, buf);
+    if (r == NULL)
+        return -1;
+    dht_msg *m;
+    if (decode_items(r->items, r->n_items, &m) != 0) {
+        dht__batch_reply__free_unpacked(r, NULL);
+        return -1;
+    }
+    *out = m;
+    *n = r->n_items;
+    if (id != NULL)
+        *id = r->id;
+    if (refused != NULL && refused_len > 0)
+        snprintf(refused, refused_len, "%s", r->refused ? r->refused : "");
+    dht__batch_reply__free_unpacked(r, NULL);
     return 0;
 }
 
@@ -497,6 +558,12 @@ size_t dht_codec_encode_stats(const dht_stats *s, uint8_t *buf, size_t cap)
     r.partitions = s->partitions > 0 ? (uint32_t)s->partitions : 0;
     r.partitions_recovering = s->partitions_recovering > 0 ? (uint32_t)s->partitions_recovering : 0;
     r.log_bytes = s->log_bytes;
+    r.epoch = s->epoch;
+    r.view = s->view;
+    r.n_next_members = s->nnext > 0 ? (size_t)s->nnext : 0;
+    r.next_members = (char **)s->next_members; /* only read by the packer */
+    r.next_replicas = s->next_replicas > 0 ? (uint32_t)s->next_replicas : 0;
+    r.removed = s->removed;
     return PACK(r);
 }
 
@@ -505,12 +572,33 @@ void dht_codec_stats_free(dht_stats *s)
     for (int i = 0; s->members != NULL && i < s->nmembers; i++)
         free((char *)s->members[i]);
     free((char **)s->members);
+    for (int i = 0; s->next_members != NULL && i < s->nnext; i++)
+        free((char *)s->next_members[i]);
+    free((char **)s->next_members);
     free((char *)s->self);
     memset(s, 0, sizeof *s);
 }
 
-/* The largest Stats reply accepted: every member's address at its longest. */
-#define STATS_MAX (DHT_MAX_MEMBERS * (DHT_ADDR_MAX + 4) + DHT_ADDR_MAX + 128)
+/* The largest Stats reply accepted: every member's address at its
+ * longest, in both configurations while the members change. */
+#define STATS_MAX (2 * DHT_MAX_MEMBERS * (DHT_ADDR_MAX + 4) + DHT_ADDR_MAX + 160)
+
+/* Copies n strings into a new array *out (the caller frees it and each
+ * string copied so far, *copied of them, also after a failure); -1 when
+ * out of memory. */
+static int copy_strings(char *const *in, size_t n, char ***out, int *copied)
+{
+    char **a = calloc(n ? n : 1, sizeof *a);
+    *out = a;
+    if (a == NULL)
+        return -1;
+    for (size_t i = 0; i < n; i++) {
+        if ((a[i] = strdup(in[i])) == NULL)
+            return -1;
+        *copied = (int)i + 1;
+    }
+    return 0;
+}
 
 int dht_codec_decode_stats(const uint8_t *buf, size_t len, dht_stats *out)
 {
@@ -521,20 +609,26 @@ int dht_codec_decode_stats(const uint8_t *buf, size_t len, dht_stats *out)
     if (r == NULL)
         return -1;
     int rc = -1;
-    char **members = NULL;
+    char **members = NULL, **next = NULL;
     if (r->n_members > DHT_MAX_MEMBERS || r->replicas > DHT_MAX_MEMBERS ||
+        r->n_next_members > DHT_MAX_MEMBERS || r->next_replicas > DHT_MAX_MEMBERS ||
         r->partitions > INT32_MAX || r->partitions_recovering > INT32_MAX)
         goto done;
-    members = calloc(r->n_members ? r->n_members : 1, sizeof *members);
     out->self = strdup(r->self ? r->self : "");
-    if (members == NULL || out->self == NULL)
-        goto done;
+    /* Each array is out's as soon as it exists, so dht_codec_stats_free
+     * frees whatever was copied when a later step fails. */
+    int bad = copy_strings(r->members, r->n_members, &members, &out->nmembers);
     out->members = (const char *const *)members;
-    for (size_t i = 0; i < r->n_members; i++) {
-        if ((members[i] = strdup(r->members[i])) == NULL)
-            goto done;
-        out->nmembers = (int)i + 1;
+    if (bad == 0 && r->n_next_members > 0) {
+        bad = copy_strings(r->next_members, r->n_next_members, &next, &out->nnext);
+        out->next_members = (const char *const *)next;
     }
+    if (bad != 0 || out->self == NULL)
+        goto done;
+    out->epoch = r->epoch;
+    out->view = r->view;
+    out->next_replicas = (int)r->next_replicas;
+    out->removed = r->removed;
     out->replicas = (int)r->replicas;
     out->fingerprint = r->fingerprint;
     out->cluster_id = r->cluster_id;
@@ -544,8 +638,41 @@ int dht_codec_decode_stats(const uint8_t *buf, size_t len, dht_stats *out)
     out->log_bytes = r->log_bytes;
     rc = 0;
 done:
-    if (rc != 0 && out->members == NULL)
-        free(members);
     dht__stats_reply__free_unpacked(r, NULL);
+    return rc;
+}
+
+/* ---- dht.Admin/Control ---------------------------------------------------- */
+
+size_t dht_codec_encode_control(const uint8_t *body, size_t len, uint8_t *buf, size_t cap)
+{
+    Dht__ControlRequest r = DHT__CONTROL_REQUEST__INIT; /* same wire form as ControlReply */
+    r.body.data = (uint8_t *)body; /* only read by the packer */
+    r.body.len = body ? len : 0;
+    return PACK(r);
+}
+
+int dht_codec_decode_control(const uint8_t *buf, size_t len, uint8_t **body, size_t *body_len)
+{
+    *body = NULL;
+    *body_len = 0;
+    /* A body over the limit is refused as such without parsing it (its
+     * framing is at most a tag and a 10-byte length). */
+    if (len > DHT_CONTROL_MAX + 16)
+        return -2;
+    Dht__ControlRequest *r = dht__control_request__unpack(NULL, len, buf);
+    if (r == NULL)
+        return -1;
+    int rc = 0;
+    if (r->body.len > DHT_CONTROL_MAX) {
+        rc = -2;
+    } else if ((*body = malloc(r->body.len ? r->body.len : 1)) == NULL) {
+        rc = -1;
+    } else {
+        if (r->body.len > 0)
+            memcpy(*body, r->body.data, r->body.len);
+        *body_len = r->body.len;
+    }
+    dht__control_request__free_unpacked(r, NULL);
     return rc;
 }

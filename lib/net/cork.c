@@ -28,7 +28,9 @@ void dht_grpc_flush_soon(dht_grpc *g, int qi)
 void dht_grpc_worker_drain(worker *w)
 {
     dht_grpc *g = w->g;
-    const int words = (2 * g->base.npeers + 63) / 64;
+    /* Every word, not just those of the peers known at the start: add_peer
+     * may add one whose queue a handler marks meanwhile. */
+    const int words = (int)(sizeof w->dirty / sizeof w->dirty[0]);
     while (dht_grpc_worker_corked(w)) {
         for (int i = 0; i < words; i++) {
             while (w->dirty[i] != 0) {

@@ -44,13 +44,13 @@ long dht_grpc_bb_read(grpc_byte_buffer *bb, uint8_t *buf, size_t cap)
     return rc;
 }
 
-/* Encodes m (a request carrying config, or a reply) into a new byte
- * buffer; NULL if it cannot. */
-grpc_byte_buffer *dht_grpc_bb_encode(const dht_msg *m, bool reply, uint64_t config)
+/* Encodes m (a request carrying the stamp (config, view), or a reply)
+ * into a new byte buffer; NULL if it cannot. */
+grpc_byte_buffer *dht_grpc_bb_encode(const dht_msg *m, bool reply, uint64_t config, uint64_t view)
 {
     uint8_t small[DHT_CODEC_MAX];
     size_t n = reply ? dht_codec_encode_reply(m, small, sizeof small)
-                     : dht_codec_encode_request(m, config, small, sizeof small);
+                     : dht_codec_encode_request(m, config, view, small, sizeof small);
     if (n <= sizeof small)
         return dht_grpc_bb_from(small, n);
     if (n == SIZE_MAX)
@@ -61,22 +61,22 @@ grpc_byte_buffer *dht_grpc_bb_encode(const dht_msg *m, bool reply, uint64_t conf
     if (reply)
         dht_codec_encode_reply(m, big, n);
     else
-        dht_codec_encode_request(m, config, big, n);
+        dht_codec_encode_request(m, config, view, big, n);
     grpc_byte_buffer *bb = dht_grpc_bb_from(big, n);
     free(big);
     return bb;
 }
 
-/* Encodes a batch of requests (carrying config) or replies (config 0) into
- * a new byte buffer; NULL if it cannot. */
+/* Encodes a batch of requests (carrying the stamp (config, view)) or
+ * replies (stamp 0) into a new byte buffer; NULL if it cannot. */
 grpc_byte_buffer *dht_grpc_bb_encode_batch(const dht_msg *msgs, size_t n, uint64_t id,
-                                           uint64_t config)
+                                           uint64_t config, uint64_t view)
 {
-    size_t need = dht_codec_encode_batch(msgs, n, id, config, NULL, 0);
+    size_t need = dht_codec_encode_batch(msgs, n, id, config, view, NULL, 0);
     uint8_t *buf = need != SIZE_MAX ? malloc(need ? need : 1) : NULL;
     if (buf == NULL)
         return NULL;
-    dht_codec_encode_batch(msgs, n, id, config, buf, need);
+    dht_codec_encode_batch(msgs, n, id, config, view, buf, need);
     grpc_byte_buffer *bb = dht_grpc_bb_from(buf, need);
     free(buf);
     return bb;
@@ -85,21 +85,50 @@ grpc_byte_buffer *dht_grpc_bb_encode_batch(const dht_msg *msgs, size_t n, uint64
 /* Decodes a batch message (see dht_codec_decode_batch: *out is malloc'd,
  * the caller frees it); -1 if bb is missing or not a valid batch. */
 int dht_grpc_bb_decode_batch(grpc_byte_buffer *bb, dht_msg **out, size_t *n, uint64_t *id,
-                             uint64_t *config)
+                             uint64_t *config, uint64_t *view)
 {
     grpc_slice sl;
     if (!dht_grpc_bb_slice(bb, &sl))
         return -1;
     int rc = dht_codec_decode_batch(GRPC_SLICE_START_PTR(sl), GRPC_SLICE_LENGTH(sl), out, n, id,
-                                    config);
+                                    config, view);
     grpc_slice_unref(sl);
     return rc;
 }
 
-/* The requests of queued items as one batch message carrying config; NULL
- * if it cannot. */
-grpc_byte_buffer *dht_grpc_bb_encode_items(const qitem *items, size_t n, uint64_t id,
-                                           uint64_t config)
+/* Decodes a streamed batch reply, telling a refusal (refused non-empty)
+ * from items (see dht_codec_decode_batch_reply); -1 if bb is missing or
+ * not a valid reply. */
+int dht_grpc_bb_decode_batch_reply(grpc_byte_buffer *bb, dht_msg **out, size_t *n, uint64_t *id,
+                                   char *refused, size_t refused_len)
+{
+    grpc_slice sl;
+    if (!dht_grpc_bb_slice(bb, &sl))
+        return -1;
+    int rc = dht_codec_decode_batch_reply(GRPC_SLICE_START_PTR(sl), GRPC_SLICE_LENGTH(sl), out, n,
+                                          id, refused, refused_len);
+    grpc_slice_unref(sl);
+    return rc;
+}
+
+/* A control body as a ControlRequest/ControlReply in a new byte buffer;
+ * NULL if it cannot. */
+grpc_byte_buffer *dht_grpc_bb_encode_control(const uint8_t *body, size_t len)
+{
+    size_t need = dht_codec_encode_control(body, len, NULL, 0);
+    uint8_t *buf = malloc(need ? need : 1);
+    if (buf == NULL)
+        return NULL;
+    dht_codec_encode_control(body, len, buf, need);
+    grpc_byte_buffer *bb = dht_grpc_bb_from(buf, need);
+    free(buf);
+    return bb;
+}
+
+/* The requests of queued items (all of one stamp, dht_grpc_stamp_run) as
+ * one batch message carrying that stamp; NULL if it cannot. */
+grpc_byte_buffer *dht_grpc_bb_encode_items(dht_grpc *g, const qitem *items, size_t n,
+                                           uint64_t id)
 {
     if (n == 0)
         return NULL; /* never sent */
@@ -108,7 +137,8 @@ grpc_byte_buffer *dht_grpc_bb_encode_items(const qitem *items, size_t n, uint64_
         return NULL;
     for (size_t i = 0; i < n; i++)
         msgs[i] = items[i].req;
-    grpc_byte_buffer *bb = dht_grpc_bb_encode_batch(msgs, n, id, config);
+    wire_stamp st = dht_grpc_stamp_of(g, &items[0].req);
+    grpc_byte_buffer *bb = dht_grpc_bb_encode_batch(msgs, n, id, st.config, st.view);
     if (msgs != small)
         free(msgs);
     return bb;

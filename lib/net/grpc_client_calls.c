@@ -83,7 +83,7 @@ void dht_grpc_send_batch(dht_grpc *g, int qi, qitem *items, size_t n)
     grpc_byte_buffer *bb = NULL;
     ccall *c = NULL;
     if (live > 0 && !atomic_load(&g->stopping)) {
-        bb = dht_grpc_bb_encode_items(items, live, 0, g->fingerprint);
+        bb = dht_grpc_bb_encode_items(g, items, live, 0);
         c = bb ? calloc(1, sizeof *c) : NULL;
     }
     if (c != NULL) {
@@ -114,7 +114,8 @@ static void batch_call_done(ccall *c, dht_status st)
     DHT_DEBUG("batch of %zu to %s: %s in %.2f ms", c->nbatch, g->addrs[c->peer],
               dht_status_name(st), (double)(dht_now_ns() - c->started) / 1e6);
     if (st == DHT_OK &&
-        (dht_grpc_bb_decode_batch(c->recv_bb, &reps, &n, NULL, NULL) != 0 || n != c->nbatch))
+        (dht_grpc_bb_decode_batch(c->recv_bb, &reps, &n, NULL, NULL, NULL) != 0 ||
+         n != c->nbatch))
         st = DHT_ERR_REMOTE;
     dht_grpc_answer_items(c->batch, c->nbatch, st, reps);
     free(reps);
@@ -133,7 +134,8 @@ int dht_grpc_send(dht_transport *t, int peer, const dht_msg *req, int64_t deadli
     const char *method = dht_codec_method(req->type);
     if (method == NULL)
         return -1;
-    grpc_byte_buffer *send_bb = dht_grpc_bb_encode(req, false, g->fingerprint);
+    wire_stamp st = dht_grpc_stamp_of(g, req);
+    grpc_byte_buffer *send_bb = dht_grpc_bb_encode(req, false, st.config, st.view);
     if (send_bb == NULL)
         return -1;
     ccall *c = calloc(1, sizeof *c);
@@ -145,6 +147,28 @@ int dht_grpc_send(dht_transport *t, int peer, const dht_msg *req, int64_t deadli
     c->cb = cb;
     c->arg = arg;
     return start_call(g, peer, method, send_bb, deadline_ns, c);
+}
+
+int dht_grpc_control(dht_transport *t, int peer, const uint8_t *req, size_t len,
+                     int64_t deadline_ns, dht_control_cb cb, void *arg)
+{
+    dht_grpc *g = (dht_grpc *)t;
+    /* The peer would refuse a larger body: not sent, as the contract
+     * allows, rather than a call that can only fail. */
+    if (atomic_load(&g->stopping) || peer < 0 || peer >= t->npeers || len > DHT_CONTROL_MAX ||
+        (req == NULL && len > 0))
+        return -1;
+    grpc_byte_buffer *send_bb = dht_grpc_bb_encode_control(req, len);
+    if (send_bb == NULL)
+        return -1;
+    ccall *c = calloc(1, sizeof *c);
+    if (c == NULL) {
+        grpc_byte_buffer_destroy(send_bb);
+        return -1;
+    }
+    c->control_cb = cb;
+    c->arg = arg;
+    return start_call(g, peer, DHT_CODEC_CONTROL_METHOD, send_bb, deadline_ns, c);
 }
 
 int dht_grpc_call_async(dht_grpc *g, int peer, const char *method, const void *req,
@@ -211,6 +235,43 @@ static void raw_call_done(ccall *c, int success)
     grpc_slice_unref(sl);
 }
 
+/* Completion of a control call: the reply's body, or the failure with its
+ * status text through last_error during the callback. */
+static void control_call_done(ccall *c, int success)
+{
+    dht_grpc *g = c->g;
+    dht_status st;
+    uint8_t *body = NULL;
+    size_t len = 0;
+    if (!success) {
+        st = DHT_ERR_SHUTDOWN;
+    } else if (c->status == GRPC_STATUS_OK) {
+        grpc_slice sl;
+        st = DHT_ERR_REMOTE;
+        if (dht_grpc_bb_slice(c->recv_bb, &sl)) {
+            if (dht_codec_decode_control(GRPC_SLICE_START_PTR(sl), GRPC_SLICE_LENGTH(sl), &body,
+                                         &len) == 0)
+                st = DHT_OK;
+            grpc_slice_unref(sl);
+        }
+        if (st != DHT_OK)
+            snprintf(dht_grpc_tl_last_error, sizeof dht_grpc_tl_last_error,
+                     "malformed ControlReply from %s", g->addrs[c->peer]);
+    } else {
+        st = c->status == GRPC_STATUS_UNAVAILABLE         ? DHT_ERR_UNAVAILABLE
+             : c->status == GRPC_STATUS_DEADLINE_EXCEEDED ? DHT_ERR_TIMEOUT
+                                                          : DHT_ERR_REMOTE;
+        dht_grpc_note_error(c->status, c->details);
+    }
+    /* A control service may take long to answer (it may wait for the
+     * members to agree): a deadline says nothing of the peer's health. */
+    if (success && c->status != GRPC_STATUS_DEADLINE_EXCEEDED)
+        dht_grpc_set_peer_state(g, c->peer, c->status != GRPC_STATUS_UNAVAILABLE);
+    c->control_cb(c->arg, st, st == DHT_OK ? body : NULL, st == DHT_OK ? len : 0);
+    dht_grpc_tl_last_error[0] = '\0';
+    free(body);
+}
+
 static const char *md_find(const grpc_metadata_array *a, const char *key)
 {
     static _Thread_local char val[64];
@@ -237,6 +298,10 @@ void dht_grpc_client_call_done(ccall *c, int success)
     if (c->raw_cb) {
         unlist_raw(c);
         raw_call_done(c, success);
+        goto release;
+    }
+    if (c->control_cb) {
+        control_call_done(c, success);
         goto release;
     }
     if (c->batch) {

@@ -36,6 +36,7 @@ typedef struct ccall {
     grpc_slice details;
     dht_reply_cb cb;
     dht_grpc_raw_cb raw_cb; /* raw calls: bytes in, bytes out */
+    dht_control_cb control_cb; /* control calls: ControlRequest/Reply bodies */
     void *arg;
     qitem *batch; /* batch calls: the items, owned */
     size_t nbatch;
@@ -65,7 +66,6 @@ typedef struct scall {
 struct sstream;
 
 /* ---- grpc_status.c: status names, the last error, refusals ---- */
-extern _Thread_local char dht_grpc_tl_last_error[256];
 void dht_grpc_note_error(grpc_status_code code, grpc_slice details);
 /* The path of a served method (M_*), "?" for the generic slot. */
 const char *dht_grpc_method_path(int method);
@@ -76,13 +76,17 @@ void dht_grpc_log_refusal(grpc_call *call, int method, const char *why);
 grpc_byte_buffer *dht_grpc_bb_from(const void *buf, size_t len);
 bool dht_grpc_bb_slice(grpc_byte_buffer *bb, grpc_slice *out);
 long dht_grpc_bb_read(grpc_byte_buffer *bb, uint8_t *buf, size_t cap);
-grpc_byte_buffer *dht_grpc_bb_encode(const dht_msg *m, bool reply, uint64_t config);
+grpc_byte_buffer *dht_grpc_bb_encode(const dht_msg *m, bool reply, uint64_t config,
+                                     uint64_t view);
 grpc_byte_buffer *dht_grpc_bb_encode_batch(const dht_msg *msgs, size_t n, uint64_t id,
-                                           uint64_t config);
+                                           uint64_t config, uint64_t view);
 int dht_grpc_bb_decode_batch(grpc_byte_buffer *bb, dht_msg **out, size_t *n, uint64_t *id,
-                             uint64_t *config);
-grpc_byte_buffer *dht_grpc_bb_encode_items(const qitem *items, size_t n, uint64_t id,
-                                           uint64_t config);
+                             uint64_t *config, uint64_t *view);
+int dht_grpc_bb_decode_batch_reply(grpc_byte_buffer *bb, dht_msg **out, size_t *n, uint64_t *id,
+                                   char *refused, size_t refused_len);
+grpc_byte_buffer *dht_grpc_bb_encode_items(dht_grpc *g, const qitem *items, size_t n,
+                                           uint64_t id);
+grpc_byte_buffer *dht_grpc_bb_encode_control(const uint8_t *body, size_t len);
 
 /* ---- grpc_deadlines.c: our clock <-> gRPC's ---- */
 gpr_timespec dht_grpc_deadline_ts(int64_t deadline_ns);
@@ -122,15 +126,18 @@ void dht_grpc_ss_close_done(struct sstream *ss);
 /* ---- grpc_health.c ---- */
 void dht_grpc_serve_health(dht_grpc *g, scall *s);
 
-/* ---- grpc_config.c: the configuration fingerprint, Admin/Stats ---- */
+/* ---- grpc_config.c: the configuration check, Admin/Stats, Admin/Control ---- */
 /* The longest refusal text (the configuration line is cut to fit). */
 #define DHT_GRPC_REFUSAL_MAX 2048
-/* Whether a replica request carrying config may be served by g (always,
- * when g has no fingerprint); if not, why holds the FAILED_PRECONDITION
- * text for the caller and the refusal has been logged. */
-bool dht_grpc_config_ok(dht_grpc *g, grpc_call *call, int method, uint64_t config, char *why,
-                        size_t len);
+/* Whether a replica request stamped (config, view) may be served by g:
+ * the service's check_config when it has one, else g's fingerprint
+ * (always, when g has none).  If not, why holds the FAILED_PRECONDITION
+ * text for the caller and the refusal has been logged (call may be NULL:
+ * not logged, for the local replica's batches). */
+bool dht_grpc_config_ok(dht_grpc *g, grpc_call *call, int method, uint64_t config, uint64_t view,
+                        char *why, size_t len);
 void dht_grpc_serve_stats(dht_grpc *g, scall *s);
+void dht_grpc_serve_control(dht_grpc *g, scall *s);
 
 /* ---- grpc_tls.c: credentials and who may call what ---- */
 /* Copies tls's PEM text into g (nothing for NULL); -1 when out of memory. */

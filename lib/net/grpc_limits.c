@@ -6,9 +6,14 @@
 #include "net/codec.h"
 #include "net/grpc_internal.h"
 
-/* The largest request we accept: a batch of DHT_CODEC_BATCH_MAX items
- * (about 40 bytes each encoded; the codec refuses more than 64 each). */
-#define MAX_REQUEST_BYTES (DHT_CODEC_BATCH_MAX * 64)
+/* The largest batch: DHT_CODEC_BATCH_MAX items (about 40 bytes each
+ * encoded; the codec refuses more than 64 each). */
+#define MAX_BATCH_BYTES (DHT_CODEC_BATCH_MAX * 64)
+/* The largest request we accept: a control body (DHT_CONTROL_MAX) with
+ * room to spare, so that one a little over the limit reaches our code and
+ * is refused as such (INVALID_ARGUMENT) rather than by gRPC.  The other
+ * methods' decoders refuse far smaller messages of their own. */
+#define MAX_REQUEST_BYTES ((int)DHT_CONTROL_MAX + 64 * 1024)
 /* Concurrent calls on one connection: the load generator's 1,024 logical
  * clients on one channel, plus two batch streams per peer. */
 #define MAX_STREAMS_PER_CONNECTION (1024 + 2 * DHT_MAX_MEMBERS)
@@ -36,7 +41,7 @@ int dht_grpc_limit_args(grpc_arg *out, grpc_resource_quota **quota)
          * probing would grow it to megabytes, which gRPC then buffers for
          * a caller whose stream we stopped reading. */
         {GRPC_ARG_HTTP2_BDP_PROBE, 0},
-        {GRPC_ARG_HTTP2_STREAM_LOOKAHEAD_BYTES, MAX_REQUEST_BYTES},
+        {GRPC_ARG_HTTP2_STREAM_LOOKAHEAD_BYTES, MAX_BATCH_BYTES},
     };
     int n = 0;
     for (size_t i = 0; i < sizeof ints / sizeof ints[0]; i++)

@@ -2,9 +2,63 @@
  * a lost or silent connection and reconnect quickly, and the up/down state
  * of each peer that calls and streams report (logged, and passed on to
  * on_peer_state).  The server's side of keepalive (accepting our pings) is
- * with the server's arguments in grpc_server_calls.c. */
+ * with the server's arguments in grpc_server_calls.c.  Also peers added at
+ * runtime (add_peer), for membership changes. */
+#include <stdlib.h>
+#include <string.h>
+
 #include "base/log.h"
 #include "net/grpc_internal.h"
+
+char *dht_grpc_peer_norm(const char *addr)
+{
+    char norm[DHT_ADDR_MAX], err[128];
+    return strdup(dht_member_addr_normalise(addr, norm, sizeof norm, err, sizeof err) == 0 ? norm
+                                                                                          : addr);
+}
+
+/* A new peer gets what the initial ones got at start: its channel, with
+ * the same TLS credentials, and an up state; its queues exist already
+ * (struct dht_grpc).  Published by raising npeers last, so a sender that
+ * sees the new index finds everything in place. */
+int dht_grpc_add_peer(dht_transport *t, const char *addr)
+{
+    dht_grpc *g = (dht_grpc *)t;
+    char norm[DHT_ADDR_MAX], err[128];
+    if (addr == NULL ||
+        dht_member_addr_normalise(addr, norm, sizeof norm, err, sizeof err) != 0)
+        return -1;
+    pthread_mutex_lock(&g->peers_mu);
+    int n = g->base.npeers, found = -1;
+    for (int i = 0; i < n && found < 0; i++)
+        if (g->norms[i] != NULL && strcmp(g->norms[i], norm) == 0)
+            found = i;
+    if (found >= 0 || n >= DHT_MAX_MEMBERS || atomic_load(&g->stopping)) {
+        pthread_mutex_unlock(&g->peers_mu);
+        return found;
+    }
+    char *a = strdup(addr), *nm = strdup(norm);
+    dht_grpc_tls tls = {.cert_pem = g->tls_cert, .key_pem = g->tls_key, .ca_pem = g->tls_ca};
+    grpc_channel_credentials *creds = dht_grpc_channel_creds(g->tls_ca ? &tls : NULL);
+    grpc_channel *ch = a && nm && creds ? grpc_channel_create(addr, creds, dht_grpc_channel_args())
+                                        : NULL;
+    if (creds != NULL)
+        grpc_channel_credentials_release(creds);
+    if (ch == NULL) {
+        pthread_mutex_unlock(&g->peers_mu);
+        free(a);
+        free(nm);
+        return -1;
+    }
+    g->addrs[n] = a;
+    g->norms[n] = nm;
+    g->channels[n] = ch;
+    atomic_store(&g->peer_up[n], 1);
+    atomic_store(&g->base.npeers, n + 1); /* publishes the entries above */
+    pthread_mutex_unlock(&g->peers_mu);
+    DHT_INFO("peer %s added (index %d)", addr, n);
+    return n;
+}
 
 void dht_grpc_set_peer_state(dht_grpc *g, int peer, int up)
 {

@@ -2,9 +2,9 @@
  * methods), requesting calls on every worker's queue, answering them, and
  * dispatching each arrival: public KeyValue requests, unary replica
  * requests and unary Batch calls here; batch streams are handed to
- * grpc_stream_server.c, health checks to grpc_health.c and Admin/Stats to
- * grpc_config.c, which also checks each replica request's configuration
- * fingerprint. */
+ * grpc_stream_server.c, health checks to grpc_health.c and Admin/Stats and
+ * Admin/Control to grpc_config.c, which also checks each replica request's
+ * configuration stamp. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -105,7 +105,7 @@ void dht_grpc_respond(scall *s, const uint8_t *msg, size_t len, grpc_status_code
 /* Replies with m encoded, or INTERNAL if it cannot be encoded. */
 static void respond_msg(scall *s, const dht_msg *m, const char *details)
 {
-    grpc_byte_buffer *bb = dht_grpc_bb_encode(m, true, 0);
+    grpc_byte_buffer *bb = dht_grpc_bb_encode(m, true, 0, 0);
     if (bb == NULL)
         dht_grpc_respond(s, NULL, 0, GRPC_STATUS_INTERNAL, "reply too large or out of memory");
     else
@@ -138,7 +138,7 @@ typedef struct {
 static void batch_answered(void *arg)
 {
     batch_job *b = arg;
-    grpc_byte_buffer *bb = dht_grpc_bb_encode_batch(b->reps, b->n, 0, 0);
+    grpc_byte_buffer *bb = dht_grpc_bb_encode_batch(b->reps, b->n, 0, 0, 0);
     if (bb == NULL)
         dht_grpc_respond(b->s, NULL, 0, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
     else
@@ -155,15 +155,16 @@ static void serve_batch(dht_grpc *g, scall *s)
         return;
     }
     batch_job *b = calloc(1, sizeof *b);
-    uint64_t config = 0;
-    if (b == NULL || dht_grpc_bb_decode_batch(s->payload, &b->reqs, &b->n, NULL, &config) != 0) {
+    uint64_t config = 0, view = 0;
+    if (b == NULL ||
+        dht_grpc_bb_decode_batch(s->payload, &b->reqs, &b->n, NULL, &config, &view) != 0) {
         free(b);
         DHT_WARN("malformed batch request rejected");
         dht_grpc_respond(s, NULL, 0, GRPC_STATUS_INVALID_ARGUMENT, "malformed batch message");
         return;
     }
     char why[DHT_GRPC_REFUSAL_MAX];
-    if (!dht_grpc_config_ok(g, s->call, s->method, config, why, sizeof why)) {
+    if (!dht_grpc_config_ok(g, s->call, s->method, config, view, why, sizeof why)) {
         free(b->reqs);
         free(b);
         dht_grpc_respond(s, NULL, 0, GRPC_STATUS_FAILED_PRECONDITION, why);
@@ -224,6 +225,10 @@ void dht_grpc_server_call_arrived(scall *s, int success)
         dht_grpc_serve_stats(g, s);
         return;
     }
+    if (s->method == M_CONTROL) {
+        dht_grpc_serve_control(g, s);
+        return;
+    }
 
     if (s->payload == NULL) {
         /* No message: the caller cancelled or its deadline passed before
@@ -249,7 +254,7 @@ void dht_grpc_server_call_arrived(scall *s, int success)
         return;
     }
     char why[DHT_GRPC_REFUSAL_MAX];
-    if (!dht_grpc_config_ok(g, s->call, s->method, config, why, sizeof why)) {
+    if (!dht_grpc_config_ok(g, s->call, s->method, config, req.view, why, sizeof why)) {
         dht_grpc_respond(s, NULL, 0, GRPC_STATUS_FAILED_PRECONDITION, why);
         return;
     }
@@ -307,6 +312,8 @@ int dht_grpc_server_start(dht_grpc *g, const char *addr, char *err, size_t errle
         g->server, DHT_HEALTH_METHOD, NULL, GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER, 0);
     g->methods[M_STATS] = grpc_server_register_method(
         g->server, DHT_CODEC_STATS_METHOD, NULL, GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER, 0);
+    g->methods[M_CONTROL] = grpc_server_register_method(
+        g->server, DHT_CODEC_CONTROL_METHOD, NULL, GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER, 0);
     grpc_server_credentials *creds = dht_grpc_server_creds(g);
     int port = grpc_server_add_http2_port(g->server, addr, creds);
     grpc_server_credentials_release(creds);

@@ -40,6 +40,8 @@ const char *dht_grpc_method_path(int method)
         return DHT_CODEC_STREAM_METHOD;
     case M_STATS:
         return DHT_CODEC_STATS_METHOD;
+    case M_CONTROL:
+        return DHT_CODEC_CONTROL_METHOD;
     case M_HEALTH:
         return DHT_HEALTH_METHOD;
     default: {

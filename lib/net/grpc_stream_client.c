@@ -148,10 +148,12 @@ static void flush_failures_fire(dht_grpc *g, flush_failures *f)
 }
 
 /* Sends up to BATCH_MAX_ITEMS queued items as the next message of cs
- * (q->mu held, no send in flight, q->len > 0). */
+ * (q->mu held, no send in flight, q->len > 0): those at the front that
+ * share the first one's stamp, since a message carries one; the rest leave
+ * in the next message, in order. */
 static void cs_send_locked(peerq *q, cstream *cs, flush_failures *f)
 {
-    size_t n = q->len < BATCH_MAX_ITEMS ? q->len : BATCH_MAX_ITEMS;
+    size_t n = dht_grpc_stamp_run(cs->g, q->items, q->len, BATCH_MAX_ITEMS);
     qitem *items = malloc(n * sizeof *items);
     sbatch *sb = calloc(1, sizeof *sb);
     if (items == NULL || sb == NULL) {
@@ -173,7 +175,7 @@ static void cs_send_locked(peerq *q, cstream *cs, flush_failures *f)
     }
 
     *sb = (sbatch){NULL, ++cs->next_id, items, live, deadline, now};
-    grpc_byte_buffer *bb = dht_grpc_bb_encode_items(items, live, sb->id, cs->g->fingerprint);
+    grpc_byte_buffer *bb = dht_grpc_bb_encode_items(cs->g, items, live, sb->id);
     grpc_op op;
     memset(&op, 0, sizeof op);
     op.op = GRPC_OP_SEND_MESSAGE;
@@ -254,8 +256,11 @@ void dht_grpc_cs_recv_done(cstream *cs, int success)
     size_t n = 0;
     uint64_t id = 0;
     bool ok = false;
+    char refused[sizeof dht_grpc_tl_last_error];
+    refused[0] = '\0';
     if (success && cs->recv_bb != NULL) {
-        ok = dht_grpc_bb_decode_batch(cs->recv_bb, &reps, &n, &id, NULL) == 0;
+        ok = dht_grpc_bb_decode_batch_reply(cs->recv_bb, &reps, &n, &id, refused,
+                                            sizeof refused) == 0;
         grpc_byte_buffer_destroy(cs->recv_bb);
         cs->recv_bb = NULL;
         if (!ok) {
@@ -290,7 +295,15 @@ void dht_grpc_cs_recv_done(cstream *cs, int success)
         last = cs_unref_locked(cs);
     pthread_mutex_unlock(&q->mu);
 
-    if (sb != NULL) {
+    if (sb != NULL && refused[0] != '\0') {
+        /* The peer refused this message's stamp (and only it): its items
+         * fail with the reason; the stream carries on. */
+        DHT_DEBUG("batch of %zu to %s refused: %s", sb->n, g->addrs[cs->qi / 2], refused);
+        dht_grpc_set_peer_state(g, cs->qi / 2, 1);
+        dht_grpc_refuse_items_now(sb->items, sb->n, refused);
+        free(sb->items);
+        free(sb);
+    } else if (sb != NULL) {
         dht_status st = n == sb->n ? DHT_OK : DHT_ERR_REMOTE;
         DHT_DEBUG("batch of %zu to %s: %s in %.2f ms", sb->n, g->addrs[cs->qi / 2],
                   dht_status_name(st), (double)(dht_now_ns() - sb->started) / 1e6);

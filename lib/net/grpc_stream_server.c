@@ -145,12 +145,25 @@ static void ss_unlock_release(sstream *ss)
         ss_free(ss);
 }
 
+static void ss_queue_answer(sstream *ss, grpc_byte_buffer *bb);
+
 /* The service answered a streamed batch (on any thread). */
 static void ss_answered(void *arg)
 {
     sjob *j = arg;
     sstream *ss = j->ss;
-    grpc_byte_buffer *bb = dht_grpc_bb_encode_batch(j->reps, j->n, j->id, 0);
+    grpc_byte_buffer *bb = dht_grpc_bb_encode_batch(j->reps, j->n, j->id, 0, 0);
+    ss_queue_answer(ss, bb);
+    free(j->reqs);
+    free(j->reps);
+    free(j);
+}
+
+/* Queues bb (taken; NULL: could not be made) as the stream's next answer
+ * and pumps; ends the stream if it cannot.  Drops the reference of the
+ * batch being answered. */
+static void ss_queue_answer(sstream *ss, grpc_byte_buffer *bb)
+{
     reply_out *o = bb ? malloc(sizeof *o) : NULL;
     pthread_mutex_lock(&ss->mu);
     if (o != NULL && !ss->dead) {
@@ -175,9 +188,6 @@ static void ss_answered(void *arg)
     if (bb)
         grpc_byte_buffer_destroy(bb);
     free(o);
-    free(j->reqs);
-    free(j->reps);
-    free(j);
 }
 
 static bool ss_start_recv(sstream *ss)
@@ -202,22 +212,48 @@ static void ss_reading_done(sstream *ss)
         ss_free(ss);
 }
 
+/* A refused message of a sender that stamps views: answered by id with the
+ * reason (BatchReply.refused) instead of ending the stream, so that its
+ * other batches in flight, which may carry another stamp (the sender moved
+ * to a new view meanwhile), are still served and not failed with a reason
+ * that is not theirs. */
+static void ss_refuse_message(sstream *ss, uint64_t id, const char *why)
+{
+    pthread_mutex_lock(&ss->mu);
+    ss->jobs++;
+    ss->refs++;
+    pthread_mutex_unlock(&ss->mu);
+    size_t need = dht_codec_encode_batch_refusal(id, why, NULL, 0);
+    uint8_t *buf = malloc(need ? need : 1);
+    grpc_byte_buffer *bb = NULL;
+    if (buf != NULL) {
+        dht_codec_encode_batch_refusal(id, why, buf, need);
+        bb = dht_grpc_bb_from(buf, need);
+        free(buf);
+    }
+    ss_queue_answer(ss, bb);
+}
+
 void dht_grpc_ss_recv_done(sstream *ss, int success)
 {
     dht_grpc *g = ss->g;
     sjob *j = NULL;
-    bool more = false;
+    bool more = false, soft = false;
+    char why[DHT_GRPC_REFUSAL_MAX];
+    uint64_t refused_id = 0;
     if (success && ss->recv_bb != NULL) {
         j = calloc(1, sizeof *j);
-        uint64_t config = 0;
-        bool ok = j != NULL &&
-                  dht_grpc_bb_decode_batch(ss->recv_bb, &j->reqs, &j->n, &j->id, &config) == 0;
-        char why[DHT_GRPC_REFUSAL_MAX];
-        bool refused = ok && !dht_grpc_config_ok(g, ss->call, M_STREAM, config, why, sizeof why);
+        uint64_t config = 0, view = 0;
+        bool ok = j != NULL && dht_grpc_bb_decode_batch(ss->recv_bb, &j->reqs, &j->n, &j->id,
+                                                        &config, &view) == 0;
+        bool refused =
+            ok && !dht_grpc_config_ok(g, ss->call, M_STREAM, config, view, why, sizeof why);
         if (refused) {
             free(j->reqs);
             j->reqs = NULL;
             ok = false;
+            soft = view != 0;
+            refused_id = j->id;
         } else if (ok && (j->reps = calloc(j->n ? j->n : 1, sizeof *j->reps)) == NULL) {
             free(j->reqs);
             ok = false;
@@ -225,10 +261,13 @@ void dht_grpc_ss_recv_done(sstream *ss, int success)
         grpc_byte_buffer_destroy(ss->recv_bb);
         ss->recv_bb = NULL;
         if (refused) {
-            /* Another configuration: the stream ends, nothing of it served. */
             free(j);
             j = NULL;
-            grpc_call_cancel_with_status(ss->call, GRPC_STATUS_FAILED_PRECONDITION, why, NULL);
+            /* A sender without views (an old one, or a tool) learns it the
+             * way it always did: the stream ends, nothing of it served. */
+            if (!soft)
+                grpc_call_cancel_with_status(ss->call, GRPC_STATUS_FAILED_PRECONDITION, why,
+                                             NULL);
         } else if (!ok) {
             bool oom = j == NULL || j->reqs != NULL;
             free(j);
@@ -247,21 +286,25 @@ void dht_grpc_ss_recv_done(sstream *ss, int success)
         grpc_byte_buffer_destroy(ss->recv_bb);
         ss->recv_bb = NULL;
     }
-    if (!more) {
+    if (!more && !soft) {
         ss_reading_done(ss);
         return;
     }
-    pthread_mutex_lock(&ss->mu);
-    ss->jobs++;
-    ss->refs++;
-    pthread_mutex_unlock(&ss->mu);
-    DHT_DEBUG("streamed batch of %zu replica requests", j->n);
-    if (g->svc.replica_batch) {
-        g->svc.replica_batch(g->svc.arg, j->reqs, j->reps, j->n, ss_answered, j);
+    if (soft) {
+        ss_refuse_message(ss, refused_id, why);
     } else {
-        for (size_t i = 0; i < j->n; i++)
-            g->svc.replica(g->svc.arg, &j->reqs[i], &j->reps[i]);
-        ss_answered(j);
+        pthread_mutex_lock(&ss->mu);
+        ss->jobs++;
+        ss->refs++;
+        pthread_mutex_unlock(&ss->mu);
+        DHT_DEBUG("streamed batch of %zu replica requests", j->n);
+        if (g->svc.replica_batch) {
+            g->svc.replica_batch(g->svc.arg, j->reqs, j->reps, j->n, ss_answered, j);
+        } else {
+            for (size_t i = 0; i < j->n; i++)
+                g->svc.replica(g->svc.arg, &j->reqs[i], &j->reps[i]);
+            ss_answered(j);
+        }
     }
     pthread_mutex_lock(&ss->mu);
     bool pause = ss->jobs + ss->nout >= SS_MAX_BACKLOG && !ss->dead;

@@ -3,7 +3,8 @@
  * dispatched (dht_grpc_server_call_arrived).
  *
  * The server asks for a client certificate but does not require one at the
- * handshake: KeyValue, Admin/Stats and health stay open to any TLS client,
+ * handshake: KeyValue, Admin/Stats and health stay open to any TLS client
+ * (Admin/Control, which changes the cluster, needs the peer role),
  * so the decision has to be per method, on the call's auth context.  A certificate
  * that is presented is verified against the cluster CA during the
  * handshake, so a certificate of another CA never gets as far as a call.
@@ -158,6 +159,7 @@ static need method_needs(const dht_grpc *g, int method)
     case DHT_MSG_GET:
     case M_STATS: /* read-only: open like KeyValue */
         return g->client_cert_auth ? NEED_CERT : NEED_NOTHING;
+    case M_CONTROL: /* changes the cluster: members only, like dht.Replica */
     default: /* dht.Replica, and anything added later until it says otherwise */
         return NEED_PEER_ROLE;
     }
@@ -194,8 +196,11 @@ bool dht_grpc_call_allowed(dht_grpc *g, scall *s)
         return false;
     }
     if (n == NEED_PEER_ROLE && !member) {
-        const char *why = "dht.Replica is for members: the certificate lacks the URI SAN "
-                          DHT_TLS_PEER_ROLE;
+        const char *why = s->method == M_CONTROL
+                              ? "dht.Admin/Control is for members: the certificate lacks the "
+                                "URI SAN " DHT_TLS_PEER_ROLE
+                              : "dht.Replica is for members: the certificate lacks the URI SAN "
+                                DHT_TLS_PEER_ROLE;
         dht_grpc_log_refusal(s->call, s->method, why);
         dht_grpc_respond(s, NULL, 0, GRPC_STATUS_PERMISSION_DENIED, why);
         return false;

@@ -86,13 +86,20 @@ static const char *grpc_last_error(dht_transport *t)
     return dht_grpc_tl_last_error;
 }
 
-static const dht_transport_ops grpc_ops = {dht_grpc_send,   grpc_after,  grpc_now,
-                                           grpc_after_cancelable, grpc_cancel,
-                                           grpc_last_error};
+static const dht_transport_ops grpc_ops = {
+    .send = dht_grpc_send,
+    .after = grpc_after,
+    .now = grpc_now,
+    .after_cancelable = grpc_after_cancelable,
+    .cancel = grpc_cancel,
+    .last_error = grpc_last_error,
+    .add_peer = dht_grpc_add_peer,
+    .control = dht_grpc_control,
+};
 
 static void free_queues(dht_grpc *g)
 {
-    for (int i = 0; g->queues != NULL && i < 2 * g->base.npeers; i++) {
+    for (int i = 0; g->queues != NULL && i < 2 * DHT_MAX_MEMBERS; i++) {
         pthread_mutex_destroy(&g->queues[i].mu);
         free(g->queues[i].items);
     }
@@ -104,6 +111,9 @@ static void free_queues(dht_grpc *g)
  * then g itself and this start's reference on gRPC. */
 static void free_instance(dht_grpc *g)
 {
+    for (int i = 0; g->norms != NULL && i < DHT_MAX_MEMBERS; i++)
+        free(g->norms[i]);
+    free(g->norms);
     free(g->addrs);
     free(g->channels);
     free((void *)g->peer_up);
@@ -113,6 +123,7 @@ static void free_instance(dht_grpc *g)
     dht_grpc_tls_drop(g);
     pthread_mutex_destroy(&g->lmu);
     pthread_mutex_destroy(&g->raw_mu);
+    pthread_mutex_destroy(&g->peers_mu);
     pthread_cond_destroy(&g->lcv);
     free(g);
     grpc_shutdown();
@@ -148,6 +159,7 @@ int dht_grpc_start(const dht_grpc_config *cfg, dht_grpc **out, char *err, size_t
                   : -1;
     pthread_mutex_init(&g->lmu, NULL);
     pthread_mutex_init(&g->raw_mu, NULL);
+    pthread_mutex_init(&g->peers_mu, NULL);
     pthread_cond_init(&g->lcv, NULL);
     g->serving = cfg->serving;
     g->serving_arg = cfg->serving_arg;
@@ -159,15 +171,19 @@ int dht_grpc_start(const dht_grpc_config *cfg, dht_grpc **out, char *err, size_t
     atomic_init(&g->rr, 0);
     g->shutdown_tag.kind = TAG_SHUTDOWN;
 
-    g->addrs = calloc((size_t)cfg->npeers + 1, sizeof *g->addrs);
-    g->channels = calloc((size_t)cfg->npeers + 1, sizeof *g->channels);
-    g->peer_up = calloc((size_t)cfg->npeers + 1, sizeof *g->peer_up);
-    g->queues = calloc(2 * (size_t)cfg->npeers + 1, sizeof *g->queues);
-    for (int i = 0; g->queues != NULL && i < 2 * cfg->npeers; i++)
+    /* Room for every peer add_peer may add (see struct dht_grpc): a few
+     * kilobytes, against moving arrays under concurrent senders. */
+    g->addrs = calloc(DHT_MAX_MEMBERS, sizeof *g->addrs);
+    g->norms = calloc(DHT_MAX_MEMBERS, sizeof *g->norms);
+    g->channels = calloc(DHT_MAX_MEMBERS, sizeof *g->channels);
+    g->peer_up = calloc(DHT_MAX_MEMBERS, sizeof *g->peer_up);
+    g->queues = calloc(2 * DHT_MAX_MEMBERS, sizeof *g->queues);
+    for (int i = 0; g->queues != NULL && i < 2 * DHT_MAX_MEMBERS; i++)
         pthread_mutex_init(&g->queues[i].mu, NULL);
     g->workers = calloc((size_t)g->nworkers, sizeof *g->workers);
     g->config_line = cfg->config_line ? strdup(cfg->config_line) : NULL;
-    if (g->addrs == NULL || g->channels == NULL || g->peer_up == NULL || g->queues == NULL ||
+    if (g->addrs == NULL || g->norms == NULL || g->channels == NULL || g->peer_up == NULL ||
+        g->queues == NULL ||
         g->workers == NULL || (cfg->config_line && g->config_line == NULL) ||
         dht_grpc_tls_keep(g, cfg->tls) != 0) {
         snprintf(err, errlen, "out of memory");
@@ -177,6 +193,7 @@ int dht_grpc_start(const dht_grpc_config *cfg, dht_grpc **out, char *err, size_t
     grpc_channel_credentials *creds = dht_grpc_channel_creds(cfg->tls);
     for (int i = 0; i < cfg->npeers; i++) {
         g->addrs[i] = strdup(cfg->peers[i]);
+        g->norms[i] = dht_grpc_peer_norm(cfg->peers[i]);
         g->channels[i] = grpc_channel_create(cfg->peers[i], creds, dht_grpc_channel_args());
         atomic_init(&g->peer_up[i], 1);
     }
@@ -209,8 +226,8 @@ int dht_grpc_start(const dht_grpc_config *cfg, dht_grpc **out, char *err, size_t
     }
     for (int i = 0; i < g->nworkers; i++)
         pthread_create(&g->workers[i].thread, NULL, dht_grpc_worker_main, &g->workers[i]);
-    if (g->base.npeers > 0)
-        dht_timers_add(g->timers, SWEEP_NS, dht_grpc_sweep_queues, g);
+    /* Also without peers yet: add_peer may bring some. */
+    dht_timers_add(g->timers, SWEEP_NS, dht_grpc_sweep_queues, g);
     if (g->self >= 0 && dht_grpc_local_start(g) != 0)
         g->self = -1; /* no thread: the local replica is reached over gRPC */
     *out = g;
@@ -246,7 +263,11 @@ void dht_grpc_stop(dht_grpc *g)
     dht_timers_stop(g->timers);
     if (g->server)
         grpc_server_destroy(g->server);
-    for (int i = 0; i < g->base.npeers; i++) {
+    /* Final once read under the lock: add_peer refuses once stopping. */
+    pthread_mutex_lock(&g->peers_mu);
+    int npeers = g->base.npeers;
+    pthread_mutex_unlock(&g->peers_mu);
+    for (int i = 0; i < npeers; i++) {
         grpc_channel_destroy(g->channels[i]);
         free(g->addrs[i]);
     }

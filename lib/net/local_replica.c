@@ -38,6 +38,32 @@ static void local_done(void *arg)
     atomic_fetch_sub(&g->inflight, 1);
 }
 
+/* Hands j to the service, unless the service refuses its stamp (the one
+ * check a remote peer's batch passes too, so that the local replica judges
+ * its own coordinator's requests like anyone's): then its items fail with
+ * the reason, on this thread, which is outside any send(). */
+static void local_run(dht_grpc *g, local_job *j)
+{
+    if (g->svc.check_config != NULL && j->n > 0) {
+        char why[512];
+        why[0] = '\0';
+        if (g->svc.check_config(g->svc.arg, j->reqs[0].config, j->reqs[0].view, why,
+                                sizeof why) != 0) {
+            why[sizeof why - 1] = '\0';
+            dht_grpc_refuse_items_now(j->items, j->n, why[0] ? why : "configuration refused");
+            int qi = j->qi;
+            free(j->items);
+            free(j->reqs);
+            free(j->reps);
+            free(j);
+            dht_grpc_batch_slot_done(g, qi);
+            atomic_fetch_sub(&g->inflight, 1);
+            return;
+        }
+    }
+    g->svc.replica_batch(g->svc.arg, j->reqs, j->reps, j->n, local_done, j);
+}
+
 static void *local_main(void *arg)
 {
     dht_grpc *g = arg;
@@ -53,7 +79,7 @@ static void *local_main(void *arg)
         if (g->lhead == NULL)
             g->ltail = NULL;
         pthread_mutex_unlock(&g->lmu);
-        g->svc.replica_batch(g->svc.arg, j->reqs, j->reps, j->n, local_done, j);
+        local_run(g, j);
         pthread_mutex_lock(&g->lmu);
     }
     pthread_mutex_unlock(&g->lmu);
@@ -75,8 +101,14 @@ bool dht_grpc_send_local(dht_grpc *g, int qi, qitem *items, size_t n)
         free(j);
         return false;
     }
-    for (size_t i = 0; i < n; i++)
+    /* The stamp as a remote replica would receive it (the items share one:
+     * take_batch). */
+    wire_stamp st = dht_grpc_stamp_of(g, &items[0].req);
+    for (size_t i = 0; i < n; i++) {
         j->reqs[i] = items[i].req;
+        j->reqs[i].config = st.config;
+        j->reqs[i].view = st.view;
+    }
     j->g = g;
     j->qi = qi;
     j->items = items;
@@ -112,7 +144,7 @@ void dht_grpc_local_run_next(worker *w)
         w->lhead = j->next;
         if (w->lhead == NULL)
             w->ltail = NULL;
-        g->svc.replica_batch(g->svc.arg, j->reqs, j->reps, j->n, local_done, j);
+        local_run(g, j);
     }
 }
 

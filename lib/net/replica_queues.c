@@ -3,6 +3,7 @@
  * (remote peers) or to a batch for the local replica, and their items are
  * answered or failed here.  No gRPC here: the queues only decide what
  * leaves when; grpc_stream_client.c and grpc_client_calls.c send it. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -28,6 +29,14 @@ void dht_grpc_fail_items_now(qitem *items, size_t n, dht_status st)
 {
     for (size_t i = 0; i < n; i++)
         items[i].cb(items[i].arg, st, NULL);
+}
+
+void dht_grpc_refuse_items_now(qitem *items, size_t n, const char *why)
+{
+    snprintf(dht_grpc_tl_last_error, sizeof dht_grpc_tl_last_error, "FAILED_PRECONDITION: %s",
+             why);
+    dht_grpc_fail_items_now(items, n, DHT_ERR_REMOTE);
+    dht_grpc_tl_last_error[0] = '\0';
 }
 
 static void fail_items_cb(void *arg)
@@ -87,13 +96,14 @@ static int queue_of(int peer, dht_msg_type t)
     return 2 * peer + (t == DHT_MSG_WRITE);
 }
 
-/* Takes up to BATCH_MAX_ITEMS queued items of peer when a batch slot is
- * free (q->mu held); returns how many, with the array in *out. */
-static size_t take_batch(peerq *q, qitem **out)
+/* Takes up to BATCH_MAX_ITEMS queued items of peer, all of the first
+ * one's stamp, when a batch slot is free (q->mu held); returns how many,
+ * with the array in *out. */
+static size_t take_batch(const dht_grpc *g, peerq *q, qitem **out)
 {
     if (q->len == 0 || q->inflight >= BATCH_INFLIGHT)
         return 0;
-    size_t n = q->len < BATCH_MAX_ITEMS ? q->len : BATCH_MAX_ITEMS;
+    size_t n = dht_grpc_stamp_run(g, q->items, q->len, BATCH_MAX_ITEMS);
     qitem *items = malloc(n * sizeof *items);
     if (items == NULL)
         return 0;
@@ -112,12 +122,20 @@ void dht_grpc_flush_queue(dht_grpc *g, int qi)
         return;
     }
     peerq *q = &g->queues[qi];
-    qitem *items;
-    pthread_mutex_lock(&q->mu);
-    size_t n = take_batch(q, &items);
-    pthread_mutex_unlock(&q->mu);
-    if (n > 0)
-        dht_grpc_send_batch(g, qi, items, n);
+    for (;;) {
+        qitem *items;
+        pthread_mutex_lock(&q->mu);
+        size_t n = take_batch(g, q, &items);
+        /* A batch cut short by a change of stamp does not hold back the
+         * next stamp's items until it is answered: they take the next free
+         * slot now, as they would have shared the batch. */
+        bool again = n > 0 && n < BATCH_MAX_ITEMS && q->len > 0;
+        pthread_mutex_unlock(&q->mu);
+        if (n > 0)
+            dht_grpc_send_batch(g, qi, items, n);
+        if (!again)
+            return;
+    }
 }
 
 int dht_grpc_enqueue(dht_grpc *g, int peer, const dht_msg *req, int64_t deadline,

@@ -21,10 +21,10 @@ typedef struct dht_grpc dht_grpc;
 
 /* TLS (grpc_tls.c), PEM text the caller has loaded.  With it the server
  * accepts only TLS and asks callers for an optional certificate it
- * verifies against ca_pem; the dht.Replica service then answers only a
- * caller whose certificate carries the peer role (the URI SAN
- * DHT_TLS_PEER_ROLE), and KeyValue and Admin (read-only Stats) any TLS
- * caller, or, with client_cert_auth, any caller with a certificate of
+ * verifies against ca_pem; the dht.Replica service and dht.Admin/Control
+ * then answer only a caller whose certificate carries the peer role (the
+ * URI SAN DHT_TLS_PEER_ROLE), and KeyValue and Admin/Stats (read-only) any
+ * TLS caller, or, with client_cert_auth, any caller with a certificate of
  * ca_pem.  Outgoing
  * channels verify the peer's certificate against ca_pem and its name
  * against the host they dial, and present cert_pem when given. */
@@ -53,17 +53,20 @@ typedef struct dht_grpc_config {
     void *peer_state_arg;
     const dht_grpc_tls *tls;  /* NULL: plaintext, every caller trusted; copied */
     /* The configuration (protocol/membership.h): its fingerprint, which
-     * every replica request this transport sends carries (unary, batch and
-     * each stream message), and its canonical line, for the refusal text.
-     * The server refuses every replica request whose fingerprint is not
-     * this one with FAILED_PRECONDITION, changing nothing; 0: no check
-     * (and requests carry none).  config_line may be NULL; copied. */
+     * every replica request this transport sends without a stamp of its
+     * own (dht_msg.config 0) carries, with view 0 (unary, batch and each
+     * stream message), and its canonical line, for the refusal text.
+     * Unless the service has check_config (which then decides alone), the
+     * server refuses every replica request whose fingerprint is not this
+     * one with FAILED_PRECONDITION, changing nothing; 0: no check (and
+     * such requests carry none).  config_line may be NULL; copied. */
     uint64_t fingerprint;
     const char *config_line;
 } dht_grpc_config;
 
 /* Starts the transport (and server, if listen_addr is set).  On failure
- * returns -1 with a one-line reason in err. */
+ * returns -1 with a one-line reason in err.  npeers may be 0: the
+ * transport's add_peer adds peers later (up to DHT_MAX_MEMBERS). */
 int dht_grpc_start(const dht_grpc_config *cfg, dht_grpc **out, char *err, size_t errlen);
 
 dht_transport *dht_grpc_transport(dht_grpc *g);

@@ -46,9 +46,24 @@ typedef enum {
     TAG_SS_CLOSE
 } tag_kind;
 
-/* Server methods: the dht_msg types plus health, the two batch methods and
- * Admin/Stats; 0 is the generic slot that catches unknown methods. */
-enum { M_GENERIC = 0, M_HEALTH = DHT_MSG_TYPE_MAX, M_BATCH, M_STREAM, M_STATS, M_COUNT };
+/* Server methods: the dht_msg types plus health, the two batch methods,
+ * Admin/Stats and Admin/Control; 0 is the generic slot that catches
+ * unknown methods. */
+enum {
+    M_GENERIC = 0,
+    M_HEALTH = DHT_MSG_TYPE_MAX,
+    M_BATCH,
+    M_STREAM,
+    M_STATS,
+    M_CONTROL,
+    M_COUNT
+};
+
+/* The per-thread text of the last failed call's status ("STATUS: details"),
+ * which the transport's last_error returns during a callback on that
+ * thread (grpc_status.c); here because the parts without gRPC fail items
+ * with a reason too (a refused local batch). */
+extern _Thread_local char dht_grpc_tl_last_error[256];
 
 /* Replica requests waiting for a batch call to their peer. */
 typedef struct {
@@ -104,10 +119,17 @@ struct dht_grpc {
     dht_transport base; /* first: dht_transport* <-> dht_grpc* */
     int nworkers;
     worker *workers;
+    /* Per peer, sized for DHT_MAX_MEMBERS at start so that add_peer never
+     * moves what concurrent senders read: entries below base.npeers are
+     * set once and never change; add_peer fills the next one under
+     * peers_mu and only then raises base.npeers.  addrs and norms (the
+     * normalised address, for add_peer's comparison) are owned strings. */
     char **addrs;
+    char **norms;
     struct grpc_channel **channels;
     atomic_int *peer_up;
-    peerq *queues; /* two per peer: see queue_of */
+    peerq *queues; /* two per peer: see queue_of; every mutex initialised */
+    pthread_mutex_t peers_mu;
     atomic_uint rr;
     struct grpc_server *server;
     void *methods[M_COUNT];
@@ -149,6 +171,36 @@ struct dht_grpc {
     dht_timers *timers;
 };
 
+/* The stamp a replica request travels with (protocol/transport.h): its own
+ * when it has a config, else the transport's static fingerprint and view
+ * 0.  One wire message carries one stamp. */
+typedef struct {
+    uint64_t config, view;
+} wire_stamp;
+
+static inline wire_stamp dht_grpc_stamp_of(const dht_grpc *g, const dht_msg *m)
+{
+    return m->config != 0 ? (wire_stamp){m->config, m->view} : (wire_stamp){g->fingerprint, 0};
+}
+
+/* How many of items (at most max, at least 1 when n > 0) share the first
+ * one's stamp: the longest run that may leave in one message. */
+static inline size_t dht_grpc_stamp_run(const dht_grpc *g, const qitem *items, size_t n,
+                                        size_t max)
+{
+    if (n == 0)
+        return 0;
+    wire_stamp first = dht_grpc_stamp_of(g, &items[0].req);
+    size_t k = 1;
+    while (k < n && k < max) {
+        wire_stamp s = dht_grpc_stamp_of(g, &items[k].req);
+        if (s.config != first.config || s.view != first.view)
+            break;
+        k++;
+    }
+    return k;
+}
+
 /* The worker running on this thread, if any (set by dht_grpc_worker_main). */
 extern _Thread_local worker *dht_grpc_tl_worker;
 
@@ -164,6 +216,9 @@ void dht_grpc_flush_queue(dht_grpc *g, int qi);
 void dht_grpc_batch_slot_done(dht_grpc *g, int qi);
 void dht_grpc_fail_items_now(qitem *items, size_t n, dht_status st);
 void dht_grpc_fail_items_later(dht_grpc *g, qitem *items, size_t n, dht_status st);
+/* Fails items now with DHT_ERR_REMOTE and "FAILED_PRECONDITION: why" as
+ * last_error during their callbacks (a refused stamp). */
+void dht_grpc_refuse_items_now(qitem *items, size_t n, const char *why);
 void dht_grpc_answer_items(qitem *items, size_t n, dht_status st, dht_msg *reps);
 
 /* ---- cork.c: corking on worker threads ---- */
@@ -182,12 +237,19 @@ size_t dht_grpc_split_expired(qitem *items, size_t n, int64_t horizon, qitem **e
                               size_t *nexp, int64_t *deadline);
 void dht_grpc_sweep_queues(void *arg);
 
-/* ---- grpc_peers.c: peer reachability ---- */
+/* ---- grpc_peers.c: peer reachability, peers added at runtime ---- */
 void dht_grpc_set_peer_state(dht_grpc *g, int peer, int up);
+int dht_grpc_add_peer(dht_transport *t, const char *addr);
+/* addr normalised (protocol/membership.h), malloc'd; addr as given when it
+ * does not normalise (a name add_peer then matches only as written);
+ * NULL when out of memory. */
+char *dht_grpc_peer_norm(const char *addr);
 
 /* ---- grpc_client_calls.c: the calls we make ---- */
 int dht_grpc_send(dht_transport *t, int peer, const dht_msg *req, int64_t deadline_ns,
                   dht_reply_cb cb, void *arg);
+int dht_grpc_control(dht_transport *t, int peer, const uint8_t *req, size_t len,
+                     int64_t deadline_ns, dht_control_cb cb, void *arg);
 void dht_grpc_send_batch(dht_grpc *g, int qi, qitem *items, size_t n);
 
 /* ---- grpc_stream_client.c: batch streams to remote peers ---- */

@@ -2,6 +2,7 @@
  * the binaries only start and stop it. */
 #include "node/node.h"
 
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -9,17 +10,36 @@
 
 #include "base/log.h"
 #include "base/util.h"
+#include "protocol/transfer.h"
 
+/* Which keys a member stores under a view: those of either configuration
+ * while it changes; with transfer, only those of the partitions the change
+ * gives it (what a change's copy asks for, transfer.h). */
 typedef struct {
-    const dht_membership *m;
+    const dht_view *v;
     int member;
+    bool transfer;
 } member_keys;
 
 static bool stored_by(void *arg, int64_t key)
 {
     const member_keys *f = arg;
-    return dht_membership_stores(f->m, f->member, key);
+    if (f->transfer)
+        return dht_transfer_wants(f->v, f->member, dht_partition_of(key));
+    const dht_membership *next = dht_view_next(f->v);
+    return dht_membership_stores(dht_view_current(f->v), f->member, key) ||
+           (next != NULL && dht_membership_stores(next, f->member, key));
 }
+
+/* A view the node no longer runs on: request handlers may still read it
+ * without a reference (the hot path takes none), so it is freed only a
+ * while later, when no handler can still be inside. */
+typedef struct retired_view {
+    struct retired_view *next;
+    dht_view *v;
+    int64_t at;
+} retired_view;
+#define VIEW_GRACE_NS (60 * DHT_NS_PER_SEC)
 
 struct dht_node {
     dht_node_config cfg;
@@ -29,11 +49,42 @@ struct dht_node {
     dht_recovery *_Atomic recovery;    /* likewise */
     uint64_t incarnation;              /* random, drawn per process start */
     _Atomic uint64_t cluster_id;       /* the data directory's, at start */
+    dht_reconfig *rc;                  /* membership changes; NULL before start */
+    /* The view the node runs on (a reference), read without one by
+     * request handlers; old ones wait in retired (view_mu). */
+    dht_view *_Atomic view;
+    pthread_mutex_t view_mu;
+    retired_view *retired;
+    _Atomic bool removed;
+    int self;
+    /* The view recovery runs on (a reference; NULL while it has none), and
+     * recoveries of earlier configurations, stopped, freed with the node
+     * (a step of theirs may still be in flight). */
+    dht_view *recovery_view;
+    struct old_recovery {
+        struct old_recovery *next;
+        dht_recovery *rec;
+        dht_view *view;
+    } *old_recoveries;
     /* The keys this node stores, as the replica's owner filter. */
     member_keys own;
-    /* For Stats: members' normalised addresses, sorted; owned. */
-    const char **sorted;
+    /* For Stats: the members' normalised addresses, sorted, of the view it
+     * was made for (stats_view, a reference); rebuilt on a change. */
+    const char **sorted, **next_sorted;
+    int nsorted, nnext;
+    dht_view *stats_view;
 };
+
+/* The replica's owner filter: the keys of the view now. */
+static bool own_key(void *arg, int64_t key)
+{
+    dht_node *n = arg;
+    dht_view *v = atomic_load(&n->view);
+    if (v == NULL || atomic_load(&n->removed))
+        return false;
+    member_keys f = {v, n->self, false};
+    return stored_by(&f, key);
+}
 
 /* ---- public service: the coordinator acts for the caller --------------------- */
 
@@ -76,8 +127,11 @@ static void on_public(void *arg, const dht_msg *req, int64_t deadline_ns, dht_do
 {
     dht_node *n = arg;
     dht_coord *coord = atomic_load(&n->coord);
-    if (coord == NULL) {
-        done(done_arg, DHT_ERR_UNAVAILABLE, NULL, "node is starting");
+    if (coord == NULL || atomic_load(&n->removed)) {
+        done(done_arg, DHT_ERR_UNAVAILABLE, NULL,
+             atomic_load(&n->removed) ? "this node was removed from the cluster"
+             : n->cfg.joining        ? "this node is joining the cluster and is not a member yet"
+                                     : "node is starting");
         return;
     }
     public_call *p = malloc(sizeof *p);
@@ -104,21 +158,32 @@ static void on_public(void *arg, const dht_msg *req, int64_t deadline_ns, dht_do
 static void on_scan(dht_node *n, const dht_msg *req, dht_msg *reply)
 {
     dht_recovery *rec = atomic_load(&n->recovery);
-    member_keys f = {n->cfg.members, dht_membership_find_id(n->cfg.members, req->member)};
-    if (req->member != 0 && f.member < 0) {
+    dht_view *v = atomic_load(&n->view);
+    if (v == NULL || (req->transfer && (!dht_view_joint(v) || req->view != dht_view_number(v)))) {
+        reply->type = DHT_MSG_SCAN; /* no view, or another change: ok=false, nothing */
+        return;
+    }
+    const dht_membership *cur = dht_view_current(v), *next = dht_view_next(v);
+    int asker = dht_membership_find_id(next ? next : cur, req->member);
+    if (asker < 0)
+        asker = dht_membership_find_id(cur, req->member);
+    member_keys f = {v, asker, req->transfer};
+    if ((req->member != 0 || req->transfer) && asker < 0) {
         reply->type = DHT_MSG_SCAN; /* not a member: ok=false, nothing */
         return;
     }
     dht_replica_handle_scan(n->cfg.replica, req, reply, req->member ? stored_by : NULL, &f);
     if (f.member >= 0 && reply->recovering) {
-        /* For the asker, only the partitions both store matter: a peer
-         * still recovering partitions it does not share is a complete
-         * source for it. */
+        /* For the asker, only the partitions both store matter (for a
+         * copy: those it copies, which we store under the old
+         * configuration): a peer still recovering partitions it does not
+         * share is a complete source for it. */
         reply->recovering = false;
-        int self = dht_membership_self(n->cfg.members);
         for (uint32_t part = 0; part < DHT_PARTITIONS && !reply->recovering; part++) {
-            const dht_peerset *set = dht_membership_partition_replicas(n->cfg.members, part);
-            reply->recovering = dht_peerset_has(set, f.member) && dht_peerset_has(set, self) &&
+            const dht_peerset *set = dht_membership_partition_replicas(cur, part);
+            bool shared = req->transfer ? dht_transfer_wants(v, f.member, part)
+                                        : dht_peerset_has(set, f.member);
+            reply->recovering = shared && dht_peerset_has(set, n->self) &&
                                 dht_replica_partition_recovering(n->cfg.replica, part);
         }
     }
@@ -139,27 +204,60 @@ static void on_replica(void *arg, const dht_msg *req, dht_msg *reply)
 static void on_stats(void *arg, dht_stats *out)
 {
     dht_node *n = arg;
-    const dht_membership *m = n->cfg.members;
     dht_recovery *rec = atomic_load(&n->recovery);
-    int self = dht_membership_self(m);
+    pthread_mutex_lock(&n->view_mu);
+    dht_view *v = n->stats_view;
+    const dht_membership *m = v ? dht_view_current(v) : n->cfg.members;
+    const dht_membership *next = v ? dht_view_next(v) : NULL;
+    int self = n->self;
+    int parts = dht_membership_partition_count(m, self) +
+                (next ? dht_membership_partition_count(next, self) : 0);
+    if (next != NULL) /* partitions in both count once */
+        for (uint32_t part = 0; part < DHT_PARTITIONS; part++)
+            parts -= dht_peerset_has(dht_membership_partition_replicas(m, part), self) &&
+                     dht_peerset_has(dht_membership_partition_replicas(next, part), self);
     *out = (dht_stats){
-        .self = dht_membership_norm(m, self),
+        .self = dht_membership_norm(n->cfg.members, dht_membership_self(n->cfg.members)),
         .members = n->sorted,
-        .nmembers = dht_membership_size(m),
+        .nmembers = n->nsorted,
         .replicas = dht_membership_replica_count(m),
-        .fingerprint = dht_membership_fingerprint(m),
+        .fingerprint = v ? dht_view_fingerprint(v) : dht_membership_fingerprint(m),
         .cluster_id = rec ? dht_recovery_cluster_id(rec) : atomic_load(&n->cluster_id),
         .keys = dht_replica_size(n->cfg.replica),
-        .partitions = dht_membership_partition_count(m, self),
+        .partitions = parts,
         .partitions_recovering = rec ? dht_recovery_partitions_pending(rec)
-                                     : dht_membership_partition_count(m, self),
+                                     : dht_replica_recovering(n->cfg.replica) ? parts : 0,
         .log_bytes = n->cfg.log_bytes ? n->cfg.log_bytes(n->cfg.storage_arg) : -1,
+        .epoch = v ? dht_view_epoch(v) : 0,
+        .view = v ? dht_view_number(v) : 0,
+        .next_members = n->next_sorted,
+        .nnext = n->nnext,
+        .next_replicas = next ? dht_membership_replica_count(next) : 0,
+        .removed = atomic_load(&n->removed),
     };
+    pthread_mutex_unlock(&n->view_mu);
 }
 
 static int cmp_str(const void *a, const void *b)
 {
     return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* The members of m, normalised and sorted (pointers into m); NULL when m
+ * has none or memory is short. */
+static const char **sorted_members(const dht_membership *m, int *count)
+{
+    *count = 0;
+    if (m == NULL)
+        return NULL;
+    const char **out = malloc((size_t)dht_membership_size(m) * sizeof *out + 1);
+    if (out == NULL)
+        return NULL;
+    for (int p = 0; p < dht_membership_size(m); p++)
+        if (dht_membership_is_member(m, p))
+            out[(*count)++] = dht_membership_norm(m, p);
+    qsort(out, (size_t)*count, sizeof *out, cmp_str);
+    return out;
 }
 
 /* Batches with writes go to group commit (no fsync on a transport
@@ -209,6 +307,195 @@ static void on_ready(void *arg, const char *why)
     DHT_INFO("serving reads (%s)", why);
 }
 
+static void stamp(void *arg, dht_msg *m)
+{
+    dht_node *n = arg;
+    if (n->rc != NULL)
+        dht_reconfig_stamp(n->rc, m);
+}
+
+static int start_recovery(dht_node *n, dht_view *v)
+{
+    dht_recovery_config rc = n->cfg.recovery;
+    rc.members = dht_view_current(v);
+    rc.install = install;
+    rc.on_ready = on_ready;
+    rc.set_cluster_id = set_cluster_id;
+    rc.cluster_id = atomic_load(&n->cluster_id);
+    if (n->cfg.cluster_id != NULL && n->cfg.cluster_id(n->cfg.storage_arg) != 0)
+        rc.cluster_id = n->cfg.cluster_id(n->cfg.storage_arg);
+    rc.incarnation = n->incarnation;
+    rc.stamp = stamp;
+    rc.arg = n;
+    n->recovery_view = dht_view_ref(v);
+    dht_recovery *rec = dht_recovery_start(n->t, n->cfg.replica, &rc);
+    if (rec == NULL) {
+        dht_view_unref(n->recovery_view);
+        n->recovery_view = NULL;
+        return -1;
+    }
+    atomic_store(&n->recovery, rec);
+    return 0;
+}
+
+/* ---- membership changes' hooks --------------------------------------------------- */
+
+static void free_retired(retired_view *r)
+{
+    dht_view_unref(r->v);
+    free(r);
+}
+
+/* A replica refused a request outright: perhaps our view is stale. */
+static void on_refused(void *arg)
+{
+    dht_node *n = arg;
+    if (n->rc != NULL)
+        dht_reconfig_catch_up(n->rc);
+}
+
+/* Runs with the engine's lock held: must not call back into it. */
+static void on_view(void *arg, dht_view *v, bool removed)
+{
+    dht_node *n = arg;
+    int64_t t = node_now(n);
+    pthread_mutex_lock(&n->view_mu);
+    dht_view *old = atomic_exchange(&n->view, dht_view_ref(v));
+    atomic_store(&n->removed, removed);
+    int cnt, ncnt;
+    const char **sorted = sorted_members(dht_view_current(v), &cnt);
+    const char **next_sorted = sorted_members(dht_view_next(v), &ncnt);
+    if (sorted != NULL && (dht_view_next(v) == NULL || next_sorted != NULL)) {
+        /* The old arrays point into the old stats view: both retire. */
+        retired_view *rs = malloc(sizeof *rs);
+        if (rs != NULL) {
+            *rs = (retired_view){n->retired, n->stats_view, t};
+            n->retired = rs;
+            free(n->sorted);
+            free(n->next_sorted);
+            n->sorted = sorted;
+            n->next_sorted = next_sorted;
+            n->nsorted = cnt;
+            n->nnext = ncnt;
+            n->stats_view = dht_view_ref(v);
+        } else {
+            free(sorted);
+            free(next_sorted);
+        }
+    } else {
+        free(sorted);
+        free(next_sorted);
+    }
+    if (old != NULL) {
+        retired_view *r = malloc(sizeof *r);
+        if (r != NULL) {
+            *r = (retired_view){n->retired, old, t};
+            n->retired = r;
+        } /* else: kept for good rather than freed under a reader */
+    }
+    /* Views retired long enough ago that no handler can still read them
+     * (the list is newest first: cut where they become old). */
+    for (retired_view **pp = &n->retired; *pp != NULL; pp = &(*pp)->next) {
+        if (t - (*pp)->at > VIEW_GRACE_NS) {
+            retired_view *r = *pp;
+            *pp = NULL;
+            while (r != NULL) {
+                retired_view *next = r->next;
+                free_retired(r);
+                r = next;
+            }
+            break;
+        }
+    }
+    pthread_mutex_unlock(&n->view_mu);
+    dht_coord *coord = atomic_load(&n->coord);
+    if (coord != NULL) {
+        dht_coord_set_view(coord, v);
+    } else if (!removed && n->t != NULL) {
+        dht_coord_config cc = n->cfg.coord;
+        cc.view = v;
+        cc.on_refused = on_refused;
+        cc.refused_arg = n;
+        atomic_store(&n->coord, dht_coord_new(n->t, &cc));
+    }
+    /* Recovery follows the settled configuration: a node that joined starts
+     * it once it is a member (anti-entropy, or first a copy from its
+     * partitions' replicas if the change completed without its own copy);
+     * a member's moves to the new configuration's peers and partitions. */
+    dht_recovery *rec = atomic_load(&n->recovery);
+    bool settled = !dht_view_joint(v) && dht_membership_is_member(dht_view_current(v), n->self);
+    if (rec != NULL && (removed || settled) && n->recovery_view != NULL &&
+        dht_membership_fingerprint(dht_view_current(n->recovery_view)) !=
+            dht_membership_fingerprint(dht_view_current(v))) {
+        struct old_recovery *o = malloc(sizeof *o);
+        if (o != NULL) {
+            dht_recovery_request_stop(rec);
+            *o = (struct old_recovery){n->old_recoveries, rec, n->recovery_view};
+            n->old_recoveries = o;
+            n->recovery_view = NULL;
+            atomic_store(&n->recovery, NULL);
+            rec = NULL;
+        }
+    }
+    if (!removed && rec == NULL && settled && n->t != NULL)
+        if (start_recovery(n, v) != 0)
+            DHT_WARN("could not start anti-entropy (out of memory)");
+}
+
+/* The copy of a change is complete: a joining node holds its data now. */
+static void on_copied(void *arg)
+{
+    dht_node *n = arg;
+    if (dht_replica_recovering(n->cfg.replica) && atomic_load(&n->recovery) == NULL) {
+        on_ready(n, "copied from the members as it joined");
+        dht_replica_set_recovering(n->cfg.replica, false);
+    }
+}
+
+static int persist_config(void *arg, const dht_reconfig_state *st)
+{
+    dht_node *n = arg;
+    if (st->cluster_id != 0 && atomic_load(&n->cluster_id) != st->cluster_id) {
+        if (set_cluster_id(n, st->cluster_id) != 0)
+            return -1;
+        atomic_store(&n->cluster_id, st->cluster_id);
+    }
+    return n->cfg.persist_config
+               ? n->cfg.persist_config(n->cfg.persist_arg ? n->cfg.persist_arg
+                                                          : n->cfg.storage_arg,
+                                       st)
+               : 0;
+}
+
+static uint64_t cluster_id_of(void *arg)
+{
+    dht_node *n = arg;
+    dht_recovery *rec = atomic_load(&n->recovery);
+    uint64_t id = rec ? dht_recovery_cluster_id(rec) : 0;
+    return id ? id : atomic_load(&n->cluster_id);
+}
+
+static int on_check(void *arg, uint64_t config, uint64_t view, char *why, size_t len)
+{
+    dht_node *n = arg;
+    if (n->rc == NULL) {
+        snprintf(why, len, "node is starting");
+        return -1;
+    }
+    return dht_reconfig_check(n->rc, config, view, why, len);
+}
+
+static void on_control(void *arg, const uint8_t *req, size_t len, dht_control_done done,
+                       void *done_arg)
+{
+    dht_node *n = arg;
+    if (n->rc == NULL) {
+        done(done_arg, NULL, 0, "node is starting");
+        return;
+    }
+    dht_reconfig_control(n->rc, req, len, done, done_arg);
+}
+
 /* ---- lifecycle ------------------------------------------------------------------------ */
 
 dht_node *dht_node_new(const dht_node_config *cfg)
@@ -218,24 +505,20 @@ dht_node *dht_node_new(const dht_node_config *cfg)
         return NULL;
     n->cfg = *cfg;
     n->svc = (dht_service){.replica = on_replica, .replica_batch = on_replica_batch,
-                           .client = on_public, .stats = on_stats, .arg = n};
+                           .client = on_public, .stats = on_stats, .check_config = on_check,
+                           .control = on_control, .arg = n};
     atomic_init(&n->coord, NULL);
     atomic_init(&n->recovery, NULL);
+    atomic_init(&n->view, NULL);
+    atomic_init(&n->removed, cfg->removed);
+    pthread_mutex_init(&n->view_mu, NULL);
     n->incarnation = cfg->incarnation;
     while (n->incarnation == 0)
         n->incarnation = dht_random_seed();
     atomic_init(&n->cluster_id, cfg->cluster_id ? cfg->cluster_id(cfg->storage_arg) : 0);
-    int count = dht_membership_size(cfg->members);
-    n->sorted = malloc((size_t)count * sizeof *n->sorted);
-    if (n->sorted == NULL) {
-        free(n);
-        return NULL;
-    }
-    for (int p = 0; p < count; p++)
-        n->sorted[p] = dht_membership_norm(cfg->members, p);
-    qsort(n->sorted, (size_t)count, sizeof *n->sorted, cmp_str);
-    n->own = (member_keys){cfg->members, dht_membership_self(cfg->members)};
-    dht_replica_set_owner(cfg->replica, stored_by, &n->own);
+    n->self = dht_membership_self(cfg->members);
+    n->sorted = sorted_members(cfg->joining ? NULL : cfg->members, &n->nsorted);
+    dht_replica_set_owner(cfg->replica, own_key, n);
     return n;
 }
 
@@ -247,48 +530,61 @@ const dht_service *dht_node_service(dht_node *n)
 int dht_node_start(dht_node *n, dht_transport *t, char *err, size_t errlen)
 {
     n->t = t;
-    dht_coord_config cc = n->cfg.coord;
-    cc.members = n->cfg.members;
-    dht_coord *coord = dht_coord_new(t, &cc);
-    if (coord == NULL) {
-        snprintf(err, errlen, dht_membership_size(n->cfg.members) != t->npeers
-                                  ? "the transport's peers are not the members"
-                                  : "cannot start the coordinator: out of memory");
-        return -1;
-    }
-    if (atomic_load(&n->cluster_id) == 0 && !dht_replica_recovering(n->cfg.replica)) {
+    if (!n->cfg.joining && atomic_load(&n->cluster_id) == 0 &&
+        !dht_replica_recovering(n->cfg.replica)) {
         /* A complete replica from before cluster ids were recorded: its
          * cluster exists.  Every such member derives the same id. */
         uint64_t id = dht_membership_fingerprint(n->cfg.members);
         if (set_cluster_id(n, id) == 0)
             atomic_store(&n->cluster_id, id);
     }
-    dht_recovery_config rc = n->cfg.recovery;
-    rc.members = n->cfg.members;
-    rc.install = install;
-    rc.on_ready = on_ready;
-    rc.set_cluster_id = set_cluster_id;
-    rc.cluster_id = atomic_load(&n->cluster_id);
-    rc.incarnation = n->incarnation;
-    rc.arg = n;
-    dht_recovery *rec = dht_recovery_start(t, n->cfg.replica, &rc);
-    atomic_store(&n->recovery, rec);
-    if (rec == NULL) {
-        dht_coord_free(coord);
-        snprintf(err, errlen, "cannot start recovery (out of memory)");
+    dht_reconfig_config rcfg = {
+        .replica = n->cfg.replica, .base = n->cfg.members,
+        .epoch = n->cfg.joining ? 0 : n->cfg.epoch ? n->cfg.epoch : 1, .next = n->cfg.next,
+        .transfer_done = n->cfg.transfer_done, .removed = n->cfg.removed,
+        .acceptor = n->cfg.acceptor, .acceptor_len = n->cfg.acceptor_len,
+        .incarnation = n->incarnation, .seed = n->cfg.coord.seed,
+        .persist = persist_config, .on_view = on_view, .on_copied = on_copied,
+        .cluster_id = cluster_id_of, .install = install, .arg = n};
+    dht_reconfig *rc = dht_reconfig_new(t, &rcfg, err, errlen);
+    if (rc == NULL)
+        return -1;
+    n->rc = rc;
+    dht_view *v = dht_reconfig_view(rc);
+    if (v != NULL) {
+        on_view(n, v, n->cfg.removed);
+        if (atomic_load(&n->coord) == NULL && !n->cfg.removed) {
+            snprintf(err, errlen, dht_view_size(v) > t->npeers
+                                      ? "the transport's peers are not the members"
+                                      : "cannot start the coordinator: out of memory");
+            dht_view_unref(v);
+            return -1;
+        }
+        if (!n->cfg.removed && atomic_load(&n->recovery) == NULL &&
+            dht_membership_is_member(dht_view_current(v), n->self) &&
+            start_recovery(n, v) != 0) {
+            dht_view_unref(v);
+            snprintf(err, errlen, "cannot start recovery (out of memory)");
+            return -1;
+        }
+        dht_view_unref(v);
+    }
+    if (dht_reconfig_start(rc) != 0) {
+        snprintf(err, errlen, "cannot start the membership engine");
         return -1;
     }
-    atomic_store(&n->coord, coord);
     return 0;
 }
 
 bool dht_node_serving(const dht_node *n)
 {
-    return !dht_replica_recovering(n->cfg.replica);
+    return !dht_replica_recovering(n->cfg.replica) && !atomic_load(&((dht_node *)n)->removed) &&
+           atomic_load(&((dht_node *)n)->view) != NULL;
 }
 
 void dht_node_request_stop(dht_node *n)
 {
+    dht_reconfig_request_stop(n->rc);
     dht_recovery_request_stop(atomic_load(&n->recovery));
 }
 
@@ -296,6 +592,7 @@ void dht_node_stop(dht_node *n)
 {
     /* Halted, not freed: Scans may still be answered until the transport
      * stops, and they read the recovery's cluster id. */
+    dht_reconfig_request_stop(n->rc);
     dht_recovery_halt(atomic_load(&n->recovery));
 }
 
@@ -303,8 +600,31 @@ void dht_node_free(dht_node *n)
 {
     if (n == NULL)
         return;
+    dht_reconfig_free(n->rc);
     dht_recovery_stop(atomic_exchange(&n->recovery, NULL)); /* if dht_node_stop was not */
+    while (n->old_recoveries != NULL) {
+        struct old_recovery *o = n->old_recoveries;
+        n->old_recoveries = o->next;
+        dht_recovery_stop(o->rec);
+        dht_view_unref(o->view);
+        free(o);
+    }
     dht_coord_free(atomic_load(&n->coord));
+    dht_view_unref(n->recovery_view);
+    dht_view_unref(atomic_load(&n->view));
+    dht_view_unref(n->stats_view);
+    while (n->retired != NULL) {
+        retired_view *r = n->retired;
+        n->retired = r->next;
+        free_retired(r);
+    }
+    pthread_mutex_destroy(&n->view_mu);
     free(n->sorted);
+    free(n->next_sorted);
     free(n);
+}
+
+dht_reconfig *dht_node_reconfig(dht_node *n)
+{
+    return n->rc;
 }

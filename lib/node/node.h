@@ -24,6 +24,7 @@
 
 #include "protocol/coordinator.h"
 #include "protocol/membership.h"
+#include "protocol/reconfig.h"
 #include "protocol/recovery.h"
 #include "protocol/replica.h"
 #include "protocol/transport.h"
@@ -51,6 +52,21 @@ typedef struct {
     /* The clock of leases and deadlines (monotonic ns). */
     int64_t (*now)(void *arg);
     void *clock_arg;
+    /* The configuration the data directory records (reconfig.h): its epoch
+     * (0: 1, members is that configuration), a joint next configuration
+     * line or NULL, whether this node's copy for it is done, whether the
+     * node was removed, and the Paxos acceptor's state (NULL: fresh).
+     * joining: the node waits to be added (members is only an address
+     * book of seeds and itself). */
+    uint64_t epoch;
+    const char *next;
+    bool transfer_done, removed, joining;
+    const uint8_t *acceptor;
+    size_t acceptor_len;
+    /* Records the configuration state durably (0, or -1: not recorded);
+     * NULL: nothing is recorded (tests). */
+    int (*persist_config)(void *arg, const dht_reconfig_state *st);
+    void *persist_arg; /* for persist_config; NULL: storage_arg */
     /* This process's incarnation (recovery.h); 0: drawn from the OS. */
     uint64_t incarnation;
     /* Protocol settings; members, install and on_ready are the node's. */
@@ -75,5 +91,7 @@ void dht_node_request_stop(dht_node *n);
 void dht_node_stop(dht_node *n);
 /* Waits for the coordinator's operations to end, then frees n. */
 void dht_node_free(dht_node *n);
+/* The node's membership engine (NULL before dht_node_start). */
+dht_reconfig *dht_node_reconfig(dht_node *n);
 
 #endif

@@ -38,6 +38,7 @@
 
 #include "base/util.h"
 #include "protocol/replica.h"
+#include "protocol/view.h"
 
 /* A peer whose request failed is not asked first for this long. */
 #define SUSPECT_NS (1000 * DHT_NS_PER_MS)
@@ -47,10 +48,11 @@ typedef struct op op;
 struct dht_coord {
     dht_transport *t;
     dht_coord_config cfg;
-    const dht_membership *m; /* cfg.members: the caller's */
-    int n;                   /* members: peers 0..n-1 of the transport */
-    int r, q;                /* replicas of a key, and a quorum of them */
-    int self;                /* our own replica's position, or -1 */
+    /* The view new operations run on (each keeps a reference to the one it
+     * started with); view_mu guards the pointer only. */
+    pthread_mutex_t view_mu;
+    dht_view *view;
+    int self; /* our own replica's position, or -1 */
     atomic_uint_fast32_t seq;
     pthread_mutex_t rng_mu;
     dht_rng rng;
@@ -60,8 +62,9 @@ struct dht_coord {
     pthread_cond_t live_cv;
     int live;
     atomic_uint rr; /* first peer of a quorum when there is no self */
-    _Atomic int64_t *suspect_until; /* n of each */
-    _Atomic int64_t *last_heard;    /* last reply from each peer */
+    /* Per position (DHT_MAX_MEMBERS: views may add positions). */
+    _Atomic int64_t suspect_until[DHT_MAX_MEMBERS];
+    _Atomic int64_t last_heard[DHT_MAX_MEMBERS]; /* last reply from each peer */
     /* Rounds that asked only a quorum, in start order, until their hedge
      * time; one timer ticks while any are queued. */
     pthread_mutex_t hedge_mu;
@@ -81,15 +84,19 @@ struct op {
     phase ph;
     uint32_t round;
     uint64_t owner;
-    dht_peerset replicas; /* the peers that store key */
+    dht_view *view;       /* the view the op runs on: a reference */
+    int n;                /* its positions */
+    dht_key_replicas kr;  /* the key's replica groups under it */
+    dht_peerset replicas; /* kr.all: the peers that store key */
     /* current round's tallies */
-    int pending, grants, refusals, failures;
+    int pending, refusals, failures;
     dht_peerset asked;    /* peers asked this round */
     dht_peerset answered; /* peers that answered this round, any way */
     dht_peerset granted;  /* peers holding our lock this round */
     dht_peerset refused;  /* peers that answered "held by another" this round */
+    dht_peerset failed;   /* peers whose request failed this round */
+    dht_peerset replied;  /* READ: peers that answered with their state */
     dht_peerset holders;  /* peers known to hold (value, ver)  */
-    int replies;       /* READ: ok answers this round       */
     int outstanding;   /* WRITE/WRITEBACK: RPCs + retry timers */
     dht_version ver;   /* put: the version written; get: the highest read */
     uint64_t max_counter;
@@ -141,35 +148,28 @@ dht_coord *dht_coord_new(dht_transport *t, const dht_coord_config *cfg)
     dht_coord *c = calloc(1, sizeof *c);
     if (c == NULL)
         return NULL;
-    c->m = cfg->members;
-    if (c->m == NULL || t->npeers != dht_membership_size(c->m)) {
-        free(c);
-        return NULL;
-    }
-    c->n = dht_membership_size(c->m);
-    c->suspect_until = calloc((size_t)c->n, sizeof *c->suspect_until);
-    c->last_heard = calloc((size_t)c->n, sizeof *c->last_heard);
-    if (c->suspect_until == NULL || c->last_heard == NULL) {
-        free(c->suspect_until);
-        free(c->last_heard);
+    c->view = cfg->view ? dht_view_ref(cfg->view)
+              : cfg->members ? dht_view_new(1, cfg->members, NULL, false)
+                             : NULL;
+    if (c->view == NULL || t->npeers < dht_view_size(c->view)) {
+        dht_view_unref(c->view);
         free(c);
         return NULL;
     }
     c->t = t;
     c->cfg = *cfg;
-    c->r = dht_membership_replica_count(c->m);
-    c->q = dht_membership_quorum(c->m);
-    c->self = dht_membership_self(c->m);
+    c->self = dht_membership_self(dht_view_current(c->view));
     uint64_t seed = cfg->seed ? cfg->seed : dht_random_seed();
     dht_rng_seed(&c->rng, seed);
     while (c->cfg.id == 0)
         c->cfg.id = (uint32_t)dht_rng_next(&c->rng);
     atomic_init(&c->seq, 0);
     atomic_init(&c->rr, 0);
-    for (int i = 0; i < c->n; i++) {
+    for (int i = 0; i < DHT_MAX_MEMBERS; i++) {
         atomic_init(&c->suspect_until[i], 0);
         atomic_init(&c->last_heard[i], 0);
     }
+    pthread_mutex_init(&c->view_mu, NULL);
     pthread_mutex_init(&c->hedge_mu, NULL);
     pthread_mutex_init(&c->rng_mu, NULL);
     pthread_mutex_init(&c->live_mu, NULL);
@@ -190,8 +190,8 @@ void dht_coord_free(dht_coord *c)
     pthread_cond_destroy(&c->live_cv);
     pthread_mutex_destroy(&c->hedge_mu);
     pthread_mutex_destroy(&c->rng_mu);
-    free(c->suspect_until);
-    free(c->last_heard);
+    pthread_mutex_destroy(&c->view_mu);
+    dht_view_unref(c->view);
     free(c);
 }
 
@@ -204,9 +204,58 @@ static void live_add(dht_coord *c, int d)
     pthread_mutex_unlock(&c->live_mu);
 }
 
-int dht_coord_quorum(const dht_coord *c)
+int dht_coord_quorum(dht_coord *c)
 {
-    return c->q;
+    dht_view *v = dht_coord_view(c);
+    int q = dht_membership_quorum(dht_view_current(v));
+    dht_view_unref(v);
+    return q;
+}
+
+dht_view *dht_coord_view(dht_coord *c)
+{
+    pthread_mutex_lock(&c->view_mu);
+    dht_view *v = dht_view_ref(c->view);
+    pthread_mutex_unlock(&c->view_mu);
+    return v;
+}
+
+int dht_coord_set_view(dht_coord *c, dht_view *v)
+{
+    if (v == NULL || c->t->npeers < dht_view_size(v))
+        return -1;
+    dht_view_ref(v);
+    pthread_mutex_lock(&c->view_mu);
+    dht_view *old = c->view;
+    c->view = v;
+    pthread_mutex_unlock(&c->view_mu);
+    dht_view_unref(old);
+    return 0;
+}
+
+/* Whether set holds a quorum of every replica group of o's key. */
+static bool quorum_of(const op *o, const dht_peerset *set)
+{
+    return dht_key_replicas_quorum(&o->kr, set);
+}
+
+/* The peers that may still answer yes this round: those in `yes` and those
+ * asked that have not answered. */
+static dht_peerset still_possible(const op *o, const dht_peerset *yes)
+{
+    dht_peerset s = *yes;
+    for (size_t i = 0; i < sizeof s.w / sizeof s.w[0]; i++)
+        s.w[i] |= o->asked.w[i] & ~o->answered.w[i];
+    return s;
+}
+
+/* "a of R (quorum Q)" for the group a failure falls shortest in. */
+static void describe_short(const op *o, const dht_peerset *set, char *buf, size_t len)
+{
+    int have, size, q;
+    dht_key_replicas_shortest(&o->kr, set, &have, &size, &q);
+    snprintf(buf, len, "%d of %d replicas%s, no majority of %d", have, size,
+             o->kr.ngroups > 1 ? " of one configuration" : "", q);
 }
 
 /* Unique per put attempt: coordinator id in the high half, a sequence
@@ -236,14 +285,14 @@ static bool asked_all(const op *o)
 
 static void note_heard(dht_coord *c, int peer)
 {
-    if (peer >= 0 && peer < c->n)
+    if (peer >= 0 && peer < DHT_MAX_MEMBERS)
         atomic_store_explicit(&c->last_heard[peer], dht_transport_now(c->t),
                               memory_order_relaxed);
 }
 
 static void note_failure(dht_coord *c, int peer)
 {
-    if (peer >= 0 && peer < c->n)
+    if (peer >= 0 && peer < DHT_MAX_MEMBERS)
         atomic_store(&c->suspect_until[peer], dht_transport_now(c->t) + SUSPECT_NS);
 }
 
@@ -258,20 +307,20 @@ static dht_peerset first_ask(const op *o)
     dht_coord *c = o->c;
     if (c->cfg.hedge_ns <= 0)
         return o->replicas;
-    int first = c->self >= 0 && c->self < c->n
-                    ? c->self
-                    : (int)(atomic_fetch_add(&c->rr, 1) % (unsigned)c->n);
+    int n = o->n;
+    int first = c->self >= 0 && c->self < n ? c->self
+                                             : (int)(atomic_fetch_add(&c->rr, 1) % (unsigned)n);
     int64_t now = dht_transport_now(c->t);
     dht_peerset set = {{0}};
-    int k = 0;
-    for (int i = 0; i < c->n && k < c->q; i++) {
-        int p = (first + i) % c->n;
+    bool enough = false;
+    for (int i = 0; i < n && !enough; i++) {
+        int p = (first + i) % n;
         if (dht_peerset_has(&o->replicas, p) && atomic_load(&c->suspect_until[p]) <= now) {
             dht_peerset_add(&set, p);
-            k++;
+            enough = quorum_of(o, &set);
         }
     }
-    return k == c->q ? set : o->replicas;
+    return enough ? set : o->replicas;
 }
 
 static void hedge_forget(op *o);
@@ -285,6 +334,7 @@ static void op_unref_locked_release(op *o)
     if (last) {
         dht_coord *c = o->c;
         pthread_mutex_destroy(&o->mu);
+        dht_view_unref(o->view);
         free(o);
         live_add(c, -1);
     }
@@ -321,7 +371,13 @@ static int op_send(op *o, int peer, const dht_msg *req, dht_reply_cb cb)
     int64_t dl = now + c->cfg.rpc_timeout_ns;
     if (dl > o->deadline && req->type != DHT_MSG_UNLOCK)
         dl = o->deadline;
-    if (dht_transport_send(c->t, peer, req, dl, cb, x) != 0) {
+    /* Stamped with the op's view: a replica that has moved on refuses it,
+     * so an operation on an old configuration alone cannot complete once a
+     * change has reached a quorum (view.h). */
+    dht_msg m = *req;
+    m.view = dht_view_number(o->view);
+    m.config = dht_view_fingerprint(o->view);
+    if (dht_transport_send(c->t, peer, &m, dl, cb, x) != 0) {
         ctx_drop(x);
         return -1;
     }
@@ -365,7 +421,7 @@ static void with_remote(const op *o, char *why, size_t len)
  * pending (or failed, if it cannot be sent). */
 static void ask(op *o, const dht_peerset *set, const dht_msg *m, dht_reply_cb cb)
 {
-    for (int p = 0; p < o->c->n; p++) {
+    for (int p = 0; p < o->n; p++) {
         if (!dht_peerset_has(set, p) || dht_peerset_has(&o->asked, p))
             continue;
         dht_peerset_add(&o->asked, p);
@@ -373,6 +429,8 @@ static void ask(op *o, const dht_peerset *set, const dht_msg *m, dht_reply_cb cb
         if (op_send(o, p, m, cb) != 0) {
             o->pending--;
             o->failures++;
+            dht_peerset_add(&o->answered, p);
+            dht_peerset_add(&o->failed, p);
         }
     }
 }
@@ -427,6 +485,52 @@ static void op_leave(op *o)
 
 /* ---- shared write machinery (put WRITE and get WRITEBACK) ---------------- */
 
+/* The key's replica groups under o's view (the test knob applied). */
+static void set_view(op *o, dht_view *v)
+{
+    dht_view_unref(o->view);
+    o->view = v;
+    o->n = dht_view_size(v);
+    dht_view_key_replicas(v, o->key, &o->kr);
+    if (o->c->cfg.test_new_quorum_only && o->kr.ngroups == 2) {
+        /* Test knob only: forget the old configuration's quorum. */
+        o->kr.group[0] = o->kr.group[1];
+        o->kr.quorum[0] = o->kr.quorum[1];
+        o->kr.ngroups = 1;
+        o->kr.all = o->kr.group[1];
+    }
+    o->replicas = o->kr.all;
+}
+
+/* A new round runs on the newest view: a change installed meanwhile (a
+ * replica refused the old one) is followed without failing the op.  Only
+ * between rounds: a round is one attempt on one view. */
+static void refresh_view(op *o)
+{
+    dht_view *v = dht_coord_view(o->c);
+    if (v == o->view || dht_view_number(v) <= dht_view_number(o->view)) {
+        dht_view_unref(v);
+        return;
+    }
+    set_view(o, v);
+}
+
+/* Whether the coordinator has a newer view than o's. */
+static bool newer_view(op *o)
+{
+    dht_view *v = dht_coord_view(o->c);
+    bool newer = dht_view_number(v) > dht_view_number(o->view);
+    dht_view_unref(v);
+    return newer;
+}
+
+static void refused(op *o, dht_status st)
+{
+    if (st == DHT_ERR_REMOTE && o->c->cfg.on_refused != NULL)
+        o->c->cfg.on_refused(o->c->cfg.refused_arg);
+}
+
+static void start_lock_round(op *o);
 static void on_write_reply(void *arg, dht_status st, const dht_msg *rep);
 
 static void send_write(op *o, int peer)
@@ -441,15 +545,15 @@ static void write_settle(op *o)
 {
     if (o->ph != PH_WRITE && o->ph != PH_WRITEBACK)
         return;
-    int acks = dht_peerset_count(&o->holders);
-    if (acks >= o->c->q) {
+    if (quorum_of(o, &o->holders)) {
         if (o->is_put)
             finish_put(o, DHT_PUT_APPLIED, NULL);
         else
             finish_get(o, 1, NULL);
     } else if (o->outstanding == 0) {
-        char why[400];
-        snprintf(why, sizeof why, "deadline passed with %d of %d write acks", acks, o->c->q);
+        char why[400], n[160];
+        describe_short(o, &o->holders, n, sizeof n);
+        snprintf(why, sizeof why, "deadline passed with write acks from %s", n);
         if (o->is_put)
             finish_put(o, DHT_PUT_UNKNOWN, why);
         else
@@ -457,15 +561,43 @@ static void write_settle(op *o)
     }
 }
 
+static void start_write(op *o, phase ph);
+
+/* A write (or write-back) of this round reached a replica that no longer
+ * serves the op's view, and a newer one is known: the same version goes
+ * on to the newer view's replicas, and the op completes when a quorum of
+ * each of its groups holds it.  Never a new version: a reader may already
+ * have seen this one, and writing the value again under another version
+ * after someone else's would make it reappear.  The version is still
+ * above every completed write's: the lock round that chose it met a
+ * quorum that a write on the newer view alone could not have bypassed
+ * (view.h).  Replicas that acknowledged it keep it (or newer). */
+static void rewrite_in_newer_view(op *o)
+{
+    refresh_view(o);
+    start_write(o, o->ph);
+}
+
+static bool writing(const op *o, const rpc_ctx *x)
+{
+    return (o->ph == PH_WRITE || o->ph == PH_WRITEBACK) && x->round == o->round;
+}
+
 static void on_write_retry(void *arg)
 {
     rpc_ctx *x = arg;
     op *o = x->o;
     pthread_mutex_lock(&o->mu);
-    o->outstanding--;
-    if ((o->ph == PH_WRITE || o->ph == PH_WRITEBACK) && !dht_peerset_has(&o->holders, x->peer))
-        send_write(o, x->peer);
-    write_settle(o);
+    if (writing(o, x)) {
+        o->outstanding--;
+        if (newer_view(o) && !quorum_of(o, &o->holders))
+            rewrite_in_newer_view(o); /* the refusal was a stale view */
+        else {
+            if (!dht_peerset_has(&o->holders, x->peer))
+                send_write(o, x->peer);
+            write_settle(o);
+        }
+    }
     free(x);
     op_leave(o);
 }
@@ -477,10 +609,13 @@ static void on_write_reply(void *arg, dht_status st, const dht_msg *rep)
     pthread_mutex_lock(&o->mu);
     if (st == DHT_OK)
         note_heard(o->c, x->peer);
-    o->outstanding--;
-    if (o->ph == PH_WRITE || o->ph == PH_WRITEBACK) {
+    refused(o, st);
+    if (writing(o, x)) {
+        o->outstanding--;
         if (st == DHT_OK && rep->ok) {
             dht_peerset_add(&o->holders, x->peer);
+        } else if (st == DHT_ERR_REMOTE && newer_view(o)) {
+            rewrite_in_newer_view(o);
         } else {
             if (st != DHT_OK)
                 note_failure(o->c, x->peer);
@@ -500,7 +635,7 @@ static void start_write(op *o, phase ph)
     o->ph = ph;
     o->round++;
     o->outstanding = 0;
-    for (int p = 0; p < o->c->n; p++) {
+    for (int p = 0; p < o->n; p++) {
         if (dht_peerset_has(&o->replicas, p) && !dht_peerset_has(&o->holders, p))
             send_write(o, p);
     }
@@ -512,6 +647,7 @@ static void start_write(op *o, phase ph)
 static void on_lock_reply(void *arg, dht_status st, const dht_msg *rep);
 static void start_lock_round(op *o);
 static bool hedge_watch(op *o);
+
 
 static dht_msg lock_msg(const op *o)
 {
@@ -561,11 +697,14 @@ static void abandon_lock_round(op *o)
     /* Release every peer that did not refuse, not only those whose grant
      * arrived: with replies lost (one-way loss, a timeout) a grant may sit
      * unseen and block the key for a lease.  Unlock frees only our own. */
-    for (int p = 0; p < c->n; p++) {
+    for (int p = 0; p < o->n; p++) {
         if (dht_peerset_has(&o->asked, p) && !dht_peerset_has(&o->refused, p))
             send_unlock(o, p, o->owner);
     }
-    bool unreachable = o->failures > c->r - c->q;
+    dht_peerset alive = o->replicas;
+    for (size_t i = 0; i < sizeof alive.w / sizeof alive.w[0]; i++)
+        alive.w[i] &= ~o->failed.w[i];
+    bool unreachable = !quorum_of(o, &alive);
     o->round++; /* stragglers of this round are now stale */
     o->ph = PH_BACKOFF;
     int64_t now = dht_transport_now(c->t);
@@ -574,9 +713,10 @@ static void abandon_lock_round(op *o)
     if (now + delay >= o->deadline || op_timer(o, -1, delay, on_backoff_done) != 0) {
         char why[400];
         if (unreachable) {
-            snprintf(why, sizeof why,
-                     "unavailable: %d of %d replicas failed to answer, no majority of %d",
-                     o->failures, c->r, c->q);
+            char n[160];
+            describe_short(o, &alive, n, sizeof n);
+            snprintf(why, sizeof why, "unavailable: %d replicas failed to answer; answering: %s",
+                     o->failures, n);
             with_remote(o, why, sizeof why);
         } else
             snprintf(why, sizeof why, "lock not obtained before the deadline (contention)");
@@ -589,19 +729,26 @@ static void on_contention_timer(void *arg)
     rpc_ctx *x = arg;
     op *o = x->o;
     pthread_mutex_lock(&o->mu);
-    if (o->ph == PH_LOCK && x->round == o->round && o->grants < o->c->q)
+    if (o->ph == PH_LOCK && x->round == o->round && !quorum_of(o, &o->granted))
         abandon_lock_round(o);
     free(x);
     op_leave(o);
 }
 
+static bool lock_possible(const op *o)
+{
+    dht_peerset possible = still_possible(o, &o->granted);
+    return quorum_of(o, &possible);
+}
+
 static void check_lock_round(op *o)
 {
     dht_coord *c = o->c;
-    if (o->grants >= c->q && o->max_counter >= DHT_COUNTER_MAX) {
+    bool locked = quorum_of(o, &o->granted);
+    if (locked && o->max_counter >= DHT_COUNTER_MAX) {
         /* No successor version is left (only a hostile or broken member
          * writes such a counter): writing would wrap or be refused. */
-        for (int p = 0; p < c->n; p++) {
+        for (int p = 0; p < o->n; p++) {
             if (dht_peerset_has(&o->asked, p) && !dht_peerset_has(&o->refused, p))
                 send_unlock(o, p, o->owner);
         }
@@ -610,7 +757,7 @@ static void check_lock_round(op *o)
         snprintf(why, sizeof why, "key %lld has no version left (counter %llu is the maximum)",
                  (long long)o->key, (unsigned long long)o->max_counter);
         finish_put(o, DHT_PUT_NOT_APPLIED, why);
-    } else if (o->grants >= c->q) {
+    } else if (locked) {
         o->ver.counter = o->max_counter + 1;
         o->ver.writer = o->owner;
         o->holders = (dht_peerset){{0}};
@@ -620,7 +767,7 @@ static void check_lock_round(op *o)
         /* One of the quorum asked first cannot grant: ask the rest now. */
         expand_lock(o);
         check_lock_round(o);
-    } else if (o->grants + o->pending < c->q) {
+    } else if (!lock_possible(o)) {
         abandon_lock_round(o);
     } else if (o->refusals > 0 && !o->contention_armed) {
         o->contention_armed = true;
@@ -632,14 +779,14 @@ static void check_lock_round(op *o)
 static void start_lock_round(op *o)
 {
     dht_coord *c = o->c;
+    refresh_view(o);
     o->ph = PH_LOCK;
     o->round++;
     o->owner = next_owner(c);
     o->pending = 0;
     o->asked = o->answered = (dht_peerset){{0}};
-    o->grants = o->refusals = o->failures = 0;
-    o->granted = (dht_peerset){{0}};
-    o->refused = (dht_peerset){{0}};
+    o->refusals = o->failures = 0;
+    o->granted = o->refused = o->failed = (dht_peerset){{0}};
     o->max_counter = 0;
     o->contention_armed = false;
     dht_msg m = lock_msg(o);
@@ -656,6 +803,7 @@ static void on_lock_reply(void *arg, dht_status st, const dht_msg *rep)
     op *o = x->o;
     pthread_mutex_lock(&o->mu);
     bool granted = st == DHT_OK && rep->ok;
+    refused(o, st);
     /* Late or not: a peer that failed is not asked first for a while (most
      * failures of a paused peer arrive after their round moved on). */
     if (st != DHT_OK)
@@ -675,7 +823,6 @@ static void on_lock_reply(void *arg, dht_status st, const dht_msg *rep)
         o->pending--;
         dht_peerset_add(&o->answered, x->peer);
         if (granted) {
-            o->grants++;
             dht_peerset_add(&o->granted, x->peer);
             if (rep->version.counter > o->max_counter)
                 o->max_counter = rep->version.counter;
@@ -684,6 +831,7 @@ static void on_lock_reply(void *arg, dht_status st, const dht_msg *rep)
             dht_peerset_add(&o->refused, x->peer);
         } else {
             o->failures++;
+            dht_peerset_add(&o->failed, x->peer);
             note_remote(o, st);
         }
         check_lock_round(o);
@@ -711,13 +859,13 @@ static void expand_read(op *o)
 
 static void start_read_round(op *o)
 {
-    dht_coord *c = o->c;
+    refresh_view(o);
     o->ph = PH_READ;
     o->round++;
     o->pending = 0;
     o->asked = o->answered = (dht_peerset){{0}};
-    o->replies = o->failures = 0;
-    o->holders = (dht_peerset){{0}};
+    o->failures = 0;
+    o->holders = o->replied = o->failed = (dht_peerset){{0}};
     o->ver = (dht_version){0, 0};
     o->value = 0;
     dht_msg m = read_msg(o);
@@ -725,7 +873,8 @@ static void start_read_round(op *o)
     ask(o, &first, &m, on_read_reply);
     if (o->failures > 0 || !hedge_watch(o))
         expand_read(o);
-    if (o->pending < c->q) {
+    dht_peerset possible = still_possible(o, &o->replied);
+    if (!quorum_of(o, &possible)) {
         o->round++;
         finish_get(o, 0, "unavailable: could not reach a quorum");
     }
@@ -745,8 +894,9 @@ static void on_read_backoff_done(void *arg)
 static void read_settle(op *o)
 {
     dht_coord *c = o->c;
-    if (o->replies >= c->q) {
-        if (dht_peerset_count(&o->holders) == o->replies)
+    dht_peerset possible = still_possible(o, &o->replied);
+    if (quorum_of(o, &o->replied)) {
+        if (dht_peerset_equal(&o->holders, &o->replied))
             finish_get(o, 1, NULL); /* a quorum already holds the latest */
         else
             start_write(o, PH_WRITEBACK);
@@ -754,10 +904,11 @@ static void read_settle(op *o)
         /* One of the quorum asked first cannot answer: ask the rest now. */
         expand_read(o);
         read_settle(o);
-    } else if (o->replies + o->pending < c->q) {
-        char why[400];
-        snprintf(why, sizeof why, "unavailable: %d of %d replicas failed to answer, no majority of %d",
-                 o->failures, c->r, c->q);
+    } else if (!quorum_of(o, &possible)) {
+        char why[400], n[160];
+        describe_short(o, &possible, n, sizeof n);
+        snprintf(why, sizeof why, "unavailable: %d replicas failed to answer; answering: %s",
+                 o->failures, n);
         with_remote(o, why, sizeof why);
         o->round++;
         o->ph = PH_BACKOFF;
@@ -775,6 +926,7 @@ static void on_read_reply(void *arg, dht_status st, const dht_msg *rep)
     op *o = x->o;
     pthread_mutex_lock(&o->mu);
     bool good = st == DHT_OK && rep->ok;
+    refused(o, st);
     if (!good)
         note_failure(o->c, x->peer); /* unreachable, or recovering */
     else
@@ -783,9 +935,10 @@ static void on_read_reply(void *arg, dht_status st, const dht_msg *rep)
         o->pending--;
         dht_peerset_add(&o->answered, x->peer);
         if (good) {
-            o->replies++;
+            bool first = dht_peerset_count(&o->replied) == 0;
+            dht_peerset_add(&o->replied, x->peer);
             int cmp = dht_version_cmp(rep->version, o->ver);
-            if (o->replies == 1 || cmp > 0) {
+            if (first || cmp > 0) {
                 o->ver = rep->version;
                 o->value = rep->value;
                 o->holders = (dht_peerset){{0}};
@@ -795,6 +948,7 @@ static void on_read_reply(void *arg, dht_status st, const dht_msg *rep)
             }
         } else {
             o->failures++;
+            dht_peerset_add(&o->failed, x->peer);
             note_remote(o, st);
         }
         read_settle(o);
@@ -932,7 +1086,7 @@ static void hedge_tick(void *arg)
              * all for a hedge time, is paused or gone: others ask someone
              * else first for a while.  (A merely busy peer answers other
              * requests meanwhile and keeps its place.) */
-            for (int p = 0; p < c->n; p++)
+            for (int p = 0; p < o->n; p++)
                 if (dht_peerset_has(&o->asked, p) && !dht_peerset_has(&o->answered, p) &&
                     now - atomic_load_explicit(&c->last_heard[p], memory_order_relaxed) >
                         c->cfg.hedge_ns)
@@ -971,7 +1125,7 @@ static op *op_new(dht_coord *c, bool is_put, int64_t key, int64_t value, int64_t
     if (deadline < o->deadline)
         o->deadline = deadline;
     o->backoff = c->cfg.backoff_min_ns;
-    o->replicas = dht_membership_replicas(c->m, key);
+    set_view(o, dht_coord_view(c));
     o->arg = arg;
     return o;
 }
@@ -987,12 +1141,15 @@ static void on_op_deadline(void *arg)
     if (o->ph != PH_DONE) {
         char why[400];
         if (o->ph == PH_WRITE || o->ph == PH_WRITEBACK)
-            snprintf(why, sizeof why, "deadline passed with %d of %d write acks",
-                     dht_peerset_count(&o->holders), o->c->q);
+        {
+            char n[160];
+            describe_short(o, &o->holders, n, sizeof n);
+            snprintf(why, sizeof why, "deadline passed with write acks from %s", n);
+        }
         else
             snprintf(why, sizeof why, "deadline passed before a majority answered");
         if (o->is_put && o->ph == PH_LOCK) {
-            for (int p = 0; p < o->c->n; p++)
+            for (int p = 0; p < o->n; p++)
                 if (dht_peerset_has(&o->granted, p))
                     send_unlock(o, p, o->owner);
         }

@@ -16,6 +16,7 @@
 #include "base/msg.h"
 #include "protocol/membership.h"
 #include "protocol/transport.h"
+#include "protocol/view.h"
 
 typedef struct dht_coord dht_coord;
 
@@ -32,6 +33,17 @@ typedef struct dht_coord_config {
      * caller owns it and it must outlive the coordinator; the transport's
      * peers are its members, in order (npeers == its size).  Required. */
     const dht_membership *members;
+    /* Or the view to start with (it takes a reference; members is then
+     * ignored): see dht_coord_set_view. */
+    dht_view *view;
+    /* Test-only: during a change, ask only the new configuration's quorum,
+     * which is unsafe; the simulation must find the broken histories. */
+    bool test_new_quorum_only;
+    /* Called (from a transport thread) when a replica refuses a request
+     * outright, e.g. for a stale configuration: the owner of the view may
+     * look for a newer one.  NULL: nothing. */
+    void (*on_refused)(void *arg);
+    void *refused_arg;
     /* Locks and reads go first to a quorum only: this process's own
      * replica and the peers after it in ring order.  The rest are asked
      * when one of those fails or refuses, or when the quorum has not
@@ -44,13 +56,21 @@ typedef struct dht_coord_config {
 void dht_coord_config_default(dht_coord_config *cfg);
 
 /* t must outlive the coordinator.  Returns NULL on allocation failure,
- * without cfg->members, or when t->npeers is not its size. */
+ * without cfg->members or cfg->view, or when t has fewer peers than its
+ * positions. */
 dht_coord *dht_coord_new(dht_transport *t, const dht_coord_config *cfg);
 /* Waits until every started operation, with its stragglers (late unlocks,
  * write retries, all bounded by RPC deadlines), is gone, then frees c.  The
  * transport must still be delivering callbacks. */
 void dht_coord_free(dht_coord *c);
-int dht_coord_quorum(const dht_coord *c);
+/* A quorum of the current configuration (of the view now). */
+int dht_coord_quorum(dht_coord *c);
+/* The view new operations run on: a new reference (the caller unrefs). */
+dht_view *dht_coord_view(dht_coord *c);
+/* Operations started from now on run on v (the coordinator takes a
+ * reference); those in flight finish on theirs.  -1 when the transport has
+ * fewer peers than v has positions. */
+int dht_coord_set_view(dht_coord *c, dht_view *v);
 
 /* reason is NULL for APPLIED and a short human text otherwise; it is only
  * valid during the callback. */

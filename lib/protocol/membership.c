@@ -8,8 +8,9 @@
 #include "base/util.h"
 
 struct dht_membership {
-    int n;
-    int self; /* -1: not a member */
+    int n;       /* positions (slots), members or not */
+    int members; /* how many of them are members */
+    int self;    /* our position, or -1 */
     int r, q;
     uint64_t fingerprint;
     dht_peerset *parts; /* DHT_PARTITIONS replica sets; owned */
@@ -18,6 +19,7 @@ struct dht_membership {
         char listed[DHT_ADDR_MAX]; /* as dht_parse_hostport wrote it */
         char norm[DHT_ADDR_MAX];   /* dht_member_addr_normalise's form */
         uint64_t id;
+        bool member; /* false: a position kept for a member that left */
     } m[];
 };
 
@@ -45,9 +47,11 @@ uint32_t dht_partition_of(int64_t key)
  * score beats the R-th, and one that leaves is replaced by the next. */
 static void place(dht_membership *m)
 {
-    if (m->r == m->n) { /* every member stores everything: no choice to make */
+    if (m->r == m->members) { /* every member stores everything: no choice to make */
         dht_peerset all = {{0}};
         for (int p = 0; p < m->n; p++) {
+            if (!m->m[p].member)
+                continue;
             dht_peerset_add(&all, p);
             m->nparts[p] = DHT_PARTITIONS;
         }
@@ -60,6 +64,8 @@ static void place(dht_membership *m)
         uint64_t best[DHT_MAX_MEMBERS];
         int who[DHT_MAX_MEMBERS], k = 0;
         for (int p = 0; p < m->n; p++) {
+            if (!m->m[p].member)
+                continue;
             uint64_t sc = dht_mix64(m->m[p].id ^ salt);
             /* Insert into the descending top-r list; ties (never seen in
              * practice) go to the larger id so the order is still total. */
@@ -85,6 +91,8 @@ static void place(dht_membership *m)
         m->parts[part] = set;
     }
 }
+
+static int find_slot(const dht_membership *m, const char *addr);
 
 static int cmp_str(const void *a, const void *b)
 {
@@ -140,19 +148,26 @@ static dht_membership *alloc_members(int n)
     dht_membership *m = calloc(1, sizeof *m + (size_t)n * sizeof m->m[0]);
     if (m != NULL) {
         m->n = n;
+        m->members = n;
         m->self = -1;
+        for (int p = 0; p < n; p++)
+            m->m[p].member = true;
     }
     return m;
 }
 
 static int finish(dht_membership *m, int replicas, char *err, size_t errlen)
 {
-    if (replicas < 0 || replicas > m->n) {
-        snprintf(err, errlen, "%d replicas per key asked for, but there are %d members "
-                 "(R must be 1..%d)", replicas, m->n, m->n);
+    if (m->members < 1) {
+        snprintf(err, errlen, "a configuration needs at least one member");
         return -1;
     }
-    m->r = replicas == 0 ? (m->n < DHT_REPLICAS_DEFAULT ? m->n : DHT_REPLICAS_DEFAULT)
+    if (replicas < 0 || replicas > m->members) {
+        snprintf(err, errlen, "%d replicas per key asked for, but there are %d members "
+                 "(R must be 1..%d)", replicas, m->members, m->members);
+        return -1;
+    }
+    m->r = replicas == 0 ? (m->members < DHT_REPLICAS_DEFAULT ? m->members : DHT_REPLICAS_DEFAULT)
                          : replicas;
     m->q = m->r / 2 + 1;
     for (int p = 0; p < m->n; p++)
@@ -255,6 +270,55 @@ fail:
     return -1;
 }
 
+int dht_membership_derive(const dht_membership *base, const char *list, int replicas,
+                          dht_membership **out, char *err, size_t errlen)
+{
+    *out = NULL;
+    dht_membership *parsed;
+    if (dht_membership_new(list, NULL, replicas, &parsed, err, errlen) != 0)
+        return -1;
+    int extra = 0;
+    for (int p = 0; p < parsed->n; p++)
+        extra += find_slot(base, parsed->m[p].norm) < 0;
+    if (base->n + extra > DHT_MAX_MEMBERS) {
+        snprintf(err, errlen, "this process has used all %d member positions since it started "
+                 "(restart it to reuse those of departed members)", DHT_MAX_MEMBERS);
+        dht_membership_free(parsed);
+        return -1;
+    }
+    dht_membership *m = alloc_members(base->n + extra);
+    if (m == NULL) {
+        snprintf(err, errlen, "out of memory");
+        dht_membership_free(parsed);
+        return -1;
+    }
+    for (int p = 0; p < base->n; p++) {
+        memcpy(m->m[p].listed, base->m[p].listed, sizeof m->m[p].listed);
+        memcpy(m->m[p].norm, base->m[p].norm, sizeof m->m[p].norm);
+        m->m[p].member = false;
+    }
+    int next = base->n;
+    for (int p = 0; p < parsed->n; p++) {
+        int s = find_slot(base, parsed->m[p].norm);
+        if (s < 0) {
+            s = next++;
+            memcpy(m->m[s].listed, parsed->m[p].listed, sizeof m->m[s].listed);
+            memcpy(m->m[s].norm, parsed->m[p].norm, sizeof m->m[s].norm);
+        }
+        m->m[s].member = true;
+    }
+    m->members = parsed->n;
+    m->self = base->self;
+    int r = parsed->r;
+    dht_membership_free(parsed);
+    if (finish(m, r, err, errlen) != 0) {
+        dht_membership_free(m);
+        return -1;
+    }
+    *out = m;
+    return 0;
+}
+
 void dht_membership_free(dht_membership *m)
 {
     if (m == NULL)
@@ -269,6 +333,16 @@ int dht_membership_size(const dht_membership *m)
     return m->n;
 }
 
+int dht_membership_members(const dht_membership *m)
+{
+    return m->members;
+}
+
+bool dht_membership_is_member(const dht_membership *m, int p)
+{
+    return p >= 0 && p < m->n && m->m[p].member;
+}
+
 int dht_membership_self(const dht_membership *m)
 {
     return m->self;
@@ -279,7 +353,7 @@ const char *dht_membership_addr(const dht_membership *m, int p)
     return p >= 0 && p < m->n ? m->m[p].listed : NULL;
 }
 
-int dht_membership_find(const dht_membership *m, const char *addr)
+static int find_slot(const dht_membership *m, const char *addr)
 {
     char norm[DHT_ADDR_MAX], why[DHT_ADDR_MAX + 64];
     if (dht_member_addr_normalise(addr, norm, sizeof norm, why, sizeof why) != 0)
@@ -288,6 +362,17 @@ int dht_membership_find(const dht_membership *m, const char *addr)
         if (strcmp(m->m[i].norm, norm) == 0)
             return i;
     return -1;
+}
+
+int dht_membership_find(const dht_membership *m, const char *addr)
+{
+    int p = find_slot(m, addr);
+    return p >= 0 && m->m[p].member ? p : -1;
+}
+
+int dht_membership_find_slot(const dht_membership *m, const char *addr)
+{
+    return find_slot(m, addr);
 }
 
 const char *dht_membership_norm(const dht_membership *m, int p)
@@ -303,7 +388,7 @@ uint64_t dht_membership_member_id(const dht_membership *m, int p)
 int dht_membership_find_id(const dht_membership *m, uint64_t id)
 {
     for (int p = 0; id != 0 && p < m->n; p++)
-        if (m->m[p].id == id)
+        if (m->m[p].id == id && m->m[p].member)
             return p;
     return -1;
 }
@@ -346,12 +431,14 @@ int dht_membership_recovery_sources(const dht_membership *m)
 size_t dht_membership_describe(const dht_membership *m, char *buf, size_t len)
 {
     const char *sorted[DHT_MAX_MEMBERS];
+    int k = 0;
     for (int p = 0; p < m->n; p++)
-        sorted[p] = m->m[p].norm;
-    qsort(sorted, (size_t)m->n, sizeof sorted[0], cmp_str);
+        if (m->m[p].member)
+            sorted[k++] = m->m[p].norm;
+    qsort(sorted, (size_t)k, sizeof sorted[0], cmp_str);
     size_t used = (size_t)snprintf(buf, len, "replicas=%d partitions=%d members=", m->r,
                                    DHT_PARTITIONS);
-    for (int p = 0; p < m->n; p++)
+    for (int p = 0; p < k; p++)
         used += (size_t)snprintf(used < len ? buf + used : NULL, used < len ? len - used : 0,
                                  "%s%s", p ? "," : "", sorted[p]);
     return used;

@@ -86,20 +86,37 @@ int dht_membership_new(const char *list, const char *self_addr, int replicas,
                        dht_membership **out, char *err, size_t errlen);
 void dht_membership_free(dht_membership *m);
 
+/* Positions: what transports index peers by, 0..size-1.  A membership made
+ * by dht_membership_new has one per member, in list order.  One made by
+ * dht_membership_derive keeps its base's positions (so that peer sets of
+ * the two can be compared: a configuration change runs operations on both)
+ * and appends new members' after them; a member that left keeps its
+ * position, no longer a member (it stores nothing). */
 int dht_membership_size(const dht_membership *m);
-/* This process's position, or -1 when it is not a member. */
+/* How many members, and whether position p is one. */
+int dht_membership_members(const dht_membership *m);
+bool dht_membership_is_member(const dht_membership *m, int p);
+/* The configuration `list` (with R = replicas, 0: the default) over base's
+ * positions, as described above; self is base's.  At most DHT_MAX_MEMBERS
+ * positions in all: 0, or -1 with a reason. */
+int dht_membership_derive(const dht_membership *base, const char *list, int replicas,
+                          dht_membership **out, char *err, size_t errlen);
+/* This process's position (possibly no longer a member's: see
+ * dht_membership_is_member), or -1 when it has none. */
 int dht_membership_self(const dht_membership *m);
 /* Member p's address as listed (p in 0..size-1; NULL otherwise). */
 const char *dht_membership_addr(const dht_membership *m, int p);
-/* Position of addr (normalised), or -1. */
+/* Position of the member addr (normalised), or -1; find_slot also finds
+ * positions of departed members. */
 int dht_membership_find(const dht_membership *m, const char *addr);
+int dht_membership_find_slot(const dht_membership *m, const char *addr);
 
 /* Member p's normalised address (see below), or NULL. */
 const char *dht_membership_norm(const dht_membership *m, int p);
 /* Member p's id: a 64-bit hash of its normalised address, the same in
  * every process (requests name a member by it); 0 for p out of range. */
 uint64_t dht_membership_member_id(const dht_membership *m, int p);
-/* Position of the member with that id, or -1. */
+/* Position of the member with that id, or -1 (also for departed ones). */
 int dht_membership_find_id(const dht_membership *m, uint64_t id);
 
 /* The partition of a key: 0..DHT_PARTITIONS-1, the same everywhere. */

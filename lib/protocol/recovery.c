@@ -128,6 +128,12 @@ static void after(dht_recovery *s, int64_t delay_ns, step_fn next);
 
 static void pull_page(dht_recovery *s);
 static void pull_finished(dht_recovery *s, bool ok);
+
+/* Positions of departed members (or of hosts not yet members) take no part. */
+static bool member(const dht_recovery *s, int p)
+{
+    return dht_membership_is_member(s->cfg.members, p);
+}
 static void ask_all(dht_recovery *s);
 static void recovery_next_source(dht_recovery *s);
 static void ae_pass_start(dht_recovery *s);
@@ -237,6 +243,8 @@ static void pull_page(dht_recovery *s)
                    .stripe = s->cur.stripe, .limit = s->cfg.page,
                    .member = dht_membership_member_id(s->cfg.members, s->self),
                    .incarnation = s->cfg.incarnation};
+    if (s->cfg.stamp != NULL)
+        s->cfg.stamp(s->cfg.arg, &req);
     int64_t deadline = dht_transport_now(s->t) + s->cfg.rpc_timeout_ns;
     step_begin(s);
     if (dht_transport_send(s->t, s->peer, &req, deadline, on_page, s) != 0) {
@@ -297,7 +305,7 @@ static void decide(dht_recovery *s)
     int ready = 0, answered = 0;
     uint64_t known = atomic_load(&s->cluster_id), founded_by = 0;
     for (int p = 0; p < s->n; p++) {
-        if (p == s->self)
+        if (p == s->self || !member(s, p))
             continue;
         ready += s->st[p] == PEER_READY;
         answered += s->st[p] != PEER_SILENT;
@@ -329,12 +337,12 @@ static void decide(dht_recovery *s)
         become_ready(s, "new cluster");
         return;
     }
-    if (known == 0 && answered == s->n - 1 && ready == 0) {
+    if (known == 0 && answered == dht_membership_members(s->cfg.members) - 1 && ready == 0) {
         /* Every member is empty and none has been part of a cluster. */
         pthread_mutex_lock(&s->mu);
         s->nfounders = 0;
         for (int p = 0; p < s->n; p++)
-            if (p != s->self)
+            if (p != s->self && member(s, p))
                 s->founders[s->nfounders++] = s->peer_inc[p];
         pthread_mutex_unlock(&s->mu);
         uint64_t id = formation_id(s);
@@ -357,7 +365,7 @@ static void decide(dht_recovery *s)
     if (!s->announced)
         DHT_INFO("empty data directory: waiting for all %d members to answer, to tell a new "
                  "cluster from a lost disk (%d answer; not serving reads meanwhile)",
-                 s->n, answered + 1);
+                 dht_membership_members(s->cfg.members), answered + 1);
     s->announced = true;
     after(s, s->cfg.retry_ns, ask_all);
 }
@@ -501,7 +509,7 @@ static void ask_all(dht_recovery *s)
         after(s, s->cfg.ae_interval_ns, ae_pass_start);
         return;
     }
-    if (s->self < 0 || s->n == 1) {
+    if (s->self < 0 || dht_membership_members(s->cfg.members) == 1) {
         if (s->self >= 0 && record_cluster_id(s, formation_id(s)) != 0) {
             after(s, s->cfg.retry_ns, ask_all);
             return;
@@ -512,6 +520,8 @@ static void ask_all(dht_recovery *s)
     dht_msg req = {.type = DHT_MSG_SCAN, .from_start = true, .limit = 0,
                    .member = dht_membership_member_id(s->cfg.members, s->self),
                    .incarnation = s->cfg.incarnation};
+    if (s->cfg.stamp != NULL)
+        s->cfg.stamp(s->cfg.arg, &req);
     int64_t deadline = dht_transport_now(s->t) + s->cfg.rpc_timeout_ns;
     /* One extra count while the asks go out, so a reply that arrives
      * before the loop ends cannot run decide() early. */
@@ -521,7 +531,7 @@ static void ask_all(dht_recovery *s)
         s->st[p] = PEER_SILENT;
     pthread_mutex_unlock(&s->mu);
     for (int p = 0; p < s->n; p++) {
-        if (p == s->self)
+        if (p == s->self || !member(s, p))
             continue;
         void **ctx = malloc(2 * sizeof *ctx);
         if (ctx == NULL)
@@ -557,7 +567,7 @@ static void ae_pass_start(dht_recovery *s)
 
 static void ae_next_peer(dht_recovery *s)
 {
-    if (s->ae_next == s->self)
+    while (s->ae_next < s->n && (s->ae_next == s->self || !member(s, s->ae_next)))
         s->ae_next++;
     if (s->ae_next >= s->n) {
         if (atomic_load(&s->pending) > 0) /* a recovery still waiting for sources */
@@ -661,7 +671,7 @@ static void on_start(void *arg)
 dht_recovery *dht_recovery_start(dht_transport *t, dht_replica *r, const dht_recovery_config *cfg)
 {
     if (cfg->members == NULL || cfg->install == NULL || cfg->on_ready == NULL ||
-        dht_membership_size(cfg->members) != t->npeers)
+        dht_membership_size(cfg->members) > t->npeers)
         return NULL;
     dht_recovery *s = calloc(1, sizeof *s);
     if (s == NULL)

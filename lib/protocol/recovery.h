@@ -77,7 +77,10 @@ typedef struct {
      * may serve reads (recovery done or new cluster): the node makes that
      * durable. */
     void (*on_ready)(void *arg, const char *why);
-    void *arg; /* for install and on_ready */
+    /* Optional: stamps a Scan with the node's view before it is sent
+     * (a changed membership's members refuse unstamped old ones). */
+    void (*stamp)(void *arg, dht_msg *m);
+    void *arg; /* for install, on_ready and stamp */
 } dht_recovery_config;
 
 void dht_recovery_config_default(dht_recovery_config *cfg);

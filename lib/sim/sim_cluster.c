@@ -14,7 +14,9 @@
 
 #include "base/util.h"
 #include "node/node.h"
+#include "protocol/control.h"
 #include "protocol/membership.h"
+#include "protocol/reconfig.h"
 
 typedef struct batch {
     struct batch *next;
@@ -49,15 +51,23 @@ struct host {
     size_t nlog, caplog;
     bool initialized;
     uint64_t cluster_id;
-    incarnation *inc; /* NULL while crashed */
+    /* The recorded configuration state (reconfig.h); epoch 0: none yet. */
+    uint64_t epoch;
+    char *cur, *next;
+    bool transfer_done, removed, joining;
+    uint8_t *acceptor;
+    size_t acceptor_len;
+    incarnation *inc; /* NULL while crashed or never started */
     unsigned incarnations;
 };
 
 struct sim_cluster {
     sim_cluster_config cfg;
     sim_world *w;
-    char *member_list;
+    char *member_list;       /* the first cfg.members hosts: epoch 1 */
+    char *slot_list;         /* every host, in slot order: positions */
     dht_membership *members; /* placement, for sim_cluster_stores */
+    int admin;               /* the endpoint administrators' calls come from */
     host *hosts;
     incarnation *ghosts;
 };
@@ -161,6 +171,54 @@ static int64_t sim_clock(void *arg)
     return sim_now(arg);
 }
 
+static char *dup_or_null(const char *s)
+{
+    if (s == NULL)
+        return NULL;
+    char *d = strdup(s);
+    if (d == NULL)
+        abort();
+    return d;
+}
+
+/* The configuration state survives crashes (not wipes), like the data
+ * directory's record. */
+static int persist_config(void *arg, const dht_reconfig_state *st)
+{
+    host *h = arg;
+    free(h->cur);
+    free(h->next);
+    free(h->acceptor);
+    h->epoch = st->epoch;
+    h->cur = dup_or_null(st->cur);
+    h->next = dup_or_null(st->next);
+    h->transfer_done = st->transfer_done;
+    h->removed = st->removed;
+    h->acceptor = malloc(st->acceptor_len ? st->acceptor_len : 1);
+    if (h->acceptor == NULL)
+        abort();
+    memcpy(h->acceptor, st->acceptor, st->acceptor_len);
+    h->acceptor_len = st->acceptor_len;
+    if (st->cluster_id != 0)
+        h->cluster_id = st->cluster_id;
+    sim_tracef(h->c->w, "%lld node %d records epoch %llu%s%s", (long long)sim_now(h->c->w),
+               h->index + 1, (unsigned long long)st->epoch, st->next ? " (joint)" : "",
+               st->removed ? " removed" : "");
+    return 0;
+}
+
+static void forget_config(host *h)
+{
+    free(h->cur);
+    free(h->next);
+    free(h->acceptor);
+    h->cur = h->next = NULL;
+    h->acceptor = NULL;
+    h->acceptor_len = 0;
+    h->epoch = 0;
+    h->transfer_done = h->removed = false;
+}
+
 /* ---- incarnations ---------------------------------------------------------------- */
 
 static void boot(host *h)
@@ -173,9 +231,30 @@ static void boot(host *h)
     inc->number = ++h->incarnations;
     char self[64], err[256];
     snprintf(self, sizeof self, "127.0.0.1:%d", 7001 + h->index);
-    if (dht_membership_new(c->member_list, self, c->cfg.replicas, &inc->members, err, sizeof err) != 0) {
+    /* Positions are slots (the transport's peers): every host's address in
+     * slot order, and the configuration derived from that. */
+    dht_membership *book;
+    if (dht_membership_new(c->slot_list, self, 1, &book, err, sizeof err) != 0) {
         fprintf(stderr, "sim_cluster: %s\n", err);
         abort();
+    }
+    if (h->joining && h->epoch == 0) {
+        inc->members = book;
+    } else {
+        char list[DHT_CONTROL_TEXT_MAX];
+        int r = c->cfg.replicas;
+        if (h->epoch >= 1 &&
+            dht_config_line_parse(h->cur, strlen(h->cur), &r, list, sizeof list, err,
+                                  sizeof err) != 0) {
+            fprintf(stderr, "sim_cluster: %s\n", err);
+            abort();
+        }
+        if (dht_membership_derive(book, h->epoch >= 1 ? list : c->member_list, r,
+                                  &inc->members, err, sizeof err) != 0) {
+            fprintf(stderr, "sim_cluster: %s\n", err);
+            abort();
+        }
+        dht_membership_free(book);
     }
     inc->replica = dht_replica_new();
     if (inc->replica == NULL)
@@ -189,7 +268,10 @@ static void boot(host *h)
                           .mark_initialized = mark_initialized, .cluster_id = get_cluster_id,
                           .set_cluster_id = set_cluster_id, .storage_arg = h,
                           .commit = commit_submit, .commit_arg = inc, .now = sim_clock,
-                          .clock_arg = c->w};
+                          .clock_arg = c->w, .epoch = h->epoch, .next = h->next,
+                          .transfer_done = h->transfer_done, .removed = h->removed,
+                          .joining = h->joining && h->epoch == 0, .acceptor = h->acceptor,
+                          .acceptor_len = h->acceptor_len, .persist_config = persist_config};
     dht_coord_config_default(&nc.coord);
     /* Owner ids must differ between incarnations, as random ids do in
      * processes; here they come from the seed. */
@@ -237,17 +319,27 @@ sim_cluster *sim_cluster_new(const sim_cluster_config *cfg)
         c->cfg.fsync_min_ns = 50 * 1000;
         c->cfg.fsync_max_ns = DHT_NS_PER_MS;
     }
+    /* Nodes are 127.0.0.1:7001.. (member_list below): add_peer maps those. */
     sim_config sc = {.seed = cfg->seed, .replicas = cfg->nodes, .endpoints = 0,
-                     .loss = cfg->loss};
+                     .loss = cfg->loss, .first_port = 7001};
     c->w = sim_new(&sc);
+    if (c->cfg.members <= 0 || c->cfg.members > cfg->nodes)
+        c->cfg.members = cfg->nodes;
     c->hosts = calloc((size_t)cfg->nodes, sizeof *c->hosts);
     c->member_list = malloc((size_t)cfg->nodes * 24 + 1);
-    if (c->w == NULL || c->hosts == NULL || c->member_list == NULL)
+    c->slot_list = malloc((size_t)cfg->nodes * 24 + 1);
+    if (c->w == NULL || c->hosts == NULL || c->member_list == NULL || c->slot_list == NULL)
         abort();
     sim_trace_enable(c->w, cfg->trace);
     size_t off = 0;
     for (int i = 0; i < cfg->nodes; i++)
+        off += (size_t)sprintf(c->slot_list + off, "%s127.0.0.1:%d", i ? "," : "", 7001 + i);
+    off = 0;
+    for (int i = 0; i < c->cfg.members; i++)
         off += (size_t)sprintf(c->member_list + off, "%s127.0.0.1:%d", i ? "," : "", 7001 + i);
+    c->admin = sim_endpoint_add(c->w);
+    if (c->admin < 0)
+        abort();
     char err[256];
     if (dht_membership_new(c->member_list, NULL, cfg->replicas, &c->members, err,
                            sizeof err) != 0) {
@@ -256,7 +348,8 @@ sim_cluster *sim_cluster_new(const sim_cluster_config *cfg)
     }
     for (int i = 0; i < cfg->nodes; i++) {
         c->hosts[i] = (host){.c = c, .index = i};
-        boot(&c->hosts[i]);
+        if (i < c->cfg.members)
+            boot(&c->hosts[i]);
     }
     return c;
 }
@@ -275,6 +368,7 @@ void sim_cluster_free(sim_cluster *c)
         if (c->hosts[i].inc)
             incarnation_free(c->hosts[i].inc);
         free(c->hosts[i].log);
+        forget_config(&c->hosts[i]);
     }
     while (c->ghosts) {
         incarnation *g = c->ghosts;
@@ -284,6 +378,7 @@ void sim_cluster_free(sim_cluster *c)
     sim_free(c->w);
     free(c->hosts);
     free(c->member_list);
+    free(c->slot_list);
     dht_membership_free(c->members);
     free(c);
 }
@@ -330,6 +425,7 @@ void sim_cluster_restart(sim_cluster *c, int node, bool wipe)
         h->nlog = 0;
         h->initialized = false;
         h->cluster_id = 0;
+        forget_config(h);
     }
     boot(h);
 }
@@ -444,4 +540,89 @@ bool sim_cluster_stores(const sim_cluster *c, int node, int64_t key)
 uint64_t sim_cluster_id(const sim_cluster *c, int node)
 {
     return c->hosts[node].cluster_id;
+}
+
+/* ---- membership changes ------------------------------------------------------------ */
+
+void sim_cluster_start_joiner(sim_cluster *c, int node)
+{
+    host *h = &c->hosts[node];
+    if (h->inc != NULL)
+        return;
+    h->joining = true;
+    boot(h);
+}
+
+typedef struct {
+    sim_change_cb cb;
+    void *arg;
+} change_call;
+
+static void on_changed(void *arg, dht_status st, const uint8_t *rep, size_t len)
+{
+    change_call *x = arg;
+    dht_control_msg m;
+    char err[200];
+    if (st != DHT_OK) {
+        x->cb(x->arg, false, dht_status_name(st));
+    } else if (dht_control_decode(rep, len, &m, err, sizeof err) != 0 ||
+               m.type != DHT_CTL_CHANGED) {
+        x->cb(x->arg, false, "undecodable reply");
+    } else {
+        char text[1300];
+        snprintf(text, sizeof text, "%.*s", (int)m.text_len, m.text);
+        x->cb(x->arg, m.ok, text);
+    }
+    free(x);
+}
+
+void sim_cluster_change(sim_cluster *c, int node, bool add, int target, int64_t timeout_ns,
+                        sim_change_cb cb, void *arg)
+{
+    char addr[64];
+    snprintf(addr, sizeof addr, "127.0.0.1:%d", 7001 + target);
+    dht_control_msg m = {.type = DHT_CTL_CHANGE, .op = add ? DHT_CHANGE_ADD : DHT_CHANGE_REMOVE,
+                         .addr = addr, .addr_len = strlen(addr)};
+    uint8_t *buf;
+    size_t len;
+    change_call *x = malloc(sizeof *x);
+    if (x == NULL || dht_control_encode(&m, &buf, &len) != 0)
+        abort();
+    *x = (change_call){cb, arg};
+    dht_transport *t = sim_endpoint(c->w, c->admin);
+    if (t->ops->control(t, node, buf, len, sim_now(c->w) + timeout_ns, on_changed, x) != 0) {
+        free(x);
+        cb(arg, false, "not sent");
+    }
+    free(buf);
+}
+
+uint64_t sim_cluster_view_number(sim_cluster *c, int node)
+{
+    host *h = &c->hosts[node];
+    if (h->inc == NULL)
+        return 2 * h->epoch + (h->next != NULL);
+    dht_reconfig *rc = dht_node_reconfig(h->inc->node);
+    dht_view *v = rc ? dht_reconfig_view(rc) : NULL;
+    uint64_t num = v ? dht_view_number(v) : 0;
+    dht_view_unref(v);
+    return num;
+}
+
+bool sim_cluster_removed(sim_cluster *c, int node)
+{
+    return c->hosts[node].removed;
+}
+
+bool sim_cluster_stores_now(sim_cluster *c, int node, int64_t key)
+{
+    host *h = &c->hosts[node];
+    if (h->inc == NULL)
+        return false;
+    dht_reconfig *rc = dht_node_reconfig(h->inc->node);
+    dht_view *v = rc ? dht_reconfig_view(rc) : NULL;
+    bool st = v != NULL && !h->removed &&
+              dht_membership_stores(dht_view_current(v), node, key);
+    dht_view_unref(v);
+    return st;
 }

@@ -28,7 +28,9 @@ typedef struct sim_cluster sim_cluster;
 
 typedef struct {
     uint64_t seed;
-    int nodes;                /* 1..DHT_MAX_MEMBERS */
+    int nodes;                /* hosts, 1..DHT_MAX_MEMBERS */
+    int members;              /* of them, the first ones form the cluster (epoch 1);
+                                 0: all.  The others wait unstarted (spares). */
     int replicas;             /* R per key; 0: the default, min(3, nodes) */
     double loss;              /* per message */
     int64_t fsync_min_ns;     /* group-commit latency; default 50 us .. 1 ms */
@@ -70,5 +72,19 @@ dht_replica *sim_cluster_replica(sim_cluster *c, int node);
 /* Writes in the stable log, and write requests waiting for a commit round. */
 size_t sim_cluster_synced(const sim_cluster *c, int node);
 size_t sim_cluster_unsynced(const sim_cluster *c, int node);
+
+/* Membership changes.  A spare host starts as a joining node (it waits to
+ * be added). */
+void sim_cluster_start_joiner(sim_cluster *c, int node);
+/* An administrator's CHANGE (add or remove host `target`) sent to node;
+ * cb gets the outcome and the node's text (or the transport's failure). */
+typedef void (*sim_change_cb)(void *arg, bool ok, const char *text);
+void sim_cluster_change(sim_cluster *c, int node, bool add, int target, int64_t timeout_ns,
+                        sim_change_cb cb, void *arg);
+/* node's view number now (recorded one while down); 0: none. */
+uint64_t sim_cluster_view_number(sim_cluster *c, int node);
+bool sim_cluster_removed(sim_cluster *c, int node);
+/* Whether node stores key under the current configuration of its view. */
+bool sim_cluster_stores_now(sim_cluster *c, int node, int64_t key);
 
 #endif

@@ -6,7 +6,10 @@
  * makes put outcomes "unknown"); the reply travels back with its own delay
  * and loss.  Whatever happens, exactly one of reply/error reaches the
  * caller, at or before its deadline: a call record with a `done` flag and a
- * count of events still referring to it guarantees both.
+ * count of events still referring to it guarantees both.  Control calls
+ * (opaque bytes for a bound node's control service) travel the same way;
+ * so do refusals (a bound node's check_config, no control service): an
+ * error that comes back over the network like a reply.
  */
 #include "sim/sim_transport.h"
 
@@ -32,6 +35,13 @@ typedef struct call {
     void *arg;
     bool done;
     int refs; /* scheduled events pointing here */
+    /* Control calls: the request's and the reply's bytes instead of req and
+     * reply (both owned, freed with the call), and their callback. */
+    bool control;
+    uint8_t *creq, *crep;
+    size_t creq_len, crep_len;
+    dht_control_cb ccb;
+    char *why; /* a refusal's last_error text, owned */
 } call;
 
 typedef enum { EV_DELIVER, EV_REPLY, EV_FAIL, EV_TIMER } ev_kind;
@@ -65,6 +75,7 @@ typedef struct {
 
 struct sim_world {
     sim_config cfg;
+    char last_error[256]; /* during a refused call's callback */
     int64_t now;
     uint64_t seq;
     dht_rng rng;
@@ -154,18 +165,11 @@ static void timeout(sim_world *w, call *c)
 
 /* ---- transport vtable ----------------------------------------------------- */
 
-static int sim_send(dht_transport *t, int peer, const dht_msg *req, int64_t deadline_ns,
-                    dht_reply_cb cb, void *arg)
+/* Plans c's request from endpoint ep: delivered after a random delay, or
+ * failed as the network would fail it.  Every branch schedules an event. */
+static void plan(sim_world *w, const endpoint *ep, call *c)
 {
-    endpoint *ep = (endpoint *)t;
-    sim_world *w = ep->w;
-    if (peer < 0 || peer >= w->cfg.replicas)
-        return -1;
-    call *c = calloc(1, sizeof *c);
-    if (c == NULL)
-        return -1;
-    *c = (call){.w = w, .endpoint = ep->index, .replica = peer, .req = *req,
-                .deadline = deadline_ns, .cb = cb, .arg = arg};
+    int peer = c->replica;
     replica_slot *rs = &w->rs[peer];
     if (ep->dead)
         fail_at(w, c, w->now, DHT_ERR_SHUTDOWN);
@@ -178,12 +182,72 @@ static int sim_send(dht_transport *t, int peer, const dht_msg *req, int64_t dead
         push(w, (event){.at = at, .kind = EV_DELIVER, .c = c});
         /* The caller gives up at its deadline even if the request is still
          * on its way; the replica may act on it later all the same. */
-        if (at > deadline_ns)
+        if (at > c->deadline)
             timeout(w, c);
     }
     if (c->refs == 0) /* cannot happen: every branch schedules */
         abort();
+}
+
+static int sim_send(dht_transport *t, int peer, const dht_msg *req, int64_t deadline_ns,
+                    dht_reply_cb cb, void *arg)
+{
+    endpoint *ep = (endpoint *)t;
+    sim_world *w = ep->w;
+    if (peer < 0 || peer >= w->cfg.replicas)
+        return -1;
+    call *c = calloc(1, sizeof *c);
+    if (c == NULL)
+        return -1;
+    *c = (call){.w = w, .endpoint = ep->index, .replica = peer, .req = *req,
+                .deadline = deadline_ns, .cb = cb, .arg = arg};
+    plan(w, ep, c);
     return 0;
+}
+
+static int sim_control(dht_transport *t, int peer, const uint8_t *req, size_t len,
+                       int64_t deadline_ns, dht_control_cb cb, void *arg)
+{
+    endpoint *ep = (endpoint *)t;
+    sim_world *w = ep->w;
+    if (peer < 0 || peer >= w->cfg.replicas || len > DHT_CONTROL_MAX || (req == NULL && len > 0))
+        return -1;
+    call *c = calloc(1, sizeof *c);
+    uint8_t *copy = malloc(len ? len : 1);
+    if (c == NULL || copy == NULL) {
+        free(c);
+        free(copy);
+        return -1;
+    }
+    if (len > 0)
+        memcpy(copy, req, len);
+    *c = (call){.w = w, .endpoint = ep->index, .replica = peer, .deadline = deadline_ns,
+                .arg = arg, .control = true, .creq = copy, .creq_len = len, .ccb = cb};
+    plan(w, ep, c);
+    return 0;
+}
+
+/* Slot r's synthetic address is 127.0.0.1:(first_port + r) (sim_config). */
+static int sim_add_peer(dht_transport *t, const char *addr)
+{
+    endpoint *ep = (endpoint *)t;
+    sim_world *w = ep->w;
+    char norm[DHT_ADDR_MAX], err[128], tail;
+    int port;
+    if (addr == NULL || dht_member_addr_normalise(addr, norm, sizeof norm, err, sizeof err) != 0 ||
+        sscanf(norm, "127.0.0.1:%d%c", &port, &tail) != 1)
+        return -1;
+    int slot = port - w->cfg.first_port;
+    if (slot < 0 || slot >= w->cfg.replicas)
+        return -1;
+    if (ep->base.npeers < slot + 1)
+        ep->base.npeers = slot + 1;
+    return slot;
+}
+
+static const char *sim_last_error(dht_transport *t)
+{
+    return ((endpoint *)t)->w->last_error;
 }
 
 static int sim_after(dht_transport *t, int64_t delay_ns, dht_timer_cb cb, void *arg)
@@ -199,7 +263,14 @@ static int64_t sim_now_ep(dht_transport *t)
     return ((endpoint *)t)->w->now;
 }
 
-static const dht_transport_ops sim_ops = {sim_send, sim_after, sim_now_ep, NULL, NULL, NULL};
+static const dht_transport_ops sim_ops = {
+    .send = sim_send,
+    .after = sim_after,
+    .now = sim_now_ep,
+    .last_error = sim_last_error,
+    .add_peer = sim_add_peer,
+    .control = sim_control,
+};
 
 /* ---- event processing ------------------------------------------------------- */
 
@@ -222,6 +293,74 @@ static void reply_to(sim_world *w, call *c, const dht_msg *reply)
 
 static void release(call *c);
 
+/* Answers c with an error status and text (last_error during its
+ * callback), over the network like a reply: it may be lost or cut, and
+ * never arrives after the deadline. */
+static void refuse(sim_world *w, call *c, const char *text)
+{
+    free(c->why);
+    c->why = strdup(text);
+    if (c->why == NULL)
+        abort();
+    if (w->cut[c->endpoint][c->replica] || lost(w)) {
+        timeout(w, c);
+        return;
+    }
+    int64_t at = w->now + delay(w);
+    if (at > c->deadline)
+        timeout(w, c);
+    else
+        push(w, (event){.at = at, .kind = EV_FAIL, .c = c, .status = DHT_ERR_REMOTE});
+}
+
+/* A bound service answered control call c (from inside its control or
+ * later). */
+static void control_served(void *arg, const uint8_t *rep, size_t len, const char *error)
+{
+    call *c = arg;
+    sim_world *w = c->w;
+    replica_slot *rs = &w->rs[c->replica];
+    char text[512];
+    if (rs->crashed || rs->incarnation != c->incarnation) {
+        timeout(w, c); /* the node died with the request: no answer leaves */
+    } else if (error != NULL) {
+        snprintf(text, sizeof text, "FAILED_PRECONDITION: %s", error);
+        refuse(w, c, text);
+    } else if (len > DHT_CONTROL_MAX) {
+        refuse(w, c, "INTERNAL: control reply over 1 MiB");
+    } else {
+        c->crep = malloc(len ? len : 1);
+        if (c->crep == NULL)
+            abort();
+        if (len > 0)
+            memcpy(c->crep, rep, len);
+        c->crep_len = len;
+        if (w->cut[c->endpoint][c->replica] || lost(w)) {
+            timeout(w, c);
+        } else {
+            int64_t at = w->now + delay(w);
+            if (at > c->deadline)
+                timeout(w, c);
+            else
+                push(w, (event){.at = at, .kind = EV_REPLY, .c = c});
+        }
+    }
+    release(c);
+}
+
+/* The bound node's control service takes c now. */
+static void serve_control(sim_world *w, call *c)
+{
+    replica_slot *rs = &w->rs[c->replica];
+    if (rs->svc == NULL || rs->svc->control == NULL) {
+        refuse(w, c, "UNIMPLEMENTED: this node has no control service");
+        return;
+    }
+    c->incarnation = rs->incarnation;
+    c->refs++; /* the service's, until control_served() */
+    rs->svc->control(rs->svc->arg, c->creq, c->creq_len, control_served, c);
+}
+
 /* A bound service finished c (from inside its replica_batch or later). */
 static void served(void *arg)
 {
@@ -243,6 +382,25 @@ static void served(void *arg)
 static void serve(sim_world *w, call *c)
 {
     replica_slot *rs = &w->rs[c->replica];
+    if (c->control) {
+        serve_control(w, c);
+        return;
+    }
+    if (rs->svc != NULL && rs->svc->check_config != NULL) {
+        /* What a gRPC node does before anything else of a request (the
+         * simulator has no static fingerprint: the stamp is the sender's,
+         * 0s when it set none). */
+        char why[512], text[600];
+        why[0] = '\0';
+        if (rs->svc->check_config(rs->svc->arg, c->req.config, c->req.view, why, sizeof why) !=
+            0) {
+            why[sizeof why - 1] = '\0';
+            snprintf(text, sizeof text, "FAILED_PRECONDITION: %s",
+                     why[0] ? why : "configuration refused");
+            refuse(w, c, text);
+            return;
+        }
+    }
     if (rs->svc != NULL) {
         c->incarnation = rs->incarnation;
         c->reply = (dht_msg){0};
@@ -260,11 +418,21 @@ static void finish(call *c, dht_status st, const dht_msg *reply)
     if (c->done)
         return;
     c->done = true;
-    if (c->w->eps[c->endpoint].dead) {
+    sim_world *w = c->w;
+    if (w->eps[c->endpoint].dead) {
         st = DHT_ERR_SHUTDOWN; /* its process is gone: tell its state machines */
         reply = NULL;
     }
-    c->cb(c->arg, st, reply);
+    if (st == DHT_ERR_REMOTE && c->why != NULL)
+        snprintf(w->last_error, sizeof w->last_error, "%s", c->why);
+    if (c->control) {
+        static const uint8_t none[1];
+        bool ok = st == DHT_OK;
+        c->ccb(c->arg, st, ok ? (c->crep ? c->crep : none) : NULL, ok ? c->crep_len : 0);
+    } else {
+        c->cb(c->arg, st, reply);
+    }
+    w->last_error[0] = '\0';
 }
 
 static void trace_event(sim_world *w, const event *e)
@@ -272,6 +440,12 @@ static void trace_event(sim_world *w, const event *e)
     static const char *const kinds[] = {"deliver", "reply", "fail", "timer"};
     if (e->kind == EV_TIMER) {
         sim_tracef(w, "%lld timer", (long long)e->at);
+        return;
+    }
+    if (e->c->control) {
+        sim_tracef(w, "%lld %s e%d r%d control n=%zu st=%d", (long long)e->at, kinds[e->kind],
+                   e->c->endpoint, e->c->replica,
+                   e->kind == EV_REPLY ? e->c->crep_len : e->c->creq_len, (int)e->status);
         return;
     }
     const dht_msg *m = e->kind == EV_REPLY ? &e->reply : &e->c->req;
@@ -284,8 +458,12 @@ static void trace_event(sim_world *w, const event *e)
 
 static void release(call *c)
 {
-    if (--c->refs == 0 && c->done)
+    if (--c->refs == 0 && c->done) {
+        free(c->creq);
+        free(c->crep);
+        free(c->why);
         free(c);
+    }
 }
 
 static void process(sim_world *w, event *e)
@@ -356,6 +534,8 @@ sim_world *sim_new(const sim_config *cfg)
     if (w == NULL)
         return NULL;
     w->cfg = *cfg;
+    if (w->cfg.first_port <= 0)
+        w->cfg.first_port = 1;
     if (w->cfg.delay_max_ns == 0) {
         w->cfg.delay_min_ns = 100 * 1000;
         w->cfg.delay_max_ns = 2 * DHT_NS_PER_MS;
@@ -522,7 +702,7 @@ void sim_resume(sim_world *w, int r)
         call *c = rs->queue[i];
         if (rs->svc != NULL) {
             serve(w, c); /* the reply finds the call timed out, and is dropped */
-        } else {
+        } else if (!c->control) { /* a bare replica has no control service */
             dht_msg reply;
             dht_replica_handle(rs->r, w->now, &c->req, &reply);
             free(reply.entries);

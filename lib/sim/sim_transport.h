@@ -8,6 +8,15 @@
  * deadline, a paused replica queues requests and serves them, stale, when
  * resumed.  Everything derives from one seed, so a failing run replays
  * exactly.  Single-threaded: the test drives it with sim_run*().
+ *
+ * For membership changes the endpoints also implement, like the gRPC
+ * transport: control() (opaque bytes to a bound node's service.control,
+ * with the delays, loss, cuts and crashes of requests; no control service:
+ * DHT_ERR_REMOTE, "UNIMPLEMENTED: ..."), the bound node's check_config at
+ * delivery (a refused request comes back as DHT_ERR_REMOTE with
+ * "FAILED_PRECONDITION: why" in last_error; the simulator has no static
+ * fingerprint, so a request without a stamp is checked as (0, 0)), and
+ * add_peer over the slots' synthetic addresses (see first_port).
  */
 #ifndef DHT_SIM_TRANSPORT_H
 #define DHT_SIM_TRANSPORT_H
@@ -27,6 +36,11 @@ typedef struct {
     double loss;           /* probability each request or reply is lost */
     int64_t delay_min_ns;  /* one-way delay range; default 100 us .. 2 ms */
     int64_t delay_max_ns;
+    /* Slot r's synthetic address is 127.0.0.1:(first_port + r): add_peer
+     * maps such an address (normalised) to slot r, raising the endpoint's
+     * npeers to at least r + 1, and refuses any other (-1).  0: 1, the
+     * numbering of 127.0.0.1:1..N member lists. */
+    int first_port;
 } sim_config;
 
 sim_world *sim_new(const sim_config *cfg);

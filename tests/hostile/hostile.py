@@ -49,6 +49,13 @@ which the replicas must refuse; if one got through, the honest client's
 puts or the linearizability check would show it.  In TLS mode the attack
 also sends well-formed, in-range Writes and Locks, without the peer
 certificate: then nothing at all may change.
+
+The control phase (dht.Admin/Control, membership changes) follows the same
+rule: a member may legitimately install a newer configuration of its
+cluster, promise or accept in the open agreement slot, or start a change
+that succeeds, so none of these is ever sent whole; everything else is
+(garbage, refusals, and requests that change nothing), and afterwards
+every node must report the configuration it had before.
 """
 
 import argparse
@@ -56,6 +63,7 @@ import collections
 import json
 import os
 import random
+import re
 import socket
 import ssl
 import sys
@@ -170,12 +178,18 @@ SCHEMAS = {
     "item": {**{n: VARINT for n in range(1, 8)}, 8: BOOL},
     "health": {1: LEN},
     "stats": {},
+    "control": {1: LEN},  # ControlRequest { bytes body = 1; }
 }
 # The config field (the sender's configuration fingerprint) of each replica
 # request message, and the fields added with it (Scan's member filter and
 # incarnation): declared, so that broken() judges them like the others.
 CONFIG_FIELD = {"lock": 4, "unlock": 3, "write": 6, "read": 2, "scan": 7, "batch": 3}
 for _schema, _num in CONFIG_FIELD.items():
+    SCHEMAS[_schema][_num] = VARINT
+# The view number each replica request carries next to its fingerprint
+# (membership changes): declared for the same reason.
+VIEW_FIELD = {"lock": 5, "unlock": 4, "write": 7, "read": 3, "scan": 8, "batch": 4}
+for _schema, _num in VIEW_FIELD.items():
     SCHEMAS[_schema][_num] = VARINT
 SCHEMAS["scan"].update({5: VARINT, 6: VARINT})
 
@@ -290,6 +304,8 @@ M_LOCK, M_UNLOCK, M_WRITE = "/dht.Replica/Lock", "/dht.Replica/Unlock", "/dht.Re
 M_READ, M_SCAN, M_BATCH = "/dht.Replica/Read", "/dht.Replica/Scan", "/dht.Replica/Batch"
 M_STREAM, M_HEALTH = "/dht.Replica/Stream", "/grpc.health.v1.Health/Check"
 M_STATS = "/dht.Admin/Stats"
+# The members' control channel: under TLS, for the peer role only.
+M_CONTROL = "/dht.Admin/Control"
 UNARY = {M_PUT: "put", M_GET: "get", M_LOCK: "lock", M_UNLOCK: "unlock", M_WRITE: "write",
          M_READ: "read", M_SCAN: "scan", M_BATCH: "batch", M_HEALTH: "health",
          M_STATS: "stats"}
@@ -366,6 +382,186 @@ def make_channel(addr, creds=None):
 def hexs(b, limit=160):
     h = b[:limit].hex()
     return h if len(b) <= limit else f"{h}... ({len(b)} bytes)"
+
+
+# ---- control messages, by hand ------------------------------------------------
+# The body of a dht.Admin/Control call (lib/protocol/control.c, version 1):
+# u8 version, u8 type, then by type; integers little-endian, a str is a u32
+# length and that many bytes, a bool one byte 0 or 1.  The decoder below
+# mirrors control.c's strict one: the control phase sends garbage only when
+# it refuses it (or when it is a VIEW or CHANGED, which no node acts on), so
+# that a stray well-formed INSTALL or CHANGE never changes the cluster.
+
+CTL_VERSION = 1
+CTL_AGREE, CTL_QUERY, CTL_VIEW, CTL_INSTALL, CTL_CHANGE, CTL_CHANGED = range(1, 7)
+CTL_NAMES = {CTL_AGREE: "AGREE", CTL_QUERY: "QUERY", CTL_VIEW: "VIEW", CTL_INSTALL: "INSTALL",
+             CTL_CHANGE: "CHANGE", CTL_CHANGED: "CHANGED"}
+(AG_PREPARE, AG_PROMISE, AG_ACCEPT, AG_ACCEPTED, AG_NACK, AG_DECIDED, AG_STALE,
+ AG_BEHIND) = range(1, 9)
+AG_NAMES = {1: "PREPARE", 2: "PROMISE", 3: "ACCEPT", 4: "ACCEPTED", 5: "NACK", 6: "DECIDED",
+            7: "STALE", 8: "BEHIND"}
+CHANGE_ADD, CHANGE_REMOVE = 1, 2
+CTL_TEXT_MAX = 64 + 128 * 256           # DHT_CONTROL_TEXT_MAX
+CTL_ADDR_MAX = 255                      # DHT_CONTROL_ADDR_MAX
+CTL_CHANGED_TEXT_MAX = 4096             # DHT_CONTROL_CHANGED_TEXT_MAX
+CTL_AGREE_VALUE_MAX = 64 * 1024         # DHT_AGREE_VALUE_MAX
+CTL_ENCODED_MAX = 256 * 1024            # DHT_CONTROL_ENCODED_MAX
+CONTROL_BODY_MAX = 1 << 20              # DHT_CONTROL_MAX: the gRPC layer's limit
+CTL_STR_MAX = {"agree value": CTL_AGREE_VALUE_MAX, "cur": CTL_TEXT_MAX, "next": CTL_TEXT_MAX,
+               "addr": CTL_ADDR_MAX, "text": CTL_CHANGED_TEXT_MAX}
+
+
+def ctl_build(type_, parts=(), version=CTL_VERSION):
+    """A control body: (bytes, layout).  parts are (kind, name, value) with
+    kind u8, bool, u64 or str; layout lists (kind, name, offset, value), for
+    the mutations."""
+    out, layout = bytearray([version & 0xFF, type_ & 0xFF]), []
+    for kind, name, v in parts:
+        layout.append((kind, name, len(out), v))
+        if kind in ("u8", "bool"):
+            out.append(v & 0xFF)
+        elif kind == "u64":
+            out += (v & U64).to_bytes(8, "little")
+        else:
+            out += len(v).to_bytes(4, "little") + v
+    return bytes(out), layout
+
+
+def agree_parts(type_, epoch, ballot=(1, 1), accepted=(0, 0), value=b""):
+    return [("u8", "agree type", type_), ("u64", "epoch", epoch),
+            ("u64", "ballot round", ballot[0]), ("u64", "ballot id", ballot[1]),
+            ("u64", "accepted round", accepted[0]), ("u64", "accepted id", accepted[1]),
+            ("str", "agree value", value)]
+
+
+def view_parts(epoch, cur=b"", next_=b"", cluster=0, tdone=0, removed=0):
+    return [("u64", "view epoch", epoch), ("str", "cur", cur), ("str", "next", next_),
+            ("u64", "cluster id", cluster), ("bool", "transfer_done", tdone),
+            ("bool", "removed", removed)]
+
+
+def change_parts(op, addr):
+    return [("u8", "op", op), ("str", "addr", addr)]
+
+
+def ctl_agree(type_, epoch, ballot=(1, 1), accepted=(0, 0), value=b""):
+    return ctl_build(CTL_AGREE, agree_parts(type_, epoch, ballot, accepted, value))[0]
+
+
+def ctl_install(epoch, cur=b"", next_=b"", cluster=0, tdone=0, removed=0):
+    return ctl_build(CTL_INSTALL, view_parts(epoch, cur, next_, cluster, tdone, removed))[0]
+
+
+def ctl_change(op, addr):
+    return ctl_build(CTL_CHANGE, change_parts(op, addr))[0]
+
+
+CTL_QUERY_BODY = bytes([CTL_VERSION, CTL_QUERY])
+
+
+class CtlError(ValueError):
+    pass
+
+
+def ctl_decode(b):
+    """A control body as a dict, or CtlError: what control.c's decoder
+    accepts, field for field."""
+    if len(b) > CTL_ENCODED_MAX:
+        raise CtlError(f"{len(b)} bytes, over {CTL_ENCODED_MAX}")
+    if len(b) < 2:
+        raise CtlError("too short")
+    if b[0] != CTL_VERSION:
+        raise CtlError(f"version {b[0]}")
+    t = b[1]
+    if t not in CTL_NAMES:
+        raise CtlError(f"unknown type {t}")
+    pos = [2]
+
+    def take(n, what):
+        if n > len(b) - pos[0]:
+            raise CtlError(f"{what} truncated")
+        v = b[pos[0]:pos[0] + n]
+        pos[0] += n
+        return v
+
+    def u64(what):
+        return int.from_bytes(take(8, what), "little")
+
+    def boolean(what):
+        v = take(1, what)[0]
+        if v > 1:
+            raise CtlError(f"{what} not 0 or 1")
+        return v == 1
+
+    def text(what, lo=0):
+        n = int.from_bytes(take(4, what), "little")
+        if n > CTL_STR_MAX[what]:
+            raise CtlError(f"{what} length over its limit")
+        s = take(n, what)
+        if len(s) < lo:
+            raise CtlError(f"{what} length {len(s)} under {lo}")
+        bad = next((i for i, c in enumerate(s) if c < 0x20 or c == 0x7F), None)
+        if bad is not None:
+            raise CtlError(f"{what} has control byte 0x{s[bad]:02x}")
+        return s
+
+    def view():
+        v = {"epoch": u64("view epoch"), "cur": text("cur"), "next": text("next"),
+             "cluster": u64("cluster id"), "transfer_done": boolean("transfer_done"),
+             "removed": boolean("removed")}
+        return v
+
+    m = {"type": t}
+    if t == CTL_AGREE:
+        m["agree"] = take(1, "agree type")[0]
+        m["epoch"] = u64("epoch")
+        m["ballot"] = (u64("ballot"), u64("ballot"))
+        m["accepted"] = (u64("accepted"), u64("accepted"))
+        n = int.from_bytes(take(4, "agree value"), "little")
+        if n > CTL_AGREE_VALUE_MAX:
+            raise CtlError("agree value length over its limit")
+        m["value"] = take(n, "agree value")  # opaque: not checked as text
+    elif t in (CTL_VIEW, CTL_INSTALL):
+        m["view"] = view()
+    elif t == CTL_CHANGE:
+        m["op"] = take(1, "op")[0]
+        m["addr"] = text("addr", 1)
+    elif t == CTL_CHANGED:
+        m["ok"] = boolean("ok")
+        m["text"] = text("text")
+        m["view"] = view()
+    if pos[0] != len(b):
+        raise CtlError(f"{len(b) - pos[0]} bytes left over")
+    if t == CTL_AGREE and not AG_PREPARE <= m["agree"] <= AG_BEHIND:
+        raise CtlError(f"bad agree type {m['agree']}")
+    if t == CTL_CHANGE and m["op"] not in (CHANGE_ADD, CHANGE_REMOVE):
+        raise CtlError(f"bad change op {m['op']}")
+    v = m.get("view")
+    if v is not None:
+        if v["epoch"] == 0 and (v["cur"] or v["next"]):
+            raise CtlError("view of epoch 0 with a configuration")
+        if v["epoch"] != 0 and not v["cur"]:
+            raise CtlError("view without a configuration")
+        if v["epoch"] == U64 and v["next"]:
+            raise CtlError("view with a next at the last epoch")
+    return m
+
+
+def ctl_reply(rep):
+    """The decoded control message in a ControlReply (CtlError otherwise)."""
+    return ctl_decode(one(decode(rep), 1, b""))
+
+
+def control_request(body):
+    """A ControlRequest carrying body (proto3 leaves an empty body out)."""
+    return fb(1, body) if body else b""
+
+
+CONFIG_LINE = re.compile(r"replicas=(\d+) partitions=(\d+) members=(\S+)")
+
+
+def config_line(replicas, partitions, members):
+    return f"replicas={replicas} partitions={partitions} members={','.join(members)}".encode()
 
 
 # ---- HTTP/2 by hand, below gRPC ----------------------------------------------
@@ -548,18 +744,20 @@ class Case:
     """One request and what the node must answer: a status in expect, and,
     when that is OK, a reply that check (if any) finds right.  note: said
     once when the answer's status is in note_on (tolerated, but worth
-    knowing)."""
+    knowing).  refusal: for an expected status other than OK, a check of
+    its details (the reason the node gives), as check is of a reply."""
     __slots__ = ("method", "req", "expect", "desc", "check", "note", "timeout", "compression",
-                 "metadata", "note_on", "config")
+                 "metadata", "note_on", "config", "refusal")
 
     def __init__(self, method, req, expect, desc, check=None, note=None, timeout=15.0,
-                 compression=None, metadata=None, note_on=("OK",), config=NODE):
+                 compression=None, metadata=None, note_on=("OK",), config=NODE, refusal=None):
         self.method, self.req, self.expect, self.desc, self.check = (
             method, req, frozenset(expect), desc, check)
         self.note, self.timeout, self.compression, self.metadata = (
             note, timeout, compression, metadata)
         self.note_on = note_on
         self.config = config  # NODE, NO_CONFIG or a fingerprint
+        self.refusal = refusal
 
 
 INVALID = {"INVALID_ARGUMENT"}
@@ -704,6 +902,11 @@ class Attack:
                 why = f"reply does not parse ({e}): {hexs(rep)}"
             if why:
                 self.defect(f"wrong reply: {what}: {why}")
+                return False
+        if code != "OK" and case.refusal is not None:
+            why = case.refusal(details or "")
+            if why:
+                self.defect(f"wrong refusal: {what}: {code} '{details}': {why}")
                 return False
         return True
 
@@ -1533,7 +1736,8 @@ class Attack:
                          (M_READ, read(SEEDED[0]), "read"), (M_SCAN, scan(None, True, 4096), "scan"),
                          (M_WRITE, write(SEEDED[0], 1, U64, 1), "out-of-range write"),
                          (M_WRITE, b"\xff\xff", "garbage write"),
-                         (M_BATCH, b"\x0a\xff", "garbage batch")])
+                         (M_BATCH, b"\x0a\xff", "garbage batch"),
+                         (M_CONTROL, fb(1, b"hi"), "control message")])
         kv_changing = [(M_PUT, put(fresh + 1, 5), "well-formed put of a fresh key"),
                        (M_PUT, put(SEEDED[6], 5), "well-formed put of a seeded key")]
         kv_harmless = [(M_GET, get(SEEDED[0]), "get"), (M_PUT, b"\xff\xff", "garbage put"),
@@ -1682,6 +1886,634 @@ class Attack:
                         if why:
                             self.defect(f"wrong reply: [{phase}] node {a} stream of {desc}: {why}")
 
+    # -- the control channel
+
+    def call_one(self, phase, a, case):
+        """One unary call, judged: (judged right, reply or None)."""
+        self.recent[a].append((phase, case.method, case.desc, hexs(case.req, 48)))
+        try:
+            rep = self.stub(a, case.method)(self.wire(a, case.method, case.req, case.config),
+                                            timeout=case.timeout)
+            code, details = "OK", ""
+        except grpc.RpcError as e:
+            rep, code, details = None, e.code().name, e.details() or ""
+        return self.judge(phase, a, case, code, details, rep), rep
+
+    def control_state(self, phase, a):
+        """What node a says of its configuration, or None (a defect said why):
+        its Stats, its answer to a QUERY (which must agree with them), the
+        answer to a PREPARE of the lowest ballot (round 0, id 1) for its open
+        slot (what its acceptor has promised and accepted there), and the
+        values of the seeded keys read through it."""
+        st = {}
+
+        def stats_check(rep):
+            f = decode(rep)
+            st["stats"] = {"epoch": one(f, 10), "view": one(f, 11), "fingerprint": one(f, 4),
+                           "cluster": one(f, 5), "replicas": one(f, 3), "removed": one(f, 14),
+                           "members": sorted(m.decode() for m in f.get(2, [])),
+                           "next members": sorted(m.decode() for m in f.get(12, [])),
+                           "next replicas": one(f, 13)}
+            return check_stats_reply(self.addrs)(rep)
+
+        ok, _ = self.call_one(phase, a, Case(M_STATS, stats_request(), {"OK"}, "stats",
+                                             stats_check))
+        if not ok:
+            return None
+        s = st["stats"]
+
+        def query_check(rep):
+            m = ctl_reply(rep)
+            if m["type"] != CTL_VIEW:
+                return f"a {CTL_NAMES[m['type']]} answers a QUERY"
+            v = m["view"]
+            got = (v["epoch"], v["cluster"], v["removed"], bool(v["next"]))
+            want = (s["epoch"], s["cluster"], bool(s["removed"]), bool(s["next members"]))
+            if got != want:
+                return (f"view (epoch, cluster id, removed, joint) {got}, its Stats say {want}")
+            line = CONFIG_LINE.fullmatch(v["cur"].decode(errors="replace"))
+            if (line is None or int(line.group(1)) != s["replicas"] or
+                    sorted(line.group(3).split(",")) != s["members"]):
+                return (f"view configuration {v['cur']!r}, its Stats say R={s['replicas']} "
+                        f"members {s['members']}")
+            st["view"] = v
+            st["partitions"] = int(line.group(2))
+            return None
+
+        ok, _ = self.call_one(phase, a, Case(M_CONTROL, control_request(CTL_QUERY_BODY), {"OK"},
+                                             "QUERY (before and after the phase)", query_check))
+        if not ok:
+            return None
+        v = st["view"]
+        st["decided"] = v["epoch"] + (1 if v["next"] else 0)
+
+        def probe_check(rep):
+            m = ctl_reply(rep)
+            if m["type"] != CTL_AGREE or m["agree"] not in (AG_PROMISE, AG_NACK):
+                return f"{m} answers a PREPARE of the open slot"
+            st["promise"] = (AG_NAMES[m["agree"]], m["ballot"], m["accepted"], m["value"])
+            return None
+
+        ok, _ = self.call_one(phase, a, Case(
+            M_CONTROL, control_request(ctl_agree(AG_PREPARE, st["decided"] + 1, (0, 1))), {"OK"},
+            f"PREPARE of the open slot (epoch {st['decided'] + 1}) at the lowest ballot (0, 1)",
+            probe_check))
+        if not ok:
+            return None
+        values = {}
+
+        def get_check(k):
+            def check(rep):
+                values[k] = s64(one(decode(rep), 1))
+                return None
+            return check
+
+        cases = [Case(M_GET, get(k), {"OK"}, f"get of seeded key {k}", get_check(k))
+                 for k in SEEDED]
+        self.run_unary(phase, cases, window=8, addrs=[a])
+        if len(values) != len(SEEDED):
+            return None
+        st["gets"] = values
+        return st
+
+    def control_cases(self, a, st):
+        """The control requests of the general part of the phase for node a
+        (whose state before it is st), each with what it must answer:
+        (kind, Case) pairs."""
+        v, s, decided = st["view"], st["stats"], st["decided"]
+        epoch, cur, mine = v["epoch"], v["cur"], v["cluster"]
+        partitions = st["partitions"]
+        replicas = s["replicas"]
+        members = s["members"]
+        foreign = [f"10.254.{i}.7:4{i}01" for i in range(4)]
+        out = []
+        C = lambda body: control_request(body)
+
+        def same_view(rep):
+            m = ctl_reply(rep)
+            if m["type"] != CTL_VIEW:
+                return f"a {CTL_NAMES[m['type']]} where a VIEW was due"
+            if m["view"] != v:
+                return f"view {m['view']}, before the phase {v}"
+            return None
+
+        def agree_is(kind, ep, ballot, value=b""):
+            def check(rep):
+                m = ctl_reply(rep)
+                got = (m["type"], m.get("agree"), m.get("epoch"), m.get("ballot"),
+                       m.get("accepted"), m.get("value"))
+                want = (CTL_AGREE, kind, ep, ballot, (0, 0), value)
+                if got != want:
+                    return (f"answered {CTL_NAMES[m['type']]} "
+                            f"{AG_NAMES.get(m.get('agree'), m.get('agree'))} epoch "
+                            f"{m.get('epoch')} ballot {m.get('ballot')} accepted "
+                            f"{m.get('accepted')} value {m.get('value')!r}; expected "
+                            f"{AG_NAMES[kind]} epoch {ep} ballot {ballot} value {value!r}")
+                return None
+            return check
+
+        def reason(*needles, forbid=("control:",)):
+            """A refusal that gives a reason containing one of needles (any
+            when none), and none of forbid (a decoder refusal of a message
+            that decodes means our decoder and the node's disagree)."""
+            def check(details):
+                if not details:
+                    return "no reason given"
+                if needles and not any(n in details for n in needles):
+                    return f"the reason does not say {' or '.join(repr(n) for n in needles)}"
+                if any(f in details for f in forbid):
+                    return "a reason that does not fit the request"
+                return None
+            return check
+
+        decoder_refusal = reason("control:", forbid=())
+
+        def garbage(body, desc):
+            """A control body this phase sends as garbage, with what the node
+            must answer; None when it decodes to something a node may act on
+            (never sent)."""
+            if len(body) > CONTROL_BODY_MAX:
+                return Case(M_CONTROL, C(body), INVALID, desc, refusal=reason("1 MiB"))
+            try:
+                m = ctl_decode(body)
+            except CtlError as e:
+                return Case(M_CONTROL, C(body), {"FAILED_PRECONDITION"}, f"{desc} ({e})",
+                            refusal=decoder_refusal)
+            if m["type"] in (CTL_VIEW, CTL_CHANGED):
+                return Case(M_CONTROL, C(body), {"FAILED_PRECONDITION"},
+                            f"{desc} (a {CTL_NAMES[m['type']]}: no request)",
+                            refusal=reason("not a request"))
+            if m["type"] == CTL_AGREE and (
+                    m["agree"] not in (AG_PREPARE, AG_ACCEPT) or m["epoch"] == 0 or
+                    m["ballot"] == (0, 0) or (m["agree"] == AG_ACCEPT and not m["value"])):
+                return Case(M_CONTROL, C(body), {"FAILED_PRECONDITION"},
+                            f"{desc} (an AGREE no acceptor takes)",
+                            refusal=reason("malformed agreement"))
+            return None
+
+        def add(kind, case):
+            if case is not None:
+                out.append((kind, case))
+
+        # -- ControlRequests that are not one: INVALID_ARGUMENT
+        body_ok = CTL_QUERY_BODY
+        for req, d in ((b"\x08\x01", "body as a varint"),
+                       (tag(1, I64) + bytes(8), "body as a fixed64"),
+                       (tag(1, I32) + bytes(4), "body as a fixed32"),
+                       (tag(1, SGROUP) + tag(1, EGROUP), "body as a group"),
+                       (tag(1, 6) + body_ok, "wire type 6"),
+                       (b"\x0a" + varint(0xFFFFFFFF) + body_ok, "body length 2^32-1"),
+                       (b"\x0a" + varint(U64) + body_ok, "body length -1"),
+                       (b"\x0a" + varint(CONTROL_BODY_MAX + 1) + body_ok,
+                        "body length 1 MiB + 1, 2 bytes present"),
+                       (b"\x0a\x05" + body_ok, "body length past the end"),
+                       (b"\x0a" + b"\xff" * 10 + b"\x01", "body with an 11-byte length"),
+                       (b"\x0a", "a lone tag"), (b"\x80", "a lone continuation byte"),
+                       (b"\x00", "field 0"), (fb(1, body_ok) + b"\x12", "body, then a broken tag"),
+                       (put(HOSTILE, 1), "a PutRequest"),
+                       (write(SEEDED[0], 1, U64, 1), "a WriteRequest"),
+                       (b"\xff" * 16, "16 bytes of 0xff")):
+            assert broken(req, "control"), d
+            add("not a ControlRequest", Case(M_CONTROL, req, INVALID, "garbage protobuf: " + d,
+                                              refusal=reason("malformed ControlRequest")))
+        # Other messages that parse as a ControlRequest: their field 1 (or
+        # none) is the body, which no decoder takes.
+        for req, d in ((batch([item(ITEM_READ, HOSTILE)], 1), "a BatchRequest"),
+                       (fb(1, members[0].encode()) + fb(2, members[0].encode()) + fv(3, 3),
+                        "a StatsReply"),
+                       (health(b"dht.KeyValue"), "a HealthCheckRequest"),
+                       (scan(None, True, 10), "a ScanRequest")):
+            body = one(decode(req), 1, b"") if not broken(req, "control") else None
+            if body is None:
+                add("not a ControlRequest", Case(M_CONTROL, req, INVALID,
+                                                  "garbage protobuf: " + d,
+                                                  refusal=reason("malformed ControlRequest")))
+            else:
+                c = garbage(body, "garbage protobuf that parses: " + d)
+                assert c is not None, d
+                add("not a ControlRequest", Case(M_CONTROL, req, c.expect, c.desc,
+                                                  refusal=c.refusal))
+        # A ControlRequest with an empty body (left out, or written empty).
+        for req, d in ((b"", "no body field"), (fb(1, b""), "an empty body field"),
+                       (fv(2, 7) + fb(3, b"x"), "only unknown fields")):
+            add("empty body", Case(M_CONTROL, req, {"FAILED_PRECONDITION"},
+                                   "ControlRequest with " + d, refusal=decoder_refusal))
+        # -- sizes
+        for n, exp, d in ((CONTROL_BODY_MAX + 1, INVALID, "1 MiB + 1"),
+                          (CONTROL_BODY_MAX + (60 << 10), INVALID, "1 MiB + 60 KiB"),
+                          (CONTROL_BODY_MAX, {"FAILED_PRECONDITION"}, "1 MiB"),
+                          (CTL_ENCODED_MAX + 1, {"FAILED_PRECONDITION"}, "256 KiB + 1"),
+                          (CTL_ENCODED_MAX, {"FAILED_PRECONDITION"}, "256 KiB")):
+            body = CTL_QUERY_BODY + b"\x41" * (n - 2)
+            add("size", Case(M_CONTROL, C(body), exp, f"a QUERY padded to {d}",
+                             refusal=reason("1 MiB") if exp == INVALID else decoder_refusal))
+        big = CTL_QUERY_BODY + b"\x41" * ((2 << 20) - 2)
+        add("size", Case(M_CONTROL, C(big), TOO_BIG, "a QUERY padded to 2 MiB"))
+        add("size", garbage(ctl_agree(AG_PREPARE, 1 << 40, (1, 1), value=b"v" *
+                                      (CTL_AGREE_VALUE_MAX + 1)), "AGREE value of 64 KiB + 1"))
+        add("size", garbage(ctl_install(epoch, b"r" * (CTL_TEXT_MAX + 1), b"", mine),
+                            "INSTALL cur of 32,833 bytes"))
+        add("size", garbage(ctl_change(CHANGE_ADD, b"a" * 250 + b":" + b"1" * 5),
+                            "CHANGE addr of 256 bytes"))
+        add("size", garbage(ctl_build(CTL_CHANGED, [("bool", "ok", 1),
+                                                    ("str", "text", b"t" * 4097)] +
+                                      view_parts(epoch, cur, b"", mine))[0],
+                            "CHANGED text of 4097 bytes"))
+
+        # -- every truncation and mutation of valid bodies
+        bases = [
+            ("QUERY", (CTL_QUERY_BODY, [])),
+            ("far-future PREPARE", ctl_build(CTL_AGREE, agree_parts(
+                AG_PREPARE, 1 << 40, (7, 0xABCDEF), (0, 0), b"replicas=1"))),
+            ("far-future ACCEPT", ctl_build(CTL_AGREE, agree_parts(
+                AG_ACCEPT, decided + 1000, (U64, U64), (3, 4), config_line(1, partitions,
+                                                                           foreign[:1])))),
+            ("INSTALL of its own view", ctl_build(CTL_INSTALL, view_parts(epoch, cur, b"", mine))),
+            ("INSTALL of another cluster", ctl_build(CTL_INSTALL, view_parts(
+                epoch + 7, config_line(3, partitions, foreign[:3]),
+                config_line(3, partitions, foreign[1:]), (mine ^ 0x5A5A) or 1, 1, 0))),
+            ("CHANGE add of a member", ctl_build(CTL_CHANGE, change_parts(
+                CHANGE_ADD, members[0].encode()))),
+            ("CHANGED", ctl_build(CTL_CHANGED, [("bool", "ok", 1), ("str", "text", b"done")] +
+                                  view_parts(epoch, cur, b"", mine))),
+        ]
+        for name, (body, layout) in bases:
+            for cut in range(len(body)):
+                add("truncated", garbage(body[:cut], f"{name} truncated to {cut} of {len(body)} "
+                                                     f"bytes"))
+            for ver in (0, 2, 0x81, 0xFF):
+                add("version/type", garbage(bytes([ver]) + body[1:], f"{name} of version {ver}"))
+            for t in (0, 7, 8, 0xFF, *CTL_NAMES):
+                if t != body[1]:
+                    add("version/type", garbage(body[:1] + bytes([t]) + body[2:],
+                                                f"{name} with type byte {t}"))
+            for extra, d in ((b"\x00", "a zero byte"), (b"\x01", "a one byte"),
+                             (b"\xff" * 100, "100 bytes"), (body, "itself again")):
+                add("trailing", garbage(body + extra, f"{name} followed by {d}"))
+            for kind, fname, off, val in layout:
+                if kind == "str":
+                    n = len(val)
+                    for ln in sorted({0xFFFFFFFF, 0x80000000, 0xFFFFFFFE, CTL_STR_MAX[fname],
+                                      CTL_STR_MAX[fname] + 1, n + 1, n + 4, n - 1, 0} - {n}):
+                        if ln < 0:
+                            continue
+                        b = body[:off] + ln.to_bytes(4, "little") + body[off + 4:]
+                        add("length", garbage(b, f"{name} with {fname} length {ln} "
+                                                 f"({n} bytes follow)"))
+                    for ctl, d in ((b"\n", "a newline"), (b"\x1b[2J", "an ANSI escape"),
+                                   (b"\x00", "a NUL"), (b"\x7f", "a DEL"), (b"\r", "a CR"),
+                                   (b"\x07", "a BEL"), (b"\t", "a tab")):
+                        if fname == "agree value":
+                            continue  # opaque bytes, not text
+                        for where, nv in (("first", ctl + val), ("last", val + ctl),
+                                          ("middle", val[:n // 2] + ctl + val[n // 2:])):
+                            b = (body[:off] + len(nv).to_bytes(4, "little") + nv +
+                                 body[off + 4 + n:])
+                            add("control chars", garbage(b, f"{name} with {d} {where} in "
+                                                            f"{fname}"))
+                elif kind == "bool":
+                    for bv in (2, 0x80, 0xFF):
+                        add("bool", garbage(body[:off] + bytes([bv]) + body[off + 1:],
+                                            f"{name} with {fname} {bv}"))
+                elif kind == "u8":
+                    for ev in (0, 9, 3, 0x7F, 0xFF):
+                        add("enum", garbage(body[:off] + bytes([ev]) + body[off + 1:],
+                                            f"{name} with {fname} {ev}"))
+        # views the rules refuse
+        for vp, d in ((view_parts(0, cur, b"", mine), "epoch 0 with a configuration"),
+                      (view_parts(0, b"", cur, mine), "epoch 0 with a next"),
+                      (view_parts(epoch + 3, b"", b"", mine), "no configuration"),
+                      (view_parts(epoch + 3, b"", cur, mine), "a next and no configuration"),
+                      (view_parts(U64, cur, cur, mine), "a next at epoch 2^64-1")):
+            add("view rules", garbage(ctl_build(CTL_INSTALL, vp)[0], "INSTALL of " + d))
+
+        # -- well-formed requests that the node refuses (FAILED_PRECONDITION)
+        if mine == 0:
+            # an INSTALL naming any cluster would be taken: not sent
+            self.note(f"control phase: node {a} reports no cluster id; no INSTALL of another "
+                      f"cluster sent")
+        for cid, d in ((mine ^ 1, "its cluster id with one bit flipped"), (U64, "2^64-1"),
+                       (self.rng.getrandbits(64) | 1, "a random cluster id")):
+            if cid in (0, mine) or mine == 0:
+                continue
+            for ep in (epoch + 1, epoch + 1000, U64 - 1):
+                add("refused", Case(M_CONTROL, C(ctl_install(
+                    ep, config_line(3, partitions, foreign[:3]), b"", cid)),
+                    {"FAILED_PRECONDITION"}, f"INSTALL of epoch {ep} naming {d}",
+                    refusal=reason("another cluster")))
+            add("refused", Case(M_CONTROL, C(ctl_install(
+                epoch + 2, cur, config_line(replicas, partitions, members[1:] + foreign[:1]),
+                cid, 1)), {"FAILED_PRECONDITION"},
+                f"INSTALL of a joint view on its own members naming {d}",
+                refusal=reason("another cluster")))
+        bad_lines = [(b"not a configuration line", "a text that is no configuration line"),
+                     (config_line(replicas, partitions + 1, members), "another partition count"),
+                     (config_line(len(members) + 1, partitions, members),
+                      "more replicas than members"),
+                     (config_line(-1, partitions, members), "replicas -1"),
+                     (config_line(replicas, partitions, members[:-1] + ["nohostport"]),
+                      "a member that is not HOST:PORT"),
+                     (config_line(replicas, partitions, members[:-1] + [members[0]]),
+                      "a member twice"),
+                     (b"replicas=3 partitions=" + str(partitions).encode() + b" members=",
+                      "no members")]
+        for text, d in bad_lines:
+            add("refused", Case(M_CONTROL, C(ctl_install(epoch + 5, text, b"", mine)),
+                                {"FAILED_PRECONDITION"}, f"INSTALL of a newer epoch with {d}",
+                                refusal=reason()))
+            add("refused", Case(M_CONTROL, C(ctl_install(epoch + 5, cur, text, mine)),
+                                {"FAILED_PRECONDITION"},
+                                f"INSTALL of a newer joint view whose next has {d}",
+                                refusal=reason()))
+        add("refused", Case(M_CONTROL, C(ctl_install(0, b"", b"", mine)), {"FAILED_PRECONDITION"},
+                            "INSTALL of epoch 0 (no configuration)",
+                            refusal=reason("no configuration")))
+        for body, d in ((ctl_agree(AG_PREPARE, 0, (5, 5)), "PREPARE of epoch 0"),
+                        (ctl_agree(AG_PREPARE, decided + 9, (0, 0)), "PREPARE of ballot (0, 0)"),
+                        (ctl_agree(AG_ACCEPT, decided + 9, (5, 5)), "ACCEPT of no value"),
+                        (ctl_agree(AG_ACCEPT, decided, (5, 5)),
+                         "ACCEPT of no value, decided epoch"),
+                        *((ctl_agree(t, decided + 9, (5, 5), (1, 1), b"x"),
+                           f"{AG_NAMES[t]} (a reply) as a request")
+                          for t in (AG_PROMISE, AG_ACCEPTED, AG_NACK, AG_DECIDED, AG_STALE,
+                                    AG_BEHIND))):
+            add("refused", garbage(body, "AGREE " + d))
+        for body, d in ((ctl_build(CTL_VIEW, view_parts(epoch, cur, b"", mine))[0], "its VIEW"),
+                        (ctl_build(CTL_VIEW, view_parts(epoch + 9, config_line(
+                            1, partitions, foreign[:1]), b"", mine))[0], "a newer VIEW"),
+                        (ctl_build(CTL_CHANGED, [("bool", "ok", 1), ("str", "text", b"ok")] +
+                                   view_parts(epoch + 9, cur, b"", mine))[0], "a CHANGED")):
+            add("refused", garbage(body, d + " as a request"))
+        port = members[0].rsplit(":", 1)[1]
+        bad_addrs = [b"nohostport", b":" + port.encode(), b"127.0.0.1:", b"127.0.0.1:0",
+                     b"127.0.0.1:65536", b"127.0.0.1:-1", b"127.0.0.1:99999999999999999999",
+                     b"127.0.0.1:80x", b"127.0.0.1: 80", b"127.0.0.1:0x50", b"127.0.0.1:+",
+                     b"host name:1", b"h@st:1", b"a/b:1", b"ex%41mple:1", b"::1:80",
+                     b"[::1:80", b"[]:80", b"]x[:80", b"x" * 255, b"x" * 250 + b":0",
+                     b"127.0.0.1:8080:", b"\xc3\xa9t\xc3\xa9:80", b"\xff\xfe:80", b"*:80",
+                     b"127.0.0.1:" + port.encode() + b"/x"]
+        for addr in bad_addrs:
+            for op, opn in ((CHANGE_ADD, "add"), (CHANGE_REMOVE, "remove")):
+                add("refused", Case(M_CONTROL, C(ctl_change(op, addr)), {"FAILED_PRECONDITION"},
+                                    f"CHANGE {opn} of {addr[:40]!r} (not HOST:PORT)",
+                                    refusal=reason(forbid=("control:", "already driving"))))
+
+        # -- well-formed requests that change nothing, answered OK
+        for _ in range(3):
+            add("answered", Case(M_CONTROL, C(CTL_QUERY_BODY), {"OK"}, "QUERY", same_view))
+        for ep in (decided + 2, decided + 1000, 1 << 40, U64 - 1, U64):
+            for ballot in ((1, 1), (U64, U64), (0, 1), (1 << 63, 7)):
+                add("answered", Case(M_CONTROL, C(ctl_agree(AG_PREPARE, ep, ballot)), {"OK"},
+                                     f"PREPARE of far-future epoch {ep} ballot {ballot}",
+                                     agree_is(AG_BEHIND, decided, ballot)))
+            add("answered", Case(M_CONTROL, C(ctl_agree(
+                AG_ACCEPT, ep, (U64, U64), (0, 0), config_line(1, partitions, foreign[:1]))),
+                {"OK"}, f"ACCEPT of far-future epoch {ep} of a foreign configuration",
+                agree_is(AG_BEHIND, decided, (U64, U64))))
+        decided_value = v["next"] or cur
+        for ballot in ((1, 1), (U64, U64)):
+            add("answered", Case(M_CONTROL, C(ctl_agree(AG_PREPARE, decided, ballot)), {"OK"},
+                                 f"PREPARE of its decided epoch {decided}",
+                                 agree_is(AG_DECIDED, decided, ballot, decided_value)))
+            add("answered", Case(M_CONTROL, C(ctl_agree(
+                AG_ACCEPT, decided, ballot, (0, 0), config_line(1, partitions, foreign[:1]))),
+                {"OK"}, f"ACCEPT of a foreign configuration for its decided epoch {decided}",
+                agree_is(AG_DECIDED, decided, ballot, decided_value)))
+        if decided >= 2:
+            add("answered", Case(M_CONTROL, C(ctl_agree(AG_PREPARE, decided - 1, (9, 9))), {"OK"},
+                                 f"PREPARE of an old epoch {decided - 1}",
+                                 agree_is(AG_STALE, decided, (9, 9), decided_value)))
+        for body, d in ((ctl_install(epoch, cur, b"", mine), "its own view"),
+                        (ctl_install(epoch, cur, b"", mine, 1), "its own view, 'copy now'"),
+                        (ctl_install(epoch, cur, b"", mine, 0, 1), "its own view, 'removed'"),
+                        (ctl_install(epoch, cur, b"", 0), "its own view, no cluster id"),
+                        (ctl_install(epoch, config_line(1, partitions, foreign[:1]), b"", 0),
+                         "a foreign configuration at its epoch"),
+                        (ctl_install(epoch, b"not a configuration line", b"", mine),
+                         "no configuration line, at its epoch"),
+                        *((ctl_install(e, config_line(1, partitions, foreign[:1]), b"", mine),
+                           f"a foreign configuration at the old epoch {e}")
+                          for e in range(max(1, epoch - 2), epoch))):
+            add("answered", Case(M_CONTROL, C(body), {"OK"}, f"INSTALL of {d} (not newer)",
+                                 same_view))
+        seen, unique = set(), []
+        for kind, c in out:
+            if c.req not in seen:
+                seen.add(c.req)
+                unique.append((kind, c))
+        return unique
+
+    def random_control(self, base_bodies):
+        """Endless garbage for the control channel: random ControlRequests
+        (made surely malformed), random bodies and mutated valid bodies
+        that the decoder refuses."""
+        rng = self.rng
+        while True:
+            r = rng.random()
+            if r < 0.3:
+                raw = bytes(rng.getrandbits(8) for _ in range(rng.choice((1, 3, 9, 40, 300))))
+                mb = make_broken(raw, "control")
+                yield None, Case(M_CONTROL, mb, INVALID, "random ControlRequest" +
+                                 (" + broken tail" if mb != raw else ""))
+                continue
+            raw = desc = None
+            if r < 0.6:
+                n = rng.choice((1, 2, 3, 10, 11, 43, 47, 100, 1000))
+                raw = bytes(rng.getrandbits(8) for _ in range(n))
+                if rng.random() < 0.5 and n >= 2:  # past the version and type checks
+                    raw = bytes([CTL_VERSION, rng.randrange(1, 8)]) + raw[2:]
+                desc = f"{n} random body bytes"
+            else:
+                raw = bytearray(rng.choice(base_bodies))
+                for _ in range(rng.randint(1, 4)):
+                    op, p = rng.random(), rng.randrange(len(raw) + 1)
+                    if op < 0.4 and raw:
+                        raw[min(p, len(raw) - 1)] = rng.getrandbits(8)
+                    elif op < 0.7:
+                        raw[p:p] = bytes(rng.getrandbits(8) for _ in range(rng.randint(1, 6)))
+                    elif raw:
+                        del raw[p:p + rng.randint(1, 4)]
+                raw = bytes(raw)
+                desc = "mutated valid body"
+            yield raw, desc
+
+    def p_control(self):
+        """dht.Admin/Control, the members' channel of membership changes,
+        attacked as a member may (in plaintext every caller is one; under
+        TLS the general phases hold the peer role): ControlRequests that are
+        not one (INVALID_ARGUMENT), bodies over 1 MiB (INVALID_ARGUMENT) and
+        over 2 MiB (gRPC's limit), then control bodies the node's decoder must
+        refuse (FAILED_PRECONDITION with a reason, lib/protocol/control.c):
+        empty, every truncation of a valid QUERY, AGREE, INSTALL, CHANGE and
+        CHANGED, other versions and types, lengths of 2^32-1 and off by
+        one, trailing bytes, control characters in every text, booleans and
+        enums out of range, views the rules forbid; then well-formed
+        requests that must be refused with a reason (an INSTALL of another
+        cluster or of a configuration that is not one, AGREE replies and
+        malformed AGREEs, VIEW and CHANGED as requests, CHANGEs of addresses
+        that are not HOST:PORT) or that must be answered without changing
+        anything (QUERY: the node's view; a PREPARE or ACCEPT of a
+        far-future epoch: BEHIND, of the decided one: DECIDED with its
+        configuration; an INSTALL not newer than the node's view: that
+        view); random and mutated bodies, 600 of all that at once; and last,
+        one at a time, CHANGEs that must answer CHANGED with ok=false and a
+        reason: adding a member (in several spellings), removing one when
+        that leaves fewer members than R, removing a non-member.
+        Afterwards every node must report the same Stats (epoch, view,
+        members, R, fingerprint, cluster id), QUERY answer and seeded values
+        as before, and its acceptor the same promise for its open slot (the
+        phase's only write: a PREPARE at the lowest ballot, (0, 1), before
+        and after, which every real proposer's ballot exceeds).  Never sent:
+        an INSTALL that is newer and names the node's cluster (or none) with
+        a valid configuration, an AGREE of the open slot above (0, 1), a
+        CHANGE that would succeed: a member would act on them."""
+        phase = "control"
+        before = {}
+        for a in self.live_addrs():
+            st = self.control_state(phase, a)
+            if st is None:
+                self.defect(f"[{phase}] node {a}: could not learn its configuration (above): "
+                            f"its control channel is not attacked", always=True)
+                continue
+            before[a] = st
+        if not before:
+            return
+        gets = {a: st["gets"] for a, st in before.items()}
+        if any(g != next(iter(gets.values())) for g in gets.values()):
+            self.defect(f"[{phase}] the nodes read different values of the seeded keys: {gets}")
+        counts = collections.Counter()
+        base_bodies = []
+        for a, st in before.items():
+            cases = self.control_cases(a, st)
+            for kind, c in cases:
+                counts[kind] += 1
+            base_bodies += [one(decode(c.req), 1, b"") for k, c in cases
+                            if k in ("answered",) and len(c.req) < 4096]
+            # the large ones on their own, a few at a time
+            big = [c for _, c in cases if len(c.req) > 64 << 10]
+            small = [c for _, c in cases if len(c.req) <= 64 << 10]
+            self.run_unary(phase, big, window=2, addrs=[a])
+            self.run_unary(phase, small, window=16, addrs=[a])
+        # random garbage, never a body that decodes to something a node acts on
+        gen = self.random_control(base_bodies)
+        any_st = next(iter(before.values()))
+
+        def randoms():
+            while True:
+                raw, desc = next(gen)
+                if raw is None:
+                    yield desc  # a whole Case: a ControlRequest that is not one
+                    continue
+                try:
+                    m = ctl_decode(raw)
+                except CtlError as e:
+                    yield Case(M_CONTROL, control_request(raw), {"FAILED_PRECONDITION"},
+                               f"{desc} ({e})", refusal=lambda d: None if d.startswith(
+                                   "control:") else "not the decoder's refusal")
+                    continue
+                if m["type"] in (CTL_VIEW, CTL_CHANGED):
+                    yield Case(M_CONTROL, control_request(raw), {"FAILED_PRECONDITION"},
+                               f"{desc} (a {CTL_NAMES[m['type']]})",
+                               refusal=lambda d: None if "not a request" in d else
+                               "not the reason for a reply sent as a request")
+                # anything else decodes: not sent
+        n_random = self.run_unary(phase, randoms(), seconds=1.0, max_count=6000, window=24,
+                                  addrs=list(before))
+        counts["random"] += n_random
+        # 600 at once: the fixed cases (harmless ones) and garbage, every node
+        burst = []
+        per_node = {a: [c for _, c in self.control_cases(a, st)
+                        if len(c.req) <= 4096] for a, st in before.items()}
+        rnd = randoms()
+        for i in range(600):
+            a = list(before)[i % len(before)]
+            burst.append((a, per_node[a][(i // len(before)) % len(per_node[a])]
+                          if i % 3 else next(rnd)))
+        for a in before:
+            self.run_unary(phase, [c for b, c in burst if b == a], window=200, addrs=[a])
+        counts["concurrent"] += len(burst)
+        # CHANGEs that reach the node's driver: one at a time per node, then
+        # 8 at once on each (each refused by the driver or told that another
+        # change is being driven), then one more (the driver is free again)
+        changes = 0
+        for a, st in before.items():
+            changes += self.control_changes(phase, a, st)
+        counts["changes"] += changes
+        # afterwards: nothing changed
+        for a, st in before.items():
+            if a in self.dead:
+                continue
+            after = self.control_state(phase, a)
+            if after is None:
+                self.defect(f"[{phase}] node {a}: could not learn its configuration after "
+                            f"the phase (above)")
+                continue
+            for k, what in (("stats", "Stats"), ("view", "answer to a QUERY"),
+                            ("promise", "answer to a PREPARE of its open slot at ballot (0, 1)"),
+                            ("gets", "values of the seeded keys")):
+                if after[k] != st[k]:
+                    self.defect(f"[{phase}] node {a}: its {what} changed during the phase: "
+                                f"before {st[k]}, after {after[k]}")
+        s0 = any_st["stats"]
+        print(f"  {len(before)} nodes at epoch {s0['epoch']} (view {s0['view']}, "
+              f"{len(s0['members'])} members, R={s0['replicas']}); requests: "
+              f"{dict(sorted(counts.items()))}", flush=True)
+
+    def control_changes(self, phase, a, st):
+        """The CHANGEs that reach node a's driver, which must refuse each
+        with CHANGED ok=false, a reason and its unchanged view."""
+        v, s = st["view"], st["stats"]
+        members, replicas = s["members"], s["replicas"]
+
+        def changed_refused(*needles):
+            def check(rep):
+                m = ctl_reply(rep)
+                if m["type"] != CTL_CHANGED:
+                    return f"a {CTL_NAMES[m['type']]} answers a CHANGE"
+                if m["ok"]:
+                    return f"ok=true: {m['text']!r}"
+                if not any(n.encode() in m["text"] for n in needles):
+                    return f"reason {m['text']!r} does not say {' or '.join(needles)}"
+                if m["view"] != v:
+                    return f"view {m['view']}, before the phase {v}"
+                return None
+            return check
+
+        cases = []
+        for mem in members:
+            host, port = mem.rsplit(":", 1)
+            spellings = [mem]
+            if host == "127.0.0.1":
+                # each normalises to the member (membership.c, util.c)
+                spellings += [f"localhost:{port}", f"LocalHost:{port}", f"0.0.0.0:{port}",
+                              f"127.0.0.1:0{port}", f"127.0.0.1:+{port}"]
+            for sp in spellings:
+                cases.append(Case(M_CONTROL, control_request(ctl_change(CHANGE_ADD, sp.encode())),
+                                  {"OK"}, f"CHANGE add of the member {sp}",
+                                  changed_refused("already a member")))
+            if len(members) - 1 < replicas:
+                cases.append(Case(M_CONTROL, control_request(ctl_change(CHANGE_REMOVE,
+                                                                        mem.encode())),
+                                  {"OK"}, f"CHANGE remove of {mem}: {len(members) - 1} members "
+                                          f"would be left for R={replicas}",
+                                  changed_refused("would leave")))
+            else:
+                self.note(f"control phase: no CHANGE remove sent ({len(members)} members, "
+                          f"R={replicas}: a removal would succeed)")
+        stranger = next(f"127.0.0.1:{p}" for p in range(1, 100) if f"127.0.0.1:{p}" not in members)
+        cases.append(Case(M_CONTROL, control_request(ctl_change(CHANGE_REMOVE, stranger.encode())),
+                          {"OK"}, f"CHANGE remove of the non-member {stranger}",
+                          changed_refused("is not a member")))
+        n = self.run_unary(phase, cases, window=1, addrs=[a])
+        # at once: the driver takes one, the others are told so
+        busy = lambda d: None if "already driving" in d else "not the busy driver's reason"
+        burst = [Case(M_CONTROL, c.req, {"OK", "FAILED_PRECONDITION"}, c.desc + " (8 at once)",
+                      c.check, refusal=busy) for c in cases[:8]]
+        n += self.run_unary(phase, burst, window=8, addrs=[a])
+        # and the driver is free again
+        n += self.run_unary(phase, cases[:1], window=1, addrs=[a])
+        return n
+
     def run(self):
         """Every phase, each followed by a liveness check of every node.
         Out-of-range requests come first (later phases reuse its batch
@@ -1705,6 +2537,7 @@ class Attack:
         self.phase("protocol misuse", self.p_protocol)
         self.phase("metadata", self.p_metadata)
         self.phase("configuration", self.p_configuration)
+        self.phase("control", self.p_control)
         if self.tls_dir:
             self.phase("tls identities", self.p_tls_identities)
         self.phase("out-of-range again", self.p_out_of_range)

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # TLS and member authentication (README "Security") on three TLS nodes:
 # the store works over TLS (fan-out, --via, a linearizable load); every
-# dht.Replica method refuses a caller without a certificate
+# dht.Replica method (and dht.Admin/Control) refuses a caller without a certificate
 # (UNAUTHENTICATED), with a certificate of the CA but without the peer role
 # (PERMISSION_DENIED), with another CA's certificate or in plaintext (the
 # handshake fails); KeyValue is open to any TLS client unless
@@ -118,6 +118,21 @@ for who in coordinator node2; do
     expect_eq "$(rawcall_as $who "$a1" /dht.Replica/Read 0801)" OK "Read as $who"
     expect_eq "$(rawcall_as $who "$a1" /dht.Replica/Batch 0a0408041001)" OK "Batch(Read) as $who"
     expect_eq "$(rawcall_as $who "$a1" /dht.Replica/Stream 0a0408041001)" OK "Stream(Read) as $who"
+done
+# dht.Admin/Control (membership changes) needs the peer role like
+# dht.Replica; what the node's control service answers a member's "hi"
+# (ControlRequest{body: "hi"}) is its own business, but not a refusal of
+# the caller.
+for i in 1 2; do
+    a="127.0.0.1:${PORTS[$i]}"
+    expect_eq "$(rawcall_as none "$a" /dht.Admin/Control 0a026869)" UNAUTHENTICATED "Control to node $i without a certificate"
+    expect_eq "$(rawcall_as client "$a" /dht.Admin/Control 0a026869)" PERMISSION_DENIED "Control to node $i with the role-less certificate"
+    st=$(rawcall_as other-peer "$a" /dht.Admin/Control 0a026869)
+    [ -z "$st" ] || [ "$st" = UNAVAILABLE ] || fail "Control with another CA's certificate: got '$st'"
+    st=$(rawcall_as coordinator "$a" /dht.Admin/Control 0a026869)
+    case $st in
+    "" | UNAUTHENTICATED | PERMISSION_DENIED | UNAVAILABLE) fail "Control to node $i as a member: got '$st'" ;;
+    esac
 done
 # KeyValue and health: any TLS client.
 expect_eq "$(rawcall_as none "$a1" /dht.KeyValue/Get 0801)" OK "KeyValue.Get without a certificate"

@@ -124,7 +124,8 @@ static void long_addr(int i, char *out)
     int n = snprintf(out, DHT_ADDR_MAX, "n%03d", i);
     for (; n < 249; n++)
         out[n] = (char)('a' + (i + n) % 26);
-    snprintf(out + n, (size_t)(DHT_ADDR_MAX - n), ":%d", 10000 + i);
+    /* i is 0..127: the port has five digits (the compiler cannot know). */
+    snprintf(out + n, (size_t)(DHT_ADDR_MAX - n), ":%05u", (unsigned)(10000 + (i & 0xffff)) % 100000u);
     CHECK(strlen(out) == DHT_ADDR_MAX - 1);
 }
 

@@ -371,7 +371,7 @@ static void test_two_changes_at_once_one_wins(void)
  * command, on another node, completes it. */
 static void test_driver_crash_then_next_command_completes(void)
 {
-    for (uint64_t s = 0; s < 8; s++) {
+    for (uint64_t s = 0; s < 16; s++) {
         uint64_t seed = base_seed() + 300 + s;
         run r;
         run_init(&r, seed, 4, 3, 0.01, 4);
@@ -379,8 +379,15 @@ static void test_driver_crash_then_next_command_completes(void)
         change_result a = {0}, b;
         sim_cluster_change(r.c, 0, true, 3, 120 * SEC, change_cb, &a);
         r.target[0] = false;
-        sim_run_until(r.w, sim_now(r.w) + (int64_t)sim_rand(r.w, 1500) * MS);
+        /* A change takes tens of milliseconds here: crash times spread over
+         * and after it hit every step (agreement, joint, copy, settle). */
+        sim_run_until(r.w, sim_now(r.w) + (int64_t)sim_rand(r.w, 400 * 1000) * 1000);
+        bool finished = a.done;
         sim_cluster_crash(r.c, 0);
+        if (getenv("SIM_VERBOSE"))
+            fprintf(stderr, "driver crashed %s, view %llu\n",
+                    finished ? "after the change" : "during the change",
+                    (unsigned long long)sim_cluster_view_number(r.c, 1));
         sim_run_until(r.w, sim_now(r.w) + 500 * MS);
         /* Whatever step it reached, adding 3 again ends with 3 a member. */
         CHECK(change(&r, 1, true, 3, &b) || strstr(b.text, "already a member") != NULL);

@@ -49,7 +49,11 @@ struct dht_node {
     dht_recovery *_Atomic recovery;    /* likewise */
     uint64_t incarnation;              /* random, drawn per process start */
     _Atomic uint64_t cluster_id;       /* the data directory's, at start */
-    dht_reconfig *rc;                  /* membership changes; NULL before start */
+    dht_reconfig *_Atomic rc;          /* membership changes; NULL before start */
+    /* The lowest view number a stamped request may carry to be served:
+     * the replica's fence (replica.h), moved before a new view is
+     * acknowledged to whoever installed it. */
+    _Atomic uint64_t lowest_view;
     /* The view the node runs on (a reference), read without one by
      * request handlers; old ones wait in retired (view_mu). */
     dht_view *_Atomic view;
@@ -310,8 +314,9 @@ static void on_ready(void *arg, const char *why)
 static void stamp(void *arg, dht_msg *m)
 {
     dht_node *n = arg;
-    if (n->rc != NULL)
-        dht_reconfig_stamp(n->rc, m);
+    dht_reconfig *rc = atomic_load(&n->rc);
+    if (rc != NULL)
+        dht_reconfig_stamp(rc, m);
 }
 
 static int start_recovery(dht_node *n, dht_view *v)
@@ -350,8 +355,21 @@ static void free_retired(retired_view *r)
 static void on_refused(void *arg)
 {
     dht_node *n = arg;
-    if (n->rc != NULL)
-        dht_reconfig_catch_up(n->rc);
+    dht_reconfig *rc = atomic_load(&n->rc);
+    if (rc != NULL)
+        dht_reconfig_catch_up(rc);
+}
+
+/* The replica's fence: a request stamped with a view this node no longer
+ * serves is refused at the moment it would act (unstamped ones were
+ * vetted by the check, and recovery's installs carry versions found on
+ * replicas, safe at any time). */
+static bool fence_ok(void *arg, const dht_msg *req)
+{
+    dht_node *n = arg;
+    if (atomic_load(&n->removed))
+        return false;
+    return req->view == 0 || req->view >= atomic_load(&n->lowest_view);
 }
 
 /* Runs with the engine's lock held: must not call back into it. */
@@ -360,8 +378,17 @@ static void on_view(void *arg, dht_view *v, bool removed)
     dht_node *n = arg;
     int64_t t = node_now(n);
     pthread_mutex_lock(&n->view_mu);
-    dht_view *old = atomic_exchange(&n->view, dht_view_ref(v));
+    dht_view *cur = atomic_load(&n->view);
+    if (cur != NULL && dht_view_number(cur) >= dht_view_number(v) && !removed) {
+        pthread_mutex_unlock(&n->view_mu); /* never backwards */
+        return;
+    }
+    /* The fence first: once the engine acknowledges v, no request of an
+     * older view may act here any more. */
+    uint64_t num = dht_view_number(v);
+    atomic_store(&n->lowest_view, dht_view_joint(v) ? num : num - 1);
     atomic_store(&n->removed, removed);
+    dht_view *old = atomic_exchange(&n->view, dht_view_ref(v));
     int cnt, ncnt;
     const char **sorted = sorted_members(dht_view_current(v), &cnt);
     const char **next_sorted = sorted_members(dht_view_next(v), &ncnt);
@@ -455,16 +482,19 @@ static void on_copied(void *arg)
 static int persist_config(void *arg, const dht_reconfig_state *st)
 {
     dht_node *n = arg;
+    /* The record first: it decides what the node is at its next start; a
+     * cluster id recorded without it would make an empty joining node look
+     * like one that holds data. */
+    if (n->cfg.persist_config != NULL &&
+        n->cfg.persist_config(n->cfg.persist_arg ? n->cfg.persist_arg : n->cfg.storage_arg,
+                              st) != 0)
+        return -1;
     if (st->cluster_id != 0 && atomic_load(&n->cluster_id) != st->cluster_id) {
         if (set_cluster_id(n, st->cluster_id) != 0)
             return -1;
         atomic_store(&n->cluster_id, st->cluster_id);
     }
-    return n->cfg.persist_config
-               ? n->cfg.persist_config(n->cfg.persist_arg ? n->cfg.persist_arg
-                                                          : n->cfg.storage_arg,
-                                       st)
-               : 0;
+    return 0;
 }
 
 static uint64_t cluster_id_of(void *arg)
@@ -478,22 +508,24 @@ static uint64_t cluster_id_of(void *arg)
 static int on_check(void *arg, uint64_t config, uint64_t view, char *why, size_t len)
 {
     dht_node *n = arg;
-    if (n->rc == NULL) {
+    dht_reconfig *rc = atomic_load(&n->rc);
+    if (rc == NULL) {
         snprintf(why, len, "node is starting");
         return -1;
     }
-    return dht_reconfig_check(n->rc, config, view, why, len);
+    return dht_reconfig_check(rc, config, view, why, len);
 }
 
 static void on_control(void *arg, const uint8_t *req, size_t len, dht_control_done done,
                        void *done_arg)
 {
     dht_node *n = arg;
-    if (n->rc == NULL) {
+    dht_reconfig *rc = atomic_load(&n->rc);
+    if (rc == NULL) {
         done(done_arg, NULL, 0, "node is starting");
         return;
     }
-    dht_reconfig_control(n->rc, req, len, done, done_arg);
+    dht_reconfig_control(rc, req, len, done, done_arg);
 }
 
 /* ---- lifecycle ------------------------------------------------------------------------ */
@@ -510,6 +542,8 @@ dht_node *dht_node_new(const dht_node_config *cfg)
     atomic_init(&n->coord, NULL);
     atomic_init(&n->recovery, NULL);
     atomic_init(&n->view, NULL);
+    atomic_init(&n->rc, NULL);
+    atomic_init(&n->lowest_view, 0);
     atomic_init(&n->removed, cfg->removed);
     pthread_mutex_init(&n->view_mu, NULL);
     n->incarnation = cfg->incarnation;
@@ -519,6 +553,7 @@ dht_node *dht_node_new(const dht_node_config *cfg)
     n->self = dht_membership_self(cfg->members);
     n->sorted = sorted_members(cfg->joining ? NULL : cfg->members, &n->nsorted);
     dht_replica_set_owner(cfg->replica, own_key, n);
+    dht_replica_set_fence(cfg->replica, fence_ok, n);
     return n;
 }
 
@@ -549,10 +584,12 @@ int dht_node_start(dht_node *n, dht_transport *t, char *err, size_t errlen)
     dht_reconfig *rc = dht_reconfig_new(t, &rcfg, err, errlen);
     if (rc == NULL)
         return -1;
-    n->rc = rc;
+    /* The first view comes through the engine, under its lock, like every
+     * later one: an INSTALL that arrives meanwhile cannot be overtaken. */
+    dht_reconfig_publish(rc);
+    atomic_store(&n->rc, rc);
     dht_view *v = dht_reconfig_view(rc);
     if (v != NULL) {
-        on_view(n, v, n->cfg.removed);
         if (atomic_load(&n->coord) == NULL && !n->cfg.removed) {
             snprintf(err, errlen, dht_view_size(v) > t->npeers
                                       ? "the transport's peers are not the members"
@@ -584,7 +621,7 @@ bool dht_node_serving(const dht_node *n)
 
 void dht_node_request_stop(dht_node *n)
 {
-    dht_reconfig_request_stop(n->rc);
+    dht_reconfig_request_stop(atomic_load(&n->rc));
     dht_recovery_request_stop(atomic_load(&n->recovery));
 }
 
@@ -592,7 +629,7 @@ void dht_node_stop(dht_node *n)
 {
     /* Halted, not freed: Scans may still be answered until the transport
      * stops, and they read the recovery's cluster id. */
-    dht_reconfig_request_stop(n->rc);
+    dht_reconfig_request_stop(atomic_load(&n->rc));
     dht_recovery_halt(atomic_load(&n->recovery));
 }
 
@@ -600,7 +637,7 @@ void dht_node_free(dht_node *n)
 {
     if (n == NULL)
         return;
-    dht_reconfig_free(n->rc);
+    dht_reconfig_free(atomic_load(&n->rc));
     dht_recovery_stop(atomic_exchange(&n->recovery, NULL)); /* if dht_node_stop was not */
     while (n->old_recoveries != NULL) {
         struct old_recovery *o = n->old_recoveries;
@@ -626,5 +663,5 @@ void dht_node_free(dht_node *n)
 
 dht_reconfig *dht_node_reconfig(dht_node *n)
 {
-    return n->rc;
+    return atomic_load(&n->rc);
 }

@@ -184,6 +184,8 @@ static int persist_config(void *arg, const dht_reconfig_state *st)
     char err[512];
     dht_config_record r = {0};
     int rc = -1;
+    if (st->cur == NULL || st->epoch == 0)
+        return -1; /* no configuration to record (the engine never asks) */
     pthread_mutex_lock(&s->rec_mu);
     r.self = s->self;
     r.cluster_id = st->cluster_id ? st->cluster_id : dht_durable_cluster_id(s->durable);

@@ -427,8 +427,12 @@ static void transfer_finished(void *arg)
             rc->transfer_done = true;
             if (rc->cfg.on_copied != NULL)
                 rc->cfg.on_copied(rc->cfg.arg);
-        } else
+        } else {
+            /* Copied but not recorded: copy again (the periodic step starts
+             * a new copy once this one is retired). */
             DHT_WARN("membership change: copy done but not recorded; will copy again");
+            retire_transfer_locked(rc);
+        }
     }
     pthread_mutex_unlock(&rc->mu);
     /* x is freed with its transfer (dht_reconfig_free). */
@@ -526,10 +530,15 @@ static void on_catch_up_reply(dht_reconfig *rc, int peer, uint64_t gen, const dh
     bool newer = rc->view != NULL ? number_of(&rep->view) > dht_view_number(rc->view)
                                   : names_self(rc, rep->view.cur, rep->view.cur_len) ||
                                         names_self(rc, rep->view.next, rep->view.next_len);
-    if (newer && mine == 0)
+    bool adopt = newer && mine == 0;
+    if (adopt)
         rc->cluster_id = rep->view.cluster_id;
-    if (newer && install_locked(rc, rep->view.epoch, rep->view.cur, rep->view.cur_len,
-                                rep->view.next, rep->view.next_len, err, sizeof err) < 0)
+    int got = newer ? install_locked(rc, rep->view.epoch, rep->view.cur, rep->view.cur_len,
+                                     rep->view.next, rep->view.next_len, err, sizeof err)
+                    : 1;
+    if (got != 0 && adopt)
+        rc->cluster_id = 0;
+    if (got < 0)
         DHT_WARN("catching up with the configuration: %s", err);
     pthread_mutex_unlock(&rc->mu);
 }
@@ -571,6 +580,19 @@ static void periodic(dht_reconfig *rc, uint64_t gen)
 {
     (void)gen;
     pthread_mutex_lock(&rc->mu);
+    /* Stopped copies whose last step has ended are freed (each holds its
+     * joint view's placement tables). */
+    for (int i = 0; i < rc->nretired;) {
+        if (dht_transfer_idle(rc->retired[i])) {
+            dht_transfer_stop(rc->retired[i]); /* returns at once: idle */
+            free(rc->retired_ctx[i]);
+            rc->retired[i] = rc->retired[rc->nretired - 1];
+            rc->retired_ctx[i] = rc->retired_ctx[rc->nretired - 1];
+            rc->nretired--;
+        } else {
+            i++;
+        }
+    }
     start_transfer_locked(rc); /* a copy that could not start before */
     bool removed = rc->removed;
     pthread_mutex_unlock(&rc->mu);
@@ -736,10 +758,10 @@ static void on_agreed(void *arg, const dht_agree_result *r)
         pthread_mutex_unlock(&rc->mu);
         later(rc, 0, driver_step, gen);
     } else if (r->outcome == DHT_AGREE_ERR_STALE && d->restarts++ < 3) {
-        /* We are behind: take the newer configuration and start over. */
-        if (r->value != NULL && r->len > 0)
-            install_locked(rc, r->epoch, (const char *)r->value, r->len, NULL, 0, err,
-                           sizeof err);
+        /* We are behind: learn the members' views and start over.  Not the
+         * acceptor's decided value: a decided epoch may still be a change
+         * in progress (joint), and taking it as settled would skip its
+         * copy. */
         pthread_mutex_unlock(&rc->mu);
         catch_up_now(rc);
         later(rc, rc->cfg.poll_ns, driver_begin, gen);
@@ -844,12 +866,17 @@ static void driver_begin(dht_reconfig *rc, uint64_t gen)
     ac.deadline_ns = now(rc) + AGREE_TIMEOUT_NS < d->deadline ? now(rc) + AGREE_TIMEOUT_NS
                                                                : d->deadline;
     d->step = D_AGREE;
+    /* The proposal outlives the lock; the driver may not (a stop frees it). */
+    char *value = strdup(d->value);
     pthread_mutex_unlock(&rc->mu);
     dht_agree_io io = {agree_send, agree_after, agree_now, rc};
-    if (!hold(rc))
+    if (value == NULL || !hold(rc)) {
+        free(value);
         return;
-    if (dht_agree_propose(&io, &ac, (const uint8_t *)d->value, strlen(d->value), on_agreed, rc) !=
-        0) {
+    }
+    int started = dht_agree_propose(&io, &ac, (const uint8_t *)value, strlen(value), on_agreed, rc);
+    free(value); /* the proposer copied it */
+    if (started != 0) {
         pthread_mutex_lock(&rc->mu);
         if (rc->drv == d)
             driver_end_locked(rc, false, "cannot start the agreement (out of memory)");
@@ -1134,6 +1161,15 @@ static void handle_agree(dht_reconfig *rc, const dht_control_msg *in, dht_contro
                          void *done_arg)
 {
     pthread_mutex_lock(&rc->mu);
+    if (rc->view == NULL || rc->removed) {
+        /* Not an acceptor of any configuration: it has none (joining) or
+         * belongs to none any more. */
+        pthread_mutex_unlock(&rc->mu);
+        done(done_arg, NULL, 0,
+             rc->removed ? "this node was removed from the cluster"
+                         : "this node is joining the cluster and is not a member yet");
+        return;
+    }
     size_t oldlen;
     uint8_t *old = acceptor_save(rc, &oldlen);
     dht_agree_msg rep = {0};
@@ -1230,10 +1266,14 @@ void dht_reconfig_control(dht_reconfig *rc, const uint8_t *req, size_t len,
                 snprintf(why, sizeof why, "this node belongs to another cluster (%016llx)",
                          (unsigned long long)mine);
             } else {
-                if (mine == 0 && in.view.cluster_id != 0)
+                bool adopt = mine == 0 && in.view.cluster_id != 0;
+                if (adopt) /* recorded with the view; undone if the install fails */
                     rc->cluster_id = in.view.cluster_id;
-                if (install_locked(rc, in.view.epoch, in.view.cur, in.view.cur_len, in.view.next,
-                                   in.view.next_len, why, sizeof why) >= 0) {
+                int got = install_locked(rc, in.view.epoch, in.view.cur, in.view.cur_len,
+                                         in.view.next, in.view.next_len, why, sizeof why);
+                if (got != 0 && adopt)
+                    rc->cluster_id = 0;
+                if (got >= 0) {
                     why[0] = '\0';
                     /* "Copy now": the old quorums hold this joint view. */
                     if (in.view.transfer_done && rc->view != NULL &&
@@ -1287,9 +1327,10 @@ int dht_reconfig_check(dht_reconfig *rc, uint64_t config, uint64_t view, char *w
         uint64_t cur = dht_membership_fingerprint(dht_view_current(v));
         uint64_t newest = dht_view_fingerprint(v);
         if (view == 0) {
-            /* Unstamped (a caller that knows no views): its configuration
-             * must be one this node runs on. */
-            r = config == cur || config == newest ? 0 : -1;
+            /* Unstamped (a caller that knows no views): only while no
+             * change runs, and only for the configuration this node runs
+             * on; during a change it would bypass the joint quorums. */
+            r = !dht_view_joint(v) && config == cur ? 0 : -1;
             if (r != 0)
                 snprintf(why, len,
                          "configuration mismatch: the request names configuration %016llx, "
@@ -1415,6 +1456,14 @@ dht_reconfig *dht_reconfig_new(dht_transport *t, const dht_reconfig_config *cfg,
                                       strlen(nt ? nt : ct));
     }
     return rc;
+}
+
+void dht_reconfig_publish(dht_reconfig *rc)
+{
+    pthread_mutex_lock(&rc->mu);
+    if (rc->view != NULL)
+        rc->cfg.on_view(rc->cfg.arg, rc->view, rc->removed);
+    pthread_mutex_unlock(&rc->mu);
 }
 
 int dht_reconfig_start(dht_reconfig *rc)

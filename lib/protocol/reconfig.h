@@ -90,6 +90,10 @@ typedef struct {
 /* NULL on allocation failure or an invalid config (reason in err). */
 dht_reconfig *dht_reconfig_new(dht_transport *t, const dht_reconfig_config *cfg, char *err,
                                size_t errlen);
+/* Hands the recorded view (if any) to on_view, under the engine's lock:
+ * the node's first view.  Call before the transport may deliver controls
+ * to the engine. */
+void dht_reconfig_publish(dht_reconfig *rc);
 /* Starts timers (catch-up, an unfinished copy).  0 or -1. */
 int dht_reconfig_start(dht_reconfig *rc);
 /* No new step starts; never blocks. */

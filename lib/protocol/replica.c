@@ -44,6 +44,8 @@ struct dht_replica {
     void *persist_arg;
     dht_replica_keep_fn owns; /* NULL: every key is this replica's */
     void *owns_arg;
+    dht_replica_fence_fn fence; /* NULL: every stamp is served */
+    void *fence_arg;
     pthread_rwlock_t apply_lock; /* shared: a write's persist+apply */
 };
 
@@ -162,9 +164,11 @@ static entry *find(stripe *s, int64_t key, uint64_t h, bool create)
     return e;
 }
 
+static bool fenced_off(const dht_replica *r, const dht_msg *req);
+
 static void do_lock(dht_replica *r, int64_t now, const dht_msg *req, dht_msg *rep)
 {
-    if (key_recovering(r, req->key))
+    if (key_recovering(r, req->key) || fenced_off(r, req))
         return; /* refused: our version may be older than what we acked */
     uint64_t h = mix(req->key);
     stripe *s = stripe_of(r, h);
@@ -235,7 +239,13 @@ static void do_writes(dht_replica *r, const dht_msg *const *reqs, dht_msg *const
         stripe *s = stripe_of(r, h);
         pthread_mutex_lock(&s->mu);
         entry *e = find(s, req->key, h, false);
-        if (e != NULL) {
+        /* The fence is asked under the stripe lock, with the install: a
+         * configuration change that fences this write's view off either
+         * came first (the write is refused) or finds it installed (a copy
+         * that reads this stripe afterwards sees it). */
+        if (e != NULL && fenced_off(r, req)) {
+            reps[i]->version = e->ver;
+        } else if (e != NULL) {
             /* a failed persist fails only the writes that needed it */
             bool needed = dht_version_cmp(req->version, e->ver) > 0;
             if (rc == 0 || !needed) {
@@ -255,7 +265,7 @@ static void do_writes(dht_replica *r, const dht_msg *const *reqs, dht_msg *const
 
 static void do_read(dht_replica *r, const dht_msg *req, dht_msg *rep)
 {
-    if (key_recovering(r, req->key))
+    if (key_recovering(r, req->key) || fenced_off(r, req))
         return; /* ok=false: not a valid read-quorum member yet */
     dht_replica_lookup(r, req->key, &rep->value, &rep->version);
     rep->ok = true;
@@ -332,6 +342,17 @@ int dht_replica_check(const dht_msg *req, char *why, size_t whylen)
     if (why != NULL && whylen > 0)
         snprintf(why, whylen, "%s", bad);
     return -1;
+}
+
+void dht_replica_set_fence(dht_replica *r, dht_replica_fence_fn fence, void *arg)
+{
+    r->fence = fence;
+    r->fence_arg = arg;
+}
+
+static bool fenced_off(const dht_replica *r, const dht_msg *req)
+{
+    return r->fence != NULL && !r->fence(r->fence_arg, req);
 }
 
 void dht_replica_set_owner(dht_replica *r, dht_replica_keep_fn owns, void *arg)

@@ -118,6 +118,15 @@ int dht_replica_scan_filtered(dht_replica *r, dht_scan_cursor *cur, uint32_t lim
  * NULL (the default): every key.  Set before requests arrive. */
 void dht_replica_set_owner(dht_replica *r, dht_replica_keep_fn owns, void *arg);
 
+/* The membership change's fence (reconfig.h): fence(arg, req) false means
+ * the request's configuration stamp is no longer served here, and the
+ * Lock, Read or Write is refused (ok=false).  For a Write it is asked under
+ * the key's stripe lock together with the install, so that a change of
+ * configuration is ordered with every write: one that passed is already
+ * visible to any Scan that starts after the change.  NULL: no fence. */
+typedef bool (*dht_replica_fence_fn)(void *arg, const dht_msg *req);
+void dht_replica_set_fence(dht_replica *r, dht_replica_fence_fn fence, void *arg);
+
 /* Answers a SCAN request with that filter (what handle() does with none). */
 void dht_replica_handle_scan(dht_replica *r, const dht_msg *req, dht_msg *rep,
                              dht_replica_keep_fn keep, void *keep_arg);

@@ -414,6 +414,14 @@ void dht_transfer_stop(dht_transfer *x)
     free(x);
 }
 
+bool dht_transfer_idle(dht_transfer *x)
+{
+    pthread_mutex_lock(&x->mu);
+    bool idle = x->stop && x->inflight == 0;
+    pthread_mutex_unlock(&x->mu);
+    return idle;
+}
+
 int dht_transfer_pending(const dht_transfer *x)
 {
     return atomic_load(&((dht_transfer *)x)->pending);

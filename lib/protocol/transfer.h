@@ -54,6 +54,9 @@ void dht_transfer_request_stop(dht_transfer *x);
 /* Requests a stop, waits for the step in flight (the transport must still
  * deliver callbacks), then frees x.  NULL is fine. */
 void dht_transfer_stop(dht_transfer *x);
+/* Whether a stop was requested and no step is in flight any more (then
+ * dht_transfer_stop returns at once). */
+bool dht_transfer_idle(dht_transfer *x);
 /* Partitions still short of copies; 0 when done. */
 int dht_transfer_pending(const dht_transfer *x);
 

@@ -3,6 +3,7 @@
 
 #include <inttypes.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,10 +27,39 @@
 /* A member list as text: every member at its longest. */
 #define LIST_MAX ((size_t)DHT_MAX_MEMBERS * DHT_ADDR_MAX)
 
+/* What a node's public service answers (UNAVAILABLE) when it serves
+ * nothing: lib/node/node.c's words, found in the transport's
+ * "UNAVAILABLE: ..." text.  Such a node is no use to a --via client until
+ * its own Stats say it is a member again. */
+static const char *const SERVES_NOTHING[] = {"this node was removed from the cluster",
+                                             "this node is joining the cluster"};
+
+/* The --via follower's state (see follow.h). */
+typedef struct {
+    int nlisted; /* transport peers 0..nlisted-1: the listed nodes */
+    /* Everything below is under mu: calls read and mark it on transport
+     * threads while the reload thread rewrites it. */
+    pthread_mutex_t mu;
+    int npeers;                   /* transport peers known: listed, then added */
+    char *added[DHT_MAX_MEMBERS]; /* owned: the address of each added peer (>= nlisted) */
+    /* owned: each listed node's own address as its Stats last gave it
+     * (self): the members' names, which the listed one need not be (a
+     * host name for an address), so a listed member is known as one. */
+    char *self[DHT_MAX_MEMBERS];
+    bool known;                   /* a node reported an epoch: members is the cluster's */
+    uint64_t epoch, view;         /* of the newest configuration learned */
+    dht_peerset members;          /* peers in it (both configurations while changing) */
+    dht_peerset refused;          /* peers that said they serve nothing (removed, joining) */
+    dht_peerset told;             /* listed peers said to be skipped, on stderr */
+    int ring[DHT_MAX_MEMBERS];    /* the peers calls may go to, in peer order */
+    int nring;                    /* >= 1 once made (follow_via_new) */
+} via_state;
+
 struct follow {
     follow_config cfg;
     dht_transport *t;
     dht_membership *base; /* owned: the seeds, the transport's first peers */
+    via_state *via;       /* owned; NULL for the fan-out client's follower */
     /* The newest view built (a reference of ours).  Its newest membership
      * holds every position handed out so far, so the next configuration
      * is derived from it.  Only the reload thread touches it once started
@@ -45,7 +75,7 @@ struct follow {
      * come in bursts (every request of a stale view), and only the first
      * of a burst needs the lock. */
     atomic_bool pending;
-    uint64_t warned_view; /* the last view whose build failure was reported */
+    uint64_t warned_view; /* the last view whose build (--via: adding) failure was reported */
     char *list;           /* LIST_MAX bytes of scratch for the thread */
 };
 
@@ -150,6 +180,14 @@ static void announce(follow *f, const dht_view *v)
 
 static void follow_free_parts(follow *f)
 {
+    if (f->via != NULL) {
+        for (int p = 0; p < DHT_MAX_MEMBERS; p++) {
+            free(f->via->added[p]);
+            free(f->via->self[p]);
+        }
+        pthread_mutex_destroy(&f->via->mu);
+        free(f->via);
+    }
     dht_view_unref(f->view);
     dht_membership_free(f->base);
     free(f->list);
@@ -197,6 +235,23 @@ static int legacy_view(follow *f, const admin_result *res, dht_view **out)
     return 0;
 }
 
+/* The parts both kinds of follower have (f zeroed, list LIST_MAX bytes;
+ * f takes both and base). */
+static void follow_init(follow *f, const follow_config *cfg, dht_membership *base, char *list)
+{
+    f->cfg = *cfg;
+    f->t = dht_grpc_transport(cfg->g);
+    f->base = base;
+    f->list = list;
+    pthread_mutex_init(&f->mu, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC); /* deadlines are dht_now_ns */
+    pthread_cond_init(&f->cv, &ca);
+    pthread_condattr_destroy(&ca);
+    atomic_init(&f->pending, false);
+}
+
 int follow_new(const follow_config *cfg, dht_membership *base, follow **out)
 {
     *out = NULL;
@@ -212,17 +267,7 @@ int follow_new(const follow_config *cfg, dht_membership *base, follow **out)
         dht_membership_free(base);
         return 1;
     }
-    f->cfg = *cfg;
-    f->t = dht_grpc_transport(cfg->g);
-    f->base = base;
-    f->list = list;
-    pthread_mutex_init(&f->mu, NULL);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC); /* deadlines are dht_now_ns */
-    pthread_cond_init(&f->cv, &ca);
-    pthread_condattr_destroy(&ca);
-    atomic_init(&f->pending, false);
+    follow_init(f, cfg, base, list);
 
     int peers[DHT_MAX_MEMBERS];
     const char *addrs[DHT_MAX_MEMBERS];
@@ -333,6 +378,285 @@ static void reload(follow *f)
     free(res);
 }
 
+/* ---- --via -------------------------------------------------------------- */
+
+/* Peer p's address (v->mu held, or p < nlisted). */
+static const char *via_addr(const follow *f, int p)
+{
+    if (p < f->via->nlisted)
+        return dht_membership_addr(f->base, p);
+    return f->via->added[p] != NULL ? f->via->added[p] : "?";
+}
+
+static void peerset_del(dht_peerset *s, int p)
+{
+    s->w[p >> 6] &= ~(UINT64_C(1) << (p & 63));
+}
+
+/* A notice on stderr, as the fan-out follower's (announce); unless always,
+ * only when the follower announces, else logged at info. */
+static void say(const follow *f, bool always, const char *fmt, ...)
+{
+    char text[4096];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(text, sizeof text, fmt, ap);
+    va_end(ap);
+    if (!always && !f->cfg.announce) {
+        DHT_INFO("%s", text);
+        return;
+    }
+    char ts[40];
+    dht_log_timestamp(ts, sizeof ts);
+    fprintf(stderr, "%s [client %d] notice: %s\n", ts, (int)getpid(), text);
+}
+
+/* Remakes the ring from what is known (v->mu held; on a transport thread
+ * too, so it prints at most a line or two, and only on a change).  The
+ * listed nodes that may be used come first and alone: they are where the
+ * user sent the load, and today's rotation among them stays as it was.
+ * Only when none of them may be used (all removed, or none ever a member)
+ * do the other members take over.  With nothing better, the listed nodes
+ * as before. */
+static void via_recompute(follow *f)
+{
+    via_state *v = f->via;
+    dht_peerset usable = {{0}};
+    for (int p = 0; p < v->npeers; p++)
+        if ((v->known ? dht_peerset_has(&v->members, p) : p < v->nlisted) &&
+            !dht_peerset_has(&v->refused, p))
+            dht_peerset_add(&usable, p);
+    int ring[DHT_MAX_MEMBERS], n = 0;
+    for (int p = 0; p < v->nlisted; p++)
+        if (dht_peerset_has(&usable, p))
+            ring[n++] = p;
+    bool listed_left = n > 0;
+    for (int p = v->nlisted; !listed_left && p < v->npeers; p++)
+        if (dht_peerset_has(&usable, p))
+            ring[n++] = p;
+    for (int p = 0; n == 0 && p < v->nlisted; p++)
+        ring[n++] = p;
+    bool changed = n != v->nring || memcmp(ring, v->ring, (size_t)n * sizeof ring[0]) != 0;
+    bool first = v->nring == 0;
+    memcpy(v->ring, ring, (size_t)n * sizeof ring[0]);
+    v->nring = n;
+    /* Once per listed node that calls now skip (again after it was used
+     * again): the user named it, so a silent detour would puzzle. */
+    bool skipping = false;
+    for (int p = 0; p < v->nlisted; p++) {
+        bool used = false;
+        for (int i = 0; i < n && !used; i++)
+            used = ring[i] == p;
+        if (used) {
+            peerset_del(&v->told, p);
+            continue;
+        }
+        skipping = true;
+        if (dht_peerset_has(&v->told, p))
+            continue;
+        dht_peerset_add(&v->told, p);
+        if (v->known && !dht_peerset_has(&v->members, p))
+            say(f, true, "--via node %s is not a member of the cluster (epoch %" PRIu64
+                "): calls skip it while the cluster has other members", via_addr(f, p),
+                v->epoch);
+        else
+            say(f, true, "--via node %s says it serves nothing (removed from the cluster, or "
+                "not yet a member): calls skip it while the cluster has other members",
+                via_addr(f, p));
+    }
+    /* Where the load goes, when that is not simply the listed nodes. */
+    if (changed && !first && (skipping || n != v->nlisted)) {
+        char list[4096];
+        size_t used = 0;
+        list[0] = '\0';
+        for (int i = 0; i < n && used < sizeof list; i++)
+            used += (size_t)snprintf(list + used, sizeof list - used, "%s%s", i ? "," : "",
+                                     via_addr(f, ring[i]));
+        say(f, false, "--via calls now go to %s", list);
+    }
+}
+
+/* "epoch E: replicas=R members=A,B; changing to epoch E+1: ..." of a
+ * Stats answer, into f->list (the reload thread's). */
+static void describe_stats(follow *f, const dht_stats *s, char *out, size_t len)
+{
+    admin_join(s->members, s->nmembers, f->list, LIST_MAX);
+    int used = snprintf(out, len, "epoch %" PRIu64 ": replicas=%d members=%s", s->epoch,
+                        s->replicas, f->list);
+    if (s->nnext > 0 && used >= 0 && (size_t)used < len) {
+        admin_join(s->next_members, s->nnext, f->list, LIST_MAX);
+        snprintf(out + used, len - (size_t)used, "; changing to epoch %" PRIu64
+                 ": replicas=%d members=%s", s->epoch + 1, s->next_replicas, f->list);
+    }
+}
+
+/* One round: the Stats of the listed nodes and the members known; the
+ * highest view's members (added to the transport when new) become the
+ * nodes calls may go to.  A node's own answer also says whether it serves
+ * (removed: no; an epoch: yes, e.g. a joining node that became a member).
+ * quiet: the first round, whose configuration is no change to announce. */
+static void via_reload(follow *f, int64_t timeout_ns, bool quiet)
+{
+    via_state *v = f->via;
+    int peers[DHT_MAX_MEMBERS], n = 0;
+    const char *addrs[DHT_MAX_MEMBERS];
+    pthread_mutex_lock(&v->mu);
+    /* The strings stay: listed ones are base's, added ones are freed
+     * only with the follower. */
+    for (int p = 0; p < v->npeers; p++)
+        if (p < v->nlisted || dht_peerset_has(&v->members, p)) {
+            peers[n] = p;
+            addrs[n++] = via_addr(f, p);
+        }
+    bool known = v->known;
+    uint64_t ours = v->view;
+    pthread_mutex_unlock(&v->mu);
+    admin_result *res = calloc((size_t)n, sizeof *res);
+    if (res == NULL)
+        return; /* the next reload tries again */
+    admin_stats_on(f->cfg.g, peers, addrs, n, timeout_ns, GRACE_NS, res);
+    int best = admin_best(res, n);
+    const dht_stats *s = best >= 0 ? &res[best].stats : NULL;
+    /* No epoch: nodes of an earlier version (or joining ones), which say
+     * nothing of the members.  A lower view: a lagging node. */
+    if (s != NULL && (s->epoch < 1 || s->nmembers < 1 || (known && s->view < ours)))
+        s = NULL;
+    dht_peerset members = {{0}};
+    int at[2 * DHT_MAX_MEMBERS], nat = 0;
+    const char *name[2 * DHT_MAX_MEMBERS];
+    for (int k = 0; s != NULL && k < s->nmembers + s->nnext; k++) {
+        const char *a = k < s->nmembers ? s->members[k] : s->next_members[k - s->nmembers];
+        /* Unlocked: add_peer is safe against concurrent sends, and only
+         * this thread adds.  An address it has already gives its index. */
+        int q = dht_transport_add_peer(f->t, a);
+        if (q < 0 || q >= DHT_MAX_MEMBERS) {
+            if (f->warned_view != s->view) { /* once per view, not every reload */
+                f->warned_view = s->view;
+                fprintf(stderr, "client: warning: cannot connect to member %s (a bad address, "
+                        "or more than %d nodes): --via calls skip it\n", a, DHT_MAX_MEMBERS);
+            }
+            continue;
+        }
+        dht_peerset_add(&members, q);
+        at[nat] = q;
+        name[nat++] = a;
+    }
+    char what[1100] = "";
+    bool announce = s != NULL && !quiet && (!known || s->view != ours);
+    if (announce)
+        describe_stats(f, s, what, sizeof what);
+    pthread_mutex_lock(&v->mu);
+    for (int i = 0; i < n; i++) {
+        if (!res[i].ok)
+            continue;
+        int p = peers[i];
+        if (res[i].stats.removed)
+            dht_peerset_add(&v->refused, p);
+        else if (res[i].stats.epoch >= 1)
+            peerset_del(&v->refused, p);
+        const char *self = res[i].stats.self;
+        if (p < v->nlisted && self != NULL && *self &&
+            (v->self[p] == NULL || strcmp(v->self[p], self) != 0)) {
+            char *copy = strdup(self);
+            if (copy != NULL) { /* else the old name (or none) until the next round */
+                free(v->self[p]);
+                v->self[p] = copy;
+            }
+        }
+    }
+    /* Remembered, not only from this round: a listed member that is down
+     * stays one (its calls fail over as before) rather than be skipped. */
+    for (int p = 0; s != NULL && p < v->nlisted; p++)
+        for (int k = 0; v->self[p] != NULL && k < s->nmembers + s->nnext; k++)
+            if (strcmp(v->self[p], k < s->nmembers ? s->members[k]
+                                                   : s->next_members[k - s->nmembers]) == 0)
+                dht_peerset_add(&members, p);
+    for (int i = 0; i < nat; i++) {
+        int q = at[i];
+        if (q >= v->npeers)
+            v->npeers = q + 1;
+        if (q >= v->nlisted && v->added[q] == NULL)
+            v->added[q] = strdup(name[i]); /* NULL: named "?" in notices, used all the same */
+    }
+    if (s != NULL) {
+        v->known = true;
+        v->epoch = s->epoch;
+        v->view = s->view;
+        v->members = members;
+    }
+    /* The announcement first: the lines about skipped nodes follow from it. */
+    if (announce)
+        say(f, false, "the nodes' configuration is now %s", what);
+    via_recompute(f);
+    pthread_mutex_unlock(&v->mu);
+    admin_results_free(res, n);
+    free(res);
+}
+
+int follow_via_new(const follow_config *cfg, dht_membership *listed, follow **out)
+{
+    *out = NULL;
+    follow *f = calloc(1, sizeof *f);
+    char *list = malloc(LIST_MAX);
+    via_state *v = calloc(1, sizeof *v);
+    if (f == NULL || list == NULL || v == NULL) {
+        fprintf(stderr, "client: out of memory\n");
+        free(f);
+        free(list);
+        free(v);
+        dht_membership_free(listed);
+        return 1;
+    }
+    follow_init(f, cfg, listed, list);
+    f->via = v;
+    v->nlisted = v->npeers = dht_membership_size(listed);
+    pthread_mutex_init(&v->mu, NULL);
+    /* A ring before the first round, which may fail: the listed nodes. */
+    pthread_mutex_lock(&v->mu);
+    via_recompute(f);
+    pthread_mutex_unlock(&v->mu);
+    via_reload(f, cfg->timeout_ns, true);
+    *out = f;
+    return 0;
+}
+
+int follow_via_listed(const follow *f)
+{
+    return f->via->nlisted;
+}
+
+int follow_via_peer(follow *f, int peer, int slot, bool failed)
+{
+    via_state *v = f->via;
+    pthread_mutex_lock(&v->mu);
+    int at = -1;
+    for (int i = 0; i < v->nring && at < 0; i++)
+        if (v->ring[i] == peer)
+            at = i;
+    int next = at < 0 ? v->ring[(slot < 0 ? 0 : slot) % v->nring]
+               : failed ? v->ring[(at + 1) % v->nring]
+                        : peer;
+    pthread_mutex_unlock(&v->mu);
+    return next;
+}
+
+void follow_via_failed(follow *f, int peer, const char *why)
+{
+    via_state *v = f->via;
+    bool says = false;
+    for (size_t i = 0; why != NULL && i < sizeof SERVES_NOTHING / sizeof SERVES_NOTHING[0]; i++)
+        says = says || strstr(why, SERVES_NOTHING[i]) != NULL;
+    if (says) {
+        pthread_mutex_lock(&v->mu);
+        if (peer >= 0 && peer < v->npeers && !dht_peerset_has(&v->refused, peer)) {
+            dht_peerset_add(&v->refused, peer);
+            via_recompute(f);
+        }
+        pthread_mutex_unlock(&v->mu);
+    }
+    follow_refused(f);
+}
+
 static void *follow_main(void *arg)
 {
     follow *f = arg;
@@ -355,7 +679,10 @@ static void *follow_main(void *arg)
         last = now;
         periodic = now + RELOAD_PERIOD_NS;
         pthread_mutex_unlock(&f->mu);
-        reload(f);
+        if (f->via != NULL)
+            via_reload(f, RELOAD_TIMEOUT_NS, false);
+        else
+            reload(f);
         pthread_mutex_lock(&f->mu);
     }
     pthread_mutex_unlock(&f->mu);

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "etcd.h"
+#include "follow.h"
 #include "net/transport_grpc.h"
 #include "base/util.h"
 
@@ -38,11 +39,23 @@ static void finish(pending *p, kv_result *r)
     cb(arg, r);
 }
 
-/* After a failed call: the next call goes to the next listed node. */
+/* After a failed call: the next call goes to the next listed node (the
+ * next member, when following them). */
 static void next_peer(kvclient *c)
 {
-    if (c->t->npeers > 1)
+    if (c->via != NULL)
+        c->peer = follow_via_peer(c->via, c->peer, c->slot, true);
+    else if (c->t->npeers > 1)
         c->peer = (c->peer + 1) % c->t->npeers;
+}
+
+void kv_set_slot(kvclient *c, int i)
+{
+    /* The listed nodes, not npeers: a follower adds the members it learns
+     * to the transport, and the load starts where the user sent it. */
+    int n = c->via != NULL ? follow_via_listed(c->via) : c->t->npeers;
+    c->slot = i;
+    c->peer = i % (n > 0 ? n : 1);
 }
 
 /* ---- fan-out: the client coordinates ------------------------------------ */
@@ -83,8 +96,12 @@ static void via_done(void *arg, dht_status st, const dht_msg *rep)
         const char *err = c->t->ops->last_error ? c->t->ops->last_error(c->t) : "";
         if (err == NULL || !*err)
             err = dht_status_name(st);
-        if (st == DHT_ERR_UNAVAILABLE || st == DHT_ERR_TIMEOUT)
+        if (st == DHT_ERR_UNAVAILABLE || st == DHT_ERR_TIMEOUT) {
+            /* Unreachable, removed, joining: the members may have changed. */
+            if (c->via != NULL)
+                follow_via_failed(c->via, c->peer, err);
             next_peer(c);
+        }
         /* A put may have reached the node before the failure. */
         snprintf(why, sizeof why, p->is_put ? "node call failed (%s): outcome unknown"
                                             : "node call failed (%s)", err);
@@ -96,6 +113,9 @@ static void via_done(void *arg, dht_status st, const dht_msg *rep)
 
 static int via_start(kvclient *c, pending *p, int64_t key, int64_t value)
 {
+    /* The members may have changed since this client's last call. */
+    if (c->via != NULL)
+        c->peer = follow_via_peer(c->via, c->peer, c->slot, false);
     dht_msg req = {.type = p->is_put ? DHT_MSG_PUT : DHT_MSG_GET, .key = key, .value = value};
     return dht_transport_send(c->t, c->peer, &req, dht_transport_now(c->t) + c->deadline_ns,
                               via_done, p);

@@ -12,7 +12,10 @@
  * the listed nodes; when a call fails at the transport level (unreachable,
  * deadline passed) the handle moves on to the next node for its next call.
  * Both backends follow this same policy, so the two systems are driven
- * alike. */
+ * alike.  With --via, `random` also follows the cluster's members
+ * (follow.h, follow_via_new): calls then go only to members, a listed node
+ * that is not one (any more) is skipped, and when no listed node is left
+ * the load spreads over the members the nodes report. */
 #ifndef DHT_KVCLIENT_H
 #define DHT_KVCLIENT_H
 
@@ -24,6 +27,7 @@
 #include "protocol/transport.h"
 
 struct dht_grpc;
+struct follow;
 
 typedef struct {
     dht_transport *t;
@@ -31,7 +35,15 @@ typedef struct {
     int64_t deadline_ns;
     struct dht_grpc *etcd; /* --etcd: the transport whose peers are etcd members */
     int peer;              /* --via/--etcd: the node of the next call */
+    /* --via following the members (follow_via_new; not owned): where calls
+     * may go.  NULL: the listed nodes, as they are. */
+    struct follow *via;
+    int slot; /* the load's client number (kv_set_slot) */
 } kvclient;
+
+/* Makes c client number i of a load: its first node is the listed node
+ * i mod n (--via, --etcd), as random's clients spread over them. */
+void kv_set_slot(kvclient *c, int i);
 
 /* What one operation came to, for its callback. */
 typedef struct {

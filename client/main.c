@@ -7,7 +7,8 @@
  * reads on the replicas of each key (fan-out), so it keeps working while
  * any minority of them is down.  It learns the nodes' configuration from
  * the servers listed in --servers and follows its changes (follow.h).  With --via it sends plain
- * KeyValue calls to the listed nodes instead, and with --etcd it drives an
+ * KeyValue calls to the listed nodes instead (`random` following the
+ * members: follow_via_new), and with --etcd it drives an
  * etcd cluster through etcd's own KV API (the benchmark's baseline, see
  * client/etcd.h and bench/bench.sh).  With no command it runs `random` at
  * a readable pace, like the exam demo.  With --tls-ca it speaks TLS to
@@ -101,7 +102,11 @@ static void usage(FILE *f)
             "  --via LIST       HOST:PORT,... send to these nodes' public KeyValue\n"
             "                   service instead of fanning out to every replica; random's\n"
             "                   client i uses node i %% n, and moves on to the next node\n"
-            "                   after a call that could not reach its node\n"
+            "                   after a call that could not reach its node.  random also\n"
+            "                   follows the members (the nodes' Stats, every 2 s and after\n"
+            "                   such a failure): a listed node that is not or no longer a\n"
+            "                   member is skipped, and when none of the listed nodes is\n"
+            "                   left, the clients spread over the members the nodes report\n"
             "  --etcd LIST      HOST:PORT,... of etcd members: put/get over etcd's v3 KV\n"
             "                   API instead (Put/Range, linearizable; key = decimal text,\n"
             "                   value = 8 bytes little endian), nodes used as with --via\n"
@@ -583,6 +588,21 @@ int main(int argc, char **argv)
         if (follow_start(f, kv.coord) != 0)
             fprintf(stderr, "client: warning: cannot start the thread that follows "
                             "configuration changes; carrying on with the configuration now\n");
+    } else if (o.via && strcmp(cmd, "random") == 0) {
+        /* A load follows the members, so that it survives its nodes' removal.
+         * One-shot commands do not: `--via NODE get` asks that node, which
+         * is how one checks what a node (e.g. a removed one) answers. */
+        follow_config fc = {.g = g, .timeout_ns = kv.deadline_ns, .announce = true};
+        rc = follow_via_new(&fc, members, &f);
+        members = NULL; /* the follower's now */
+        if (rc != 0) {
+            dht_grpc_stop(g);
+            return rc;
+        }
+        kv.via = f;
+        if (follow_start(f, NULL) != 0)
+            fprintf(stderr, "client: warning: cannot start the thread that follows "
+                            "membership changes; carrying on with the members now\n");
     }
 
     char reason[256] = "";

@@ -182,7 +182,7 @@ int run_random(kvclient *c, const random_opts *o, volatile sig_atomic_t *stop)
         dht_latency_init(&l->lat);
         /* With --via/--etcd client i starts on node i % n. */
         l->kv = *c;
-        l->kv.peer = i % (c->t->npeers > 0 ? c->t->npeers : 1);
+        kv_set_slot(&l->kv, i);
     }
     for (int i = 0; i < o->concurrency; i++)
         next_op(&ws[i]);

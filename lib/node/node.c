@@ -38,6 +38,9 @@ typedef struct retired_view {
     struct retired_view *next;
     dht_view *v;
     int64_t at;
+    /* Stats' sorted member arrays of that view: the transport encodes a
+     * Stats answer after on_stats returned, so they retire with it. */
+    const char **sorted, **next_sorted;
 } retired_view;
 #define VIEW_GRACE_NS (60 * DHT_NS_PER_SEC)
 
@@ -348,6 +351,8 @@ static int start_recovery(dht_node *n, dht_view *v)
 static void free_retired(retired_view *r)
 {
     dht_view_unref(r->v);
+    free(r->sorted);
+    free(r->next_sorted);
     free(r);
 }
 
@@ -396,10 +401,8 @@ static void on_view(void *arg, dht_view *v, bool removed)
         /* The old arrays point into the old stats view: both retire. */
         retired_view *rs = malloc(sizeof *rs);
         if (rs != NULL) {
-            *rs = (retired_view){n->retired, n->stats_view, t};
+            *rs = (retired_view){n->retired, n->stats_view, t, n->sorted, n->next_sorted};
             n->retired = rs;
-            free(n->sorted);
-            free(n->next_sorted);
             n->sorted = sorted;
             n->next_sorted = next_sorted;
             n->nsorted = cnt;
@@ -416,7 +419,7 @@ static void on_view(void *arg, dht_view *v, bool removed)
     if (old != NULL) {
         retired_view *r = malloc(sizeof *r);
         if (r != NULL) {
-            *r = (retired_view){n->retired, old, t};
+            *r = (retired_view){n->retired, old, t, NULL, NULL};
             n->retired = r;
         } /* else: kept for good rather than freed under a reader */
     }

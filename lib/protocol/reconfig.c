@@ -40,9 +40,20 @@ typedef struct {
     int acc_pos[DHT_MAX_MEMBERS];     /* acceptor index -> position */
 } driver;
 
+/* What the per-request check needs, copied out of the engine whenever the
+ * view changes, behind a lock of its own: the engine's lock is held across
+ * fsyncs during a change, and every replica request is checked. */
+typedef struct {
+    bool has_view, joint, removed;
+    uint64_t num, epoch, cur_fp, newest_fp;
+    char text[601]; /* the newest configuration's line, cut for messages */
+} check_snapshot;
+
 struct dht_reconfig {
     dht_transport *t;
     dht_reconfig_config cfg;
+    pthread_mutex_t check_mu;
+    check_snapshot snap; /* check_mu */
     pthread_mutex_t mu;
     pthread_cond_t idle;
     int inflight;
@@ -89,6 +100,23 @@ static void release(dht_reconfig *rc)
     if (--rc->inflight == 0)
         pthread_cond_broadcast(&rc->idle);
     pthread_mutex_unlock(&rc->mu);
+}
+
+/* Called with mu held after every change of view or removal. */
+static void snapshot_locked(dht_reconfig *rc)
+{
+    check_snapshot sn = {.removed = rc->removed, .has_view = rc->view != NULL};
+    if (rc->view != NULL) {
+        sn.joint = dht_view_joint(rc->view);
+        sn.num = dht_view_number(rc->view);
+        sn.epoch = dht_view_epoch(rc->view);
+        sn.cur_fp = dht_membership_fingerprint(dht_view_current(rc->view));
+        sn.newest_fp = dht_view_fingerprint(rc->view);
+        snprintf(sn.text, sizeof sn.text, "%s", rc->next_text ? rc->next_text : rc->cur_text);
+    }
+    pthread_mutex_lock(&rc->check_mu);
+    rc->snap = sn;
+    pthread_mutex_unlock(&rc->check_mu);
 }
 
 static int64_t now(dht_reconfig *rc)
@@ -404,6 +432,7 @@ static int install_locked(dht_reconfig *rc, uint64_t epoch, const char *cur, siz
     rc->transfer_done = tdone;
     rc->removed = removed;
     rc->copy_go = false;
+    snapshot_locked(rc);
     if (nt != NULL)
         DHT_INFO("membership change: epoch %llu (%s) -> epoch %llu (%s): running on both",
                  (unsigned long long)epoch, ct, (unsigned long long)epoch + 1, nt);
@@ -1312,56 +1341,48 @@ void dht_reconfig_control(dht_reconfig *rc, const uint8_t *req, size_t len,
 
 int dht_reconfig_check(dht_reconfig *rc, uint64_t config, uint64_t view, char *why, size_t len)
 {
-    pthread_mutex_lock(&rc->mu);
+    pthread_mutex_lock(&rc->check_mu);
+    check_snapshot sn = rc->snap; /* a small copy: the text is printed only on refusal */
+    pthread_mutex_unlock(&rc->check_mu);
     int r = -1;
     bool behind = false;
-    if (rc->removed) {
+    uint64_t lowest = sn.joint ? sn.num : sn.num - 1;
+    if (sn.removed) {
         snprintf(why, len, "this node was removed from the cluster; it serves nothing (add it "
                            "again as a new, empty node with --join)");
-    } else if (rc->view == NULL) {
+    } else if (!sn.has_view) {
         snprintf(why, len, "this node is joining the cluster and is not a member yet");
+    } else if (view == 0) {
+        /* Unstamped (a caller that knows no views): only while no change
+         * runs, and only for the configuration this node runs on; during a
+         * change it would bypass the joint quorums. */
+        r = !sn.joint && config == sn.cur_fp ? 0 : -1;
+        if (r != 0)
+            snprintf(why, len,
+                     "configuration mismatch: the request names configuration %016llx, this "
+                     "node is at epoch %llu (%s); start every member and client with the same "
+                     "MEMBERS and --replicas, or let the client learn them from the nodes",
+                     (unsigned long long)config, (unsigned long long)sn.epoch, sn.text);
+    } else if (view < lowest) {
+        snprintf(why, len,
+                 "stale configuration: the request is of view %llu, this node is at view %llu "
+                 "(epoch %llu: %s); reload the configuration",
+                 (unsigned long long)view, (unsigned long long)sn.num,
+                 (unsigned long long)sn.epoch, sn.text);
+    } else if (view > sn.num) {
+        behind = true;
+        snprintf(why, len, "this node is at view %llu, behind the request's %llu; it is "
+                           "catching up",
+                 (unsigned long long)sn.num, (unsigned long long)view);
+    } else if (config != (view == sn.num ? sn.newest_fp : sn.cur_fp)) {
+        snprintf(why, len,
+                 "configuration mismatch at view %llu: the request names %016llx, this node "
+                 "%016llx",
+                 (unsigned long long)view, (unsigned long long)config,
+                 (unsigned long long)(view == sn.num ? sn.newest_fp : sn.cur_fp));
     } else {
-        const dht_view *v = rc->view;
-        uint64_t num = dht_view_number(v);
-        uint64_t lowest = dht_view_joint(v) ? num : num - 1;
-        uint64_t cur = dht_membership_fingerprint(dht_view_current(v));
-        uint64_t newest = dht_view_fingerprint(v);
-        if (view == 0) {
-            /* Unstamped (a caller that knows no views): only while no
-             * change runs, and only for the configuration this node runs
-             * on; during a change it would bypass the joint quorums. */
-            r = !dht_view_joint(v) && config == cur ? 0 : -1;
-            if (r != 0)
-                snprintf(why, len,
-                         "configuration mismatch: the request names configuration %016llx, "
-                         "this node is at epoch %llu (%.600s); start every member and client "
-                         "with the same MEMBERS and --replicas, or let the client learn them "
-                         "from the nodes",
-                         (unsigned long long)config, (unsigned long long)dht_view_epoch(v),
-                         rc->next_text ? rc->next_text : rc->cur_text);
-        } else if (view < lowest) {
-            snprintf(why, len,
-                     "stale configuration: the request is of view %llu, this node is at view "
-                     "%llu (epoch %llu: %s); reload the configuration",
-                     (unsigned long long)view, (unsigned long long)num,
-                     (unsigned long long)dht_view_epoch(v),
-                     rc->next_text ? rc->next_text : rc->cur_text);
-        } else if (view > num) {
-            behind = true;
-            snprintf(why, len, "this node is at view %llu, behind the request's %llu; it is "
-                               "catching up",
-                     (unsigned long long)num, (unsigned long long)view);
-        } else if (config != (view == num ? newest : cur)) {
-            snprintf(why, len,
-                     "configuration mismatch at view %llu: the request names %016llx, this "
-                     "node %016llx",
-                     (unsigned long long)view, (unsigned long long)config,
-                     (unsigned long long)(view == num ? newest : cur));
-        } else {
-            r = 0;
-        }
+        r = 0;
     }
-    pthread_mutex_unlock(&rc->mu);
     if (behind)
         dht_reconfig_catch_up(rc);
     return r;
@@ -1402,6 +1423,7 @@ dht_reconfig *dht_reconfig_new(dht_transport *t, const dht_reconfig_config *cfg,
     if (rc->cfg.rpc_timeout_ns == 0)
         rc->cfg.rpc_timeout_ns = DHT_NS_PER_SEC;
     pthread_mutex_init(&rc->mu, NULL);
+    pthread_mutex_init(&rc->check_mu, NULL);
     pthread_cond_init(&rc->idle, NULL);
     dht_rng_seed(&rc->rng, cfg->seed ? cfg->seed : dht_random_seed());
     rc->agree_id = dht_mix64(dht_membership_member_id(cfg->base, dht_membership_self(cfg->base)) ^
@@ -1419,6 +1441,7 @@ dht_reconfig *dht_reconfig_new(dht_transport *t, const dht_reconfig_config *cfg,
         if (cfg->acceptor == NULL)
             snprintf(err, errlen, "out of memory");
         pthread_mutex_destroy(&rc->mu);
+        pthread_mutex_destroy(&rc->check_mu);
         pthread_cond_destroy(&rc->idle);
         free(rc);
         return NULL;
@@ -1461,6 +1484,7 @@ dht_reconfig *dht_reconfig_new(dht_transport *t, const dht_reconfig_config *cfg,
 void dht_reconfig_publish(dht_reconfig *rc)
 {
     pthread_mutex_lock(&rc->mu);
+    snapshot_locked(rc);
     if (rc->view != NULL)
         rc->cfg.on_view(rc->cfg.arg, rc->view, rc->removed);
     pthread_mutex_unlock(&rc->mu);
@@ -1529,6 +1553,7 @@ void dht_reconfig_free(dht_reconfig *rc)
     free(rc->next_text);
     dht_agree_acceptor_free(&rc->acc);
     pthread_mutex_destroy(&rc->mu);
+    pthread_mutex_destroy(&rc->check_mu);
     pthread_cond_destroy(&rc->idle);
     free(rc);
 }

@@ -2261,17 +2261,30 @@ class Attack:
         # -- well-formed requests that change nothing, answered OK
         for _ in range(3):
             add("answered", Case(M_CONTROL, C(CTL_QUERY_BODY), {"OK"}, "QUERY", same_view))
+        # Ballots no proposer could outbid (beyond the ceiling, or too far
+        # above the promise in one step) are malformed: refused, nothing kept.
+        unbeatable = ((U64, U64), (1 << 63, 7), ((1 << 62) + 1, 1), ((1 << 32) + 1, 1))
+        for ep in (decided + 1, decided + 2, U64):
+            for ballot in unbeatable:
+                add("refused", Case(M_CONTROL, C(ctl_agree(AG_PREPARE, ep, ballot)),
+                                    {"FAILED_PRECONDITION"},
+                                    f"PREPARE of epoch {ep} at an unbeatable ballot {ballot}",
+                                    refusal=reason("malformed agreement")))
+            add("refused", Case(M_CONTROL, C(ctl_agree(
+                AG_ACCEPT, ep, (U64, U64), (0, 0), config_line(1, partitions, foreign[:1]))),
+                {"FAILED_PRECONDITION"}, f"ACCEPT of epoch {ep} at an unbeatable ballot",
+                refusal=reason("malformed agreement")))
         for ep in (decided + 2, decided + 1000, 1 << 40, U64 - 1, U64):
-            for ballot in ((1, 1), (U64, U64), (0, 1), (1 << 63, 7)):
+            for ballot in ((1, 1), (0, 1), (1 << 31, 7)):
                 add("answered", Case(M_CONTROL, C(ctl_agree(AG_PREPARE, ep, ballot)), {"OK"},
                                      f"PREPARE of far-future epoch {ep} ballot {ballot}",
                                      agree_is(AG_BEHIND, decided, ballot)))
             add("answered", Case(M_CONTROL, C(ctl_agree(
-                AG_ACCEPT, ep, (U64, U64), (0, 0), config_line(1, partitions, foreign[:1]))),
+                AG_ACCEPT, ep, (9, 9), (0, 0), config_line(1, partitions, foreign[:1]))),
                 {"OK"}, f"ACCEPT of far-future epoch {ep} of a foreign configuration",
-                agree_is(AG_BEHIND, decided, (U64, U64))))
+                agree_is(AG_BEHIND, decided, (9, 9))))
         decided_value = v["next"] or cur
-        for ballot in ((1, 1), (U64, U64)):
+        for ballot in ((1, 1), (1 << 31, 5)):
             add("answered", Case(M_CONTROL, C(ctl_agree(AG_PREPARE, decided, ballot)), {"OK"},
                                  f"PREPARE of its decided epoch {decided}",
                                  agree_is(AG_DECIDED, decided, ballot, decided_value)))
@@ -2286,9 +2299,6 @@ class Attack:
         for body, d in ((ctl_install(epoch, cur, b"", mine), "its own view"),
                         (ctl_install(epoch, cur, b"", mine, 1), "its own view, 'copy now'"),
                         (ctl_install(epoch, cur, b"", mine, 0, 1), "its own view, 'removed'"),
-                        (ctl_install(epoch, cur, b"", 0), "its own view, no cluster id"),
-                        (ctl_install(epoch, config_line(1, partitions, foreign[:1]), b"", 0),
-                         "a foreign configuration at its epoch"),
                         (ctl_install(epoch, b"not a configuration line", b"", mine),
                          "no configuration line, at its epoch"),
                         *((ctl_install(e, config_line(1, partitions, foreign[:1]), b"", mine),
@@ -2296,6 +2306,13 @@ class Attack:
                           for e in range(max(1, epoch - 2), epoch))):
             add("answered", Case(M_CONTROL, C(body), {"OK"}, f"INSTALL of {d} (not newer)",
                                  same_view))
+        # A view that names no cluster, or another one: never installed.
+        for body, d in ((ctl_install(epoch, cur, b"", 0), "its own view, no cluster id"),
+                        (ctl_install(epoch, config_line(1, partitions, foreign[:1]), b"", 0),
+                         "a foreign configuration at its epoch, no cluster id"),
+                        (ctl_install(epoch + 1, cur, b"", 0), "a newer view, no cluster id")):
+            add("refused", Case(M_CONTROL, C(body), {"FAILED_PRECONDITION"}, f"INSTALL of {d}",
+                                refusal=reason("another cluster")))
         seen, unique = set(), []
         for kind, c in out:
             if c.req not in seen:

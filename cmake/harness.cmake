@@ -23,8 +23,20 @@
 # some keys without a quorum on one side (calls on them must answer in time),
 # and after healing every key is read through every node.
 #
+# fault_harness_membership changes the members online under load: three
+# members and two spares (JOIN=1, empty data directories), for 60 s a seeded
+# mix of adds, removes, replaces (kill -9 a member for good, add a spare,
+# remove the dead one) and races (two commands at once), most of them with
+# a kill, pause, isolation or split before or during the command, and faults
+# alone in between (one node down or cut off at a time).  After each
+# command the harness re-reads `client members` and goes on from the real
+# configuration; a removed node must refuse requests, is stopped and comes
+# back empty as a spare.  Checked: every history linearizable, every final
+# member reads every key alike, every member at the same epoch, the final
+# configuration the one tracked (about 90 s in all).
+#
 #   ctest -R fault_harness_short --output-on-failure    # both short walks
-#   ctest -L harness --output-on-failure                # all three
+#   ctest -L harness --output-on-failure                # all four
 #   ctest -LE slow                   # everything but the harness
 # Soak runs: see tests/harness/README.md.
 
@@ -51,6 +63,15 @@ add_test(NAME fault_harness_six_nodes
             --bin $<TARGET_FILE_DIR:server> --schedule short --nodes 6 --replicas 3
             --faults kill,wipe,pause,split,bridge)
 set_tests_properties(fault_harness_six_nodes PROPERTIES
+    LABELS "harness;slow"
+    TIMEOUT 300
+    SKIP_RETURN_CODE 77
+    RUN_SERIAL TRUE)
+
+add_test(NAME fault_harness_membership
+    COMMAND bash ${CMAKE_SOURCE_DIR}/tests/harness/harness.sh
+            --bin $<TARGET_FILE_DIR:server> --membership --duration 60)
+set_tests_properties(fault_harness_membership PROPERTIES
     LABELS "harness;slow"
     TIMEOUT 300
     SKIP_RETURN_CODE 77

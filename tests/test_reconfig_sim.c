@@ -401,6 +401,37 @@ static void test_driver_crash_then_next_command_completes(void)
     }
 }
 
+/* Removing node 4: the driver crashes mid-change and the command is run
+ * again through node 4 itself, which completes the interrupted change and
+ * is removed by it: that is the change asked for, so it succeeded. */
+static void test_remove_completed_by_the_removed_node(void)
+{
+    for (uint64_t s = 0; s < 6; s++) {
+        uint64_t seed = base_seed() + 500 + s;
+        run r;
+        run_init(&r, seed, 4, 4, 0, 3);
+        r.target[3] = false;
+        sim_run_until(r.w, sim_now(r.w) + 50 * MS);
+        change_result a = {0}, b;
+        sim_cluster_change(r.c, 0, false, 3, 120 * SEC, change_cb, &a);
+        r.target[0] = false;
+        sim_run_until(r.w, sim_now(r.w) + (int64_t)sim_rand(r.w, 60 * 1000) * 1000);
+        bool finished = a.done;
+        sim_cluster_crash(r.c, 0);
+        CHECK(change(&r, 3, false, 3, &b));
+        if (getenv("SIM_VERBOSE"))
+            fprintf(stderr, "driver crashed %s: %s\n", finished ? "after" : "during", b.text);
+        sim_cluster_restart(r.c, 0, false);
+        sim_run_until(r.w, sim_now(r.w) + 3 * SEC);
+        r.target[0] = true;
+        CHECK(sim_cluster_removed(r.c, 3));
+        for (int n = 0; n < 3; n++)
+            CHECK_EQ(sim_cluster_view_number(r.c, n), 2 * 2);
+        check_reads_agree(&r);
+        run_finish(&r, seed, false);
+    }
+}
+
 /* The joining node crashes during its copy and restarts: the change
  * completes once it is back. */
 static void test_joiner_crash_during_copy(void)
@@ -437,6 +468,7 @@ static const test_case tests[] = {
     {"two_changes_at_once_one_wins", test_two_changes_at_once_one_wins},
     {"driver_crash_then_next_command_completes", test_driver_crash_then_next_command_completes},
     {"joiner_crash_during_copy", test_joiner_crash_during_copy},
+    {"remove_completed_by_the_removed_node", test_remove_completed_by_the_removed_node},
     {0}};
 
 int main(int argc, char **argv)

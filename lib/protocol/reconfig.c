@@ -816,6 +816,17 @@ static void driver_begin(dht_reconfig *rc, uint64_t gen)
         return;
     }
     gen = ++d->gen;
+    if (rc->removed && rc->view != NULL && d->finished_other) {
+        /* Completing the interrupted change removed this node: if that
+         * change was the one asked for, it is done. */
+        int at = dht_membership_find(dht_view_current(rc->view), d->addr);
+        if ((d->op == DHT_CHANGE_REMOVE && at < 0) || (d->op == DHT_CHANGE_ADD && at >= 0)) {
+            driver_end_locked(rc, true, "epoch %llu: %s (this node is no longer a member)",
+                              (unsigned long long)dht_view_epoch(rc->view), rc->cur_text);
+            pthread_mutex_unlock(&rc->mu);
+            return;
+        }
+    }
     if (rc->removed || rc->view == NULL) {
         driver_end_locked(rc, false, "this node %s", rc->removed ? "was removed from the cluster"
                                                             : "is not a member yet");

@@ -54,6 +54,15 @@ static inline bool dht_peerset_equal(const dht_peerset *a, const dht_peerset *b)
     return true;
 }
 
+/* How many members a and b have in common (a quorum test counts these). */
+static inline int dht_peerset_common(const dht_peerset *a, const dht_peerset *b)
+{
+    int n = 0;
+    for (size_t i = 0; i < sizeof a->w / sizeof a->w[0]; i++)
+        n += __builtin_popcountll(a->w[i] & b->w[i]);
+    return n;
+}
+
 static inline int dht_peerset_count(const dht_peerset *s)
 {
     int n = 0;

@@ -943,11 +943,7 @@ static bool old_quorums_hold(const dht_view *v, const dht_peerset *acked)
     const dht_membership *c = dht_view_current(v);
     int q = dht_membership_quorum(c);
     for (uint32_t part = 0; part < DHT_PARTITIONS; part++) {
-        const dht_peerset *set = dht_membership_partition_replicas(c, part);
-        int k = 0;
-        for (size_t i = 0; i < sizeof set->w / sizeof set->w[0]; i++)
-            k += __builtin_popcountll(set->w[i] & acked->w[i]);
-        if (k < q)
+        if (dht_peerset_common(dht_membership_partition_replicas(c, part), acked) < q)
             return false;
     }
     return true;
@@ -970,10 +966,7 @@ static bool copies_enough(const dht_view *v, const dht_peerset *done, dht_peerse
         const dht_peerset *b = dht_membership_partition_replicas(n, part);
         if (dht_peerset_equal(a, b))
             continue;
-        int k = 0;
-        for (size_t i = 0; i < sizeof b->w / sizeof b->w[0]; i++)
-            k += __builtin_popcountll(b->w[i] & done->w[i]);
-        if (k < need) {
+        if (dht_peerset_common(b, done) < need) {
             enough = false;
             for (size_t i = 0; i < sizeof b->w / sizeof b->w[0]; i++)
                 wanted->w[i] |= b->w[i] & ~done->w[i];

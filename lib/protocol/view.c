@@ -106,18 +106,10 @@ void dht_view_key_replicas(const dht_view *v, int64_t key, dht_key_replicas *out
     dht_view_partition_replicas(v, dht_partition_of(key), out);
 }
 
-static int common(const dht_peerset *a, const dht_peerset *b)
-{
-    int n = 0;
-    for (size_t i = 0; i < sizeof a->w / sizeof a->w[0]; i++)
-        n += __builtin_popcountll(a->w[i] & b->w[i]);
-    return n;
-}
-
 bool dht_key_replicas_quorum(const dht_key_replicas *kr, const dht_peerset *set)
 {
     for (int g = 0; g < kr->ngroups; g++)
-        if (common(&kr->group[g], set) < kr->quorum[g])
+        if (dht_peerset_common(&kr->group[g], set) < kr->quorum[g])
             return false;
     return true;
 }
@@ -126,15 +118,15 @@ void dht_key_replicas_shortest(const dht_key_replicas *kr, const dht_peerset *se
                                int *size, int *quorum)
 {
     int best = 0;
-    int margin = common(&kr->group[0], set) - kr->quorum[0];
+    int margin = dht_peerset_common(&kr->group[0], set) - kr->quorum[0];
     for (int g = 1; g < kr->ngroups; g++) {
-        int m = common(&kr->group[g], set) - kr->quorum[g];
+        int m = dht_peerset_common(&kr->group[g], set) - kr->quorum[g];
         if (m < margin) {
             margin = m;
             best = g;
         }
     }
-    *have = common(&kr->group[best], set);
+    *have = dht_peerset_common(&kr->group[best], set);
     *size = dht_peerset_count(&kr->group[best]);
     *quorum = kr->quorum[best];
 }
